@@ -1,0 +1,48 @@
+"""aqueue: an asyncio-native job queue on Redis Streams.
+
+Producers ``await task.enqueue(...)``; a :class:`Worker` claims jobs through a consumer group in batches, runs
+them on coroutines and settles them atomically (ack, retry with backoff, dead-letter) with one Lua call per batch.
+"""
+
+from aqueue.backend.broker import QueueInfo
+from aqueue.errors import (
+    AqueueError,
+    BrokerUnavailable,
+    ConfigurationError,
+    JobCancelled,
+    JobFailed,
+    ResultTimeout,
+    SerializationError,
+    UnknownJob,
+)
+from aqueue.events import EVENT_TYPES
+from aqueue.job import Job, JobOptions, JobRecord, JobSpec, JobStatus
+from aqueue.settings import Priority, QueueSettings, RetryPolicy
+from aqueue.tasks import Task, Tasks
+from aqueue.worker import Worker
+
+__all__ = [
+    "EVENT_TYPES",
+    "AqueueError",
+    "BrokerUnavailable",
+    "ConfigurationError",
+    "Job",
+    "JobCancelled",
+    "JobFailed",
+    "JobOptions",
+    "JobRecord",
+    "JobSpec",
+    "JobStatus",
+    "Priority",
+    "QueueInfo",
+    "QueueSettings",
+    "ResultTimeout",
+    "RetryPolicy",
+    "SerializationError",
+    "Task",
+    "Tasks",
+    "UnknownJob",
+    "Worker",
+]
+
+__version__ = "0.1.0"

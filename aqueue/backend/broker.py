@@ -1,0 +1,363 @@
+"""The broker: the only code that issues Redis commands.
+
+Every state change is one Lua script (loaded once, called by SHA) that also writes its event. Blocking waits
+(idle workers, scheduler wake-ups, event readers) block inside Redis; on ``memory://`` they wait on an in-process
+signal instead, because fakeredis does not block.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any, ParamSpec, TypeVar
+
+import redis.asyncio as aioredis
+import redis.exceptions as rexc
+from redis.commands.core import AsyncScript
+
+from aqueue import codec
+from aqueue.backend.connect import Connection
+from aqueue.errors import BrokerUnavailable
+from aqueue.keys import GROUP, Keys
+from aqueue.settings import QueueSettings
+
+__all__ = ["Broker", "Claimed", "EnqueueItem", "Outcome", "QueueInfo", "ScheduleState"]
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+_SCRIPTS = ("enqueue", "claim", "settle", "promote", "heartbeat", "release")
+
+
+def _load_sources() -> dict[str, str]:
+    lua = resources.files("aqueue.backend").joinpath("lua")
+    prelude = lua.joinpath("_prelude.lua").read_text()
+    return {name: prelude + "\n" + lua.joinpath(f"{name}.lua").read_text() for name in _SCRIPTS}
+
+
+_SOURCES = _load_sources()
+
+
+def unavailable(fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
+    """Turn redis-py connection failures into :class:`BrokerUnavailable` with the cause attached."""
+
+    @functools.wraps(fn)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return await fn(*args, **kwargs)
+        except (rexc.ConnectionError, rexc.TimeoutError, OSError) as exc:
+            raise BrokerUnavailable(f"Redis is not answering: {exc}") from exc
+
+    return wrapper
+
+
+@dataclass(frozen=True, slots=True)
+class EnqueueItem:
+    """One job to write: id, task name, priority level, delay in ms and the encoded spec."""
+
+    job_id: str
+    task: str
+    priority: str
+    delay_ms: int
+    spec: str
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """A job claimed by this worker and marked active."""
+
+    stream: int  # 1-based index of its priority stream
+    msg_id: str
+    job_id: str
+    task: str
+    spec: str
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How an attempt ended, as the settle script takes it: kind ``ok``, ``retry`` or ``dead``."""
+
+    kind: str
+    stream: int
+    msg_id: str
+    job_id: str
+    x: str = ""
+    y: str = ""
+    z: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleState:
+    """What one promotion pass found."""
+
+    promoted: int
+    next_due_ms: int | None
+    now_ms: int
+    wake_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class QueueInfo:
+    """A snapshot of a queue's depths and workers."""
+
+    queued: dict[str, int]
+    active: int
+    scheduled: int
+    dead: int
+    workers: list[dict[str, Any]]
+    stats: dict[str, int]
+
+
+class Broker:
+    """Typed wrappers around the queue's Redis commands and Lua scripts."""
+
+    def __init__(self, conn: Connection, keys: Keys, settings: QueueSettings) -> None:
+        self._conn = conn
+        self.redis: aioredis.Redis = conn.client
+        self.keys = keys
+        self.settings = settings
+        self._local = conn.local
+        self._scripts: dict[str, AsyncScript] = {n: self.redis.register_script(s) for n, s in _SOURCES.items()}
+        self._stream_index = {name: i + 1 for i, name in enumerate(keys.streams)}
+        self._loaded = False
+
+    @property
+    def is_local(self) -> bool:
+        """True on ``memory://``, where the data lives in this process only."""
+        return self._local is not None
+
+    def _bump(self) -> None:
+        if self._local is not None:
+            self._local.bump()
+
+    @unavailable
+    async def prepare(self) -> None:
+        """Load the scripts (so the first call is one EVALSHA round trip) after checking Redis answers."""
+        if self._loaded:
+            return
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for source in _SOURCES.values():
+                pipe.script_load(source)
+            await pipe.execute()
+        self._loaded = True
+
+    @unavailable
+    async def ensure_groups(self) -> None:
+        """Create the consumer group on every ready stream (idempotent)."""
+        for stream in self.keys.streams:
+            try:
+                await self.redis.xgroup_create(stream, GROUP, id="0", mkstream=True)
+            except rexc.ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
+
+    async def close(self) -> None:
+        """Close the client's connections."""
+        await self.redis.aclose()
+
+    # -- producer side ---------------------------------------------------------------------------------------
+
+    def _enqueue_call(self, items: Sequence[EnqueueItem], client: Any = None) -> Awaitable[Any]:
+        k = self.keys
+        args: list[Any] = [k.prefix, self.settings.events_maxlen]
+        for it in items:
+            args += (it.job_id, it.task, it.priority, it.delay_ms, it.spec)
+        return self._scripts["enqueue"](keys=[k.events, k.scheduled, k.stats, k.wake], args=args, client=client)
+
+    @unavailable
+    async def enqueue(self, items: Sequence[EnqueueItem]) -> None:
+        """Write jobs in one script call (one round trip)."""
+        await self._enqueue_call(items)
+        self._bump()
+
+    @unavailable
+    async def enqueue_many(self, items: Sequence[EnqueueItem], chunk: int = 500) -> None:
+        """Write many jobs: one script call per ``chunk`` jobs, all pipelined in one round trip."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for i in range(0, len(items), chunk):
+                await self._enqueue_call(items[i : i + chunk], client=pipe)
+            await pipe.execute()
+        self._bump()
+
+    @unavailable
+    async def get_record(self, job_id: str) -> dict[str, str]:
+        """The record hash of a job ({} if there is none)."""
+        result: dict[str, str] = await self.redis.hgetall(self.keys.job(job_id))
+        return result
+
+    # -- worker side -----------------------------------------------------------------------------------------
+
+    def _claim_args(self, consumer: str, mode: str, lease_ms: int) -> tuple[list[str], list[Any]]:
+        k, s = self.keys, self.settings
+        keys = [k.events, k.stats, k.dead, *k.streams]
+        args: list[Any] = [
+            k.prefix, GROUP, consumer, s.events_maxlen, s.dead_maxlen,
+            int(s.dead_ttl * 1000), s.max_reclaims, mode, lease_ms,
+        ]  # fmt: skip
+        return keys, args
+
+    @staticmethod
+    def _claimed(flat: list[Any]) -> list[Claimed]:
+        return [
+            Claimed(int(flat[i]), flat[i + 1], flat[i + 2], flat[i + 3], flat[i + 4], int(flat[i + 5]))
+            for i in range(0, len(flat), 6)
+        ]
+
+    @unavailable
+    async def claim(
+        self, consumer: str, quotas: Sequence[int], cursors: Sequence[str], lease_ms: int
+    ) -> tuple[list[Claimed], list[str]]:
+        """Claim up to ``sum(quotas)`` jobs (taking back idle ones first when ``lease_ms`` > 0)."""
+        keys, args = self._claim_args(consumer, "read", lease_ms)
+        args += [*quotas, *cursors]
+        cur, flat = await self._scripts["claim"](keys=keys, args=args)
+        return self._claimed(flat), list(cur)
+
+    @unavailable
+    async def start(self, consumer: str, delivered: Sequence[tuple[int, str, str]]) -> list[Claimed]:
+        """Mark jobs delivered by :meth:`wait_for_work` active and fetch their specs."""
+        keys, args = self._claim_args(consumer, "given", 0)
+        for item in delivered:
+            args += item
+        _, flat = await self._scripts["claim"](keys=keys, args=args)
+        return self._claimed(flat)
+
+    @unavailable
+    async def wait_for_work(self, consumer: str, timeout: float) -> list[tuple[int, str, str]]:
+        """Block until a ready stream has a message (claimed here, at most one per level) or ``timeout``."""
+        if self._local is not None:
+            await self._local.wait(timeout)
+            return []
+        streams = {s: ">" for s in self.keys.streams}
+        reply = await self.redis.xreadgroup(GROUP, consumer, streams, count=1, block=max(1, int(timeout * 1000)))
+        out: list[tuple[int, str, str]] = []
+        for stream, entries in reply or ():
+            for msg_id, fields in entries:
+                out.append((self._stream_index[stream], msg_id, (fields or {}).get("j", "")))
+        return out
+
+    @unavailable
+    async def settle(self, outcomes: Sequence[Outcome]) -> list[int]:
+        """Settle a batch of attempts in one script call; returns [succeeded, retried, dead, skipped]."""
+        k, s = self.keys, self.settings
+        args: list[Any] = [
+            k.prefix, GROUP, s.events_maxlen, s.dead_maxlen, int(s.succeeded_ttl * 1000), int(s.dead_ttl * 1000),
+        ]  # fmt: skip
+        for o in outcomes:
+            args += (o.kind, o.stream, o.msg_id, o.job_id, o.x, o.y, o.z)
+        keys = [k.events, k.stats, k.scheduled, k.dead, k.wake, *k.streams]
+        counts = await self._scripts["settle"](keys=keys, args=args)
+        self._bump()
+        return [int(c) for c in counts]
+
+    @unavailable
+    async def promote(self, limit: int = 1000) -> ScheduleState:
+        """Move due scheduled jobs to their streams; report the next due time (Redis clock)."""
+        k = self.keys
+        n, nxt, now, wake_id = await self._scripts["promote"](
+            keys=[k.scheduled, k.events, k.wake], args=[k.prefix, limit, self.settings.events_maxlen]
+        )
+        if int(n):
+            self._bump()
+        return ScheduleState(int(n), None if int(nxt) < 0 else int(nxt), int(now), wake_id)
+
+    @unavailable
+    async def wait_wake(self, last_id: str, timeout: float) -> None:
+        """Block until a new due time is announced after ``last_id``, or ``timeout`` seconds."""
+        if self._local is not None:
+            await self._local.wait(timeout)
+            return
+        await self.redis.xread({self.keys.wake: last_id}, count=1, block=max(1, int(timeout * 1000)))
+
+    @unavailable
+    async def heartbeat(
+        self, consumer: str, running: Sequence[tuple[int, str]], info: str, ttl_ms: int
+    ) -> list[str]:
+        """Renew owned running messages and the worker record; returns message ids no longer owned."""
+        k = self.keys
+        args: list[Any] = [GROUP, consumer, ttl_ms, info]
+        for item in running:
+            args += item
+        lost = await self._scripts["heartbeat"](keys=[k.workers, k.worker(consumer), *k.streams], args=args)
+        return list(lost)
+
+    @unavailable
+    async def release(self, consumer: str) -> int:
+        """Put back every message this consumer holds and leave the group; returns jobs put back."""
+        k = self.keys
+        n = await self._scripts["release"](
+            keys=[k.events, k.workers, k.worker(consumer), *k.streams],
+            args=[k.prefix, GROUP, consumer, self.settings.events_maxlen],
+        )
+        self._bump()
+        return int(n)
+
+    # -- readers ---------------------------------------------------------------------------------------------
+
+    @unavailable
+    async def last_event_id(self) -> str:
+        """Id of the newest event, or ``0-0``."""
+        last = await self.redis.xrevrange(self.keys.events, count=1)
+        return str(last[0][0]) if last else "0-0"
+
+    @unavailable
+    async def read_events(
+        self, last_id: str, count: int, timeout: float
+    ) -> list[tuple[str, dict[str, str]]]:
+        """Events after ``last_id``, waiting up to ``timeout`` seconds for the first one."""
+        if self._local is not None:
+            reply = await self.redis.xread({self.keys.events: last_id}, count=count)
+            if not reply:
+                await self._local.wait(timeout)
+                reply = await self.redis.xread({self.keys.events: last_id}, count=count)
+        else:
+            reply = await self.redis.xread(
+                {self.keys.events: last_id}, count=count, block=max(1, int(timeout * 1000))
+            )
+        return [(eid, fields) for _, entries in reply or () for eid, fields in entries]
+
+    @unavailable
+    async def info(self) -> QueueInfo:
+        """Depths per level, claimed, scheduled, dead-letter size, live workers and lifetime counters."""
+        k = self.keys
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for stream in k.streams:
+                pipe.xlen(stream)
+                pipe.xpending(stream, GROUP)
+            pipe.zcard(k.scheduled)
+            pipe.xlen(k.dead)
+            pipe.zrange(k.workers, 0, -1)
+            pipe.hgetall(k.stats)
+            replies = await pipe.execute(raise_on_error=False)
+        queued: dict[str, int] = {}
+        active = 0
+        for i, name in enumerate(self.settings.priority_names):
+            length, pend = replies[2 * i], replies[2 * i + 1]
+            claimed = int(pend["pending"]) if isinstance(pend, dict) else 0
+            queued[name] = max(0, (int(length) if isinstance(length, int) else 0) - claimed)
+            active += claimed
+        scheduled, dead, worker_ids, stats = replies[2 * len(k.streams) :]
+        workers: list[dict[str, Any]] = []
+        if worker_ids:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for wid in worker_ids:
+                    pipe.hget(k.worker(wid), "info")
+                infos = await pipe.execute()
+            workers = [codec.decode(i) for i in infos if i]
+        return QueueInfo(
+            queued=queued,
+            active=active,
+            scheduled=int(scheduled),
+            dead=int(dead),
+            workers=workers,
+            stats={key: int(v) for key, v in (stats or {}).items()},
+        )
+
+    @unavailable
+    async def dead_letters(self, limit: int = 100) -> list[tuple[str, dict[str, str]]]:
+        """The newest dead-letter entries, newest first."""
+        entries: list[tuple[str, dict[str, str]]] = await self.redis.xrevrange(self.keys.dead, count=limit)
+        return entries

@@ -1,0 +1,96 @@
+"""Open a Redis client from a URL: ``redis://``, ``rediss://``, ``unix://`` or ``memory://`` (in-process fakeredis).
+
+``memory://NAME`` gives every client in this process that names the same server the same data, so a producer
+and a worker in one process share a queue with no Redis installed. It cannot be shared between processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from aqueue.errors import ConfigurationError
+
+__all__ = ["DEFAULT_URL", "Connection", "LocalSignal", "open_connection", "resolve_url"]
+
+DEFAULT_URL = "redis://localhost:6379/0"
+
+
+class LocalSignal:
+    """Wakes in-process waiters when a ``memory://`` server changes.
+
+    fakeredis does not block on XREADGROUP, so on ``memory://`` the broker waits on this instead of in Redis.
+    """
+
+    def __init__(self) -> None:
+        self._waiters: set[asyncio.Future[None]] = set()
+
+    def bump(self) -> None:
+        """Wake every current waiter."""
+        waiters, self._waiters = self._waiters, set()
+        for fut in waiters:
+            if not fut.done():
+                fut.get_loop().call_soon_threadsafe(_resolve, fut)
+
+    async def wait(self, timeout: float) -> None:
+        """Return at the next :meth:`bump` or after ``timeout`` seconds."""
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.add(fut)
+        try:
+            await asyncio.wait_for(fut, timeout)
+        except TimeoutError:
+            pass
+        finally:
+            self._waiters.discard(fut)
+
+
+def _resolve(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
+@dataclass
+class _MemoryServer:
+    server: Any
+    signal: LocalSignal = field(default_factory=LocalSignal)
+
+
+_memory_servers: dict[str, _MemoryServer] = {}
+
+
+@dataclass(frozen=True)
+class Connection:
+    """An open client and, on ``memory://``, the in-process signal that replaces blocking reads."""
+
+    client: aioredis.Redis
+    url: str
+    local: LocalSignal | None
+
+
+def resolve_url(url: str | None) -> str:
+    """The URL to use: the given one, else ``$AQUEUE_REDIS_URL``, else ``redis://localhost:6379/0``."""
+    return url or os.environ.get("AQUEUE_REDIS_URL") or DEFAULT_URL
+
+
+def open_connection(url: str) -> Connection:
+    """Create a client for ``url`` (connections open lazily on first command)."""
+    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    if scheme == "memory":
+        import fakeredis
+
+        name = url.split("://", 1)[1] or "default"
+        mem = _memory_servers.get(name)
+        if mem is None:
+            mem = _memory_servers[name] = _MemoryServer(fakeredis.FakeServer())
+        client = fakeredis.FakeAsyncRedis(server=mem.server, decode_responses=True)
+        return Connection(client, url, mem.signal)
+    if scheme in ("redis", "rediss", "unix"):
+        client = aioredis.Redis.from_url(url, decode_responses=True, health_check_interval=30)
+        return Connection(client, url, None)
+    raise ConfigurationError(
+        f"unsupported Redis URL {url!r}: use redis://, rediss://, unix:// or memory:// (in-process)"
+    )

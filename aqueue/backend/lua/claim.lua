@@ -1,0 +1,115 @@
+-- Claim jobs and mark them active, atomically, returning what a worker needs to run them.
+-- KEYS: events, stats, dead, stream_1 .. stream_n (highest priority first)
+-- ARGV: prefix, group, consumer, events_maxlen, dead_maxlen, dead_ttl_ms, max_reclaims, mode, lease_ms, ...
+--   mode 'read':  quota_1 .. quota_n, cursor_1 .. cursor_n  (reclaim idle messages first when lease_ms > 0,
+--                 then read new ones: each level up to its quota, then any level in order for what is left)
+--   mode 'given': triples (stream index, message id, job id) already delivered by a blocking XREADGROUP
+-- Returns {cursors, jobs}; jobs is flat: stream index, message id, job id, task, spec, attempt.
+local events, stats, dead = KEYS[1], KEYS[2], KEYS[3]
+local prefix, group, consumer = ARGV[1], ARGV[2], ARGV[3]
+local maxlen, dead_maxlen, dead_ttl = ARGV[4], ARGV[5], tonumber(ARGV[6])
+local max_reclaims, mode, lease = tonumber(ARGV[7]), ARGV[8], tonumber(ARGV[9])
+local n = #KEYS - 3
+local now = now_ms()
+local out = {}
+local n_dead = 0
+
+local function drop(stream, msgid)
+  redis.call('XACK', stream, group, msgid)
+  redis.call('XDEL', stream, msgid)
+end
+
+local function dead_letter(stream, msgid, jobid, task, reason)
+  drop(stream, msgid)
+  redis.call('XADD', dead, 'MAXLEN', '~', dead_maxlen, '*', 'job', jobid, 'task', task, 'reason', reason)
+  if jobid ~= '' and redis.call('EXISTS', prefix .. 'job:' .. jobid) == 1 then
+    local rec = prefix .. 'job:' .. jobid
+    redis.call('HSET', rec, 'status', 'dead', 'error', reason, 'finished_at', int(now))
+    redis.call('PEXPIRE', rec, dead_ttl)
+  end
+  redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'type', 'dead', 'job', jobid, 'task', task,
+    'error', reason)
+  n_dead = n_dead + 1
+end
+
+local function start(si, msgid, jobid, reclaimed)
+  local stream = KEYS[3 + si]
+  if jobid == nil or jobid == '' then
+    dead_letter(stream, msgid, '', '', 'undecodable stream entry ' .. msgid .. ': no job id')
+    return
+  end
+  local rec = prefix .. 'job:' .. jobid
+  local f = redis.call('HMGET', rec, 'task', 'spec', 'status', 'reclaims')
+  local task, spec, status = f[1], f[2], f[3]
+  if not task or not spec then
+    dead_letter(stream, msgid, jobid, task or '', 'job record missing or incomplete')
+    return
+  end
+  if TERMINAL[status] then
+    drop(stream, msgid)  -- a stale message of a job that already ended (e.g. cancelled while queued)
+    return
+  end
+  if reclaimed then
+    local r = redis.call('HINCRBY', rec, 'reclaims', 1)
+    if r > max_reclaims then
+      dead_letter(stream, msgid, jobid, task, 'poison: taken back from a stopped worker ' .. r .. ' times')
+      return
+    end
+  end
+  local attempt = redis.call('HINCRBY', rec, 'attempts', 1)
+  redis.call('HSET', rec, 'status', 'active', 'started_at', int(now), 'worker', consumer)
+  redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'type', 'started', 'job', jobid, 'task', task,
+    'attempt', attempt, 'worker', consumer)
+  out[#out + 1] = si
+  out[#out + 1] = msgid
+  out[#out + 1] = jobid
+  out[#out + 1] = task
+  out[#out + 1] = spec
+  out[#out + 1] = attempt
+end
+
+local cursors = {}
+if mode == 'given' then
+  for i = 10, #ARGV, 3 do
+    start(tonumber(ARGV[i]), ARGV[i + 1], ARGV[i + 2], false)
+  end
+else
+  local quotas, total = {}, 0
+  for i = 1, n do
+    quotas[i] = tonumber(ARGV[9 + i])
+    total = total + quotas[i]
+    cursors[i] = ARGV[9 + n + i]
+  end
+  local left = total
+  if lease > 0 then
+    for i = 1, n do
+      if left <= 0 then break end
+      local r = redis.call('XAUTOCLAIM', KEYS[3 + i], group, consumer, lease, cursors[i], 'COUNT', left)
+      cursors[i] = r[1]
+      for _, e in ipairs(r[2]) do
+        -- A claimed id whose entry was deleted has no fields; it is not a job any more.
+        if type(e) == 'table' and type(e[2]) == 'table' then
+          start(i, e[1], field(e[2], 'j') or '', true)
+          left = left - 1
+        end
+      end
+    end
+  end
+  local function read(i, count)
+    if count <= 0 then return 0 end
+    local got = entries_of(redis.call('XREADGROUP', 'GROUP', group, consumer, 'COUNT', count,
+      'STREAMS', KEYS[3 + i], '>'))
+    for _, e in ipairs(got) do start(i, e[1], field(e[2], 'j') or '', false) end
+    return #got
+  end
+  for i = 1, n do
+    if left <= 0 then break end
+    left = left - read(i, math.min(quotas[i], left))
+  end
+  for i = 1, n do
+    if left <= 0 then break end
+    left = left - read(i, left)
+  end
+end
+if n_dead > 0 then redis.call('HINCRBY', stats, 'dead', n_dead) end
+return {cursors, out}

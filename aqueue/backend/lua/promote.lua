@@ -1,0 +1,27 @@
+-- Move due jobs from the scheduled set to their ready streams.
+-- KEYS: scheduled, events, wake
+-- ARGV: prefix, limit, events_maxlen
+-- Returns {promoted, next due ms or -1, now ms, id of the latest wake entry or '0-0'}.
+local scheduled, events, wake = KEYS[1], KEYS[2], KEYS[3]
+local prefix, limit, maxlen = ARGV[1], ARGV[2], ARGV[3]
+local now = now_ms()
+local due = redis.call('ZRANGEBYSCORE', scheduled, '-inf', int(now), 'LIMIT', 0, limit)
+local n = 0
+for _, id in ipairs(due) do
+  local rec = prefix .. 'job:' .. id
+  local f = redis.call('HMGET', rec, 'priority', 'status', 'task')
+  if f[1] and (f[2] == 'scheduled' or f[2] == 'failed') then
+    redis.call('XADD', prefix .. 'stream:' .. f[1], '*', 'j', id)
+    redis.call('HSET', rec, 'status', 'queued')
+    redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'type', 'queued', 'job', id, 'task', f[3])
+    n = n + 1
+  end
+  redis.call('ZREM', scheduled, id)
+end
+local nxt = redis.call('ZRANGE', scheduled, 0, 0, 'WITHSCORES')
+local next_due = -1
+if #nxt > 0 then next_due = tonumber(nxt[2]) end
+local last = redis.call('XREVRANGE', wake, '+', '-', 'COUNT', 1)
+local wake_id = '0-0'
+if #last > 0 then wake_id = last[1][1] end
+return {n, int(next_due), int(now), wake_id}

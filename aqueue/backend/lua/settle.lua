@@ -1,0 +1,64 @@
+-- Settle a batch of finished attempts atomically: ack + delete the message, update the record, write events
+-- and counters; retries go to the scheduled set, dead jobs to the dead-letter stream.
+-- A message that is no longer pending (another worker settled it after taking it back) is skipped, so a job
+-- is settled at most once even when it ran twice.
+-- KEYS: events, stats, scheduled, dead, wake, stream_1 .. stream_n
+-- ARGV: prefix, group, events_maxlen, dead_maxlen, succeeded_ttl_ms, dead_ttl_ms,
+--       then per outcome: kind, stream index, message id, job id, x, y, z
+--   kind 'ok':    x = result JSON
+--   kind 'retry': x = error, y = traceback, z = delay ms
+--   kind 'dead':  x = error, y = traceback
+-- Returns {succeeded, retried, dead, skipped}.
+local events, stats, scheduled, dead, wake = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local prefix, group, maxlen, dead_maxlen = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local ok_ttl, dead_ttl = ARGV[5], ARGV[6]
+local now = now_ms()
+local n_ok, n_retry, n_dead, n_skip = 0, 0, 0, 0
+local earliest = nil
+for i = 7, #ARGV, 7 do
+  local kind, si, msgid, jobid = ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2], ARGV[i + 3]
+  local x, y, z = ARGV[i + 4], ARGV[i + 5], ARGV[i + 6]
+  local stream = KEYS[5 + si]
+  local rec = prefix .. 'job:' .. jobid
+  if redis.call('XACK', stream, group, msgid) == 0 then
+    n_skip = n_skip + 1
+  else
+    redis.call('XDEL', stream, msgid)
+    local f = redis.call('HMGET', rec, 'task', 'status', 'attempts')
+    local task, status, attempt = f[1] or '', f[2], f[3] or '0'
+    if status == nil or status == false or TERMINAL[status] then
+      n_skip = n_skip + 1  -- expired or cancelled meanwhile: nothing to record
+    elseif kind == 'ok' then
+      redis.call('HSET', rec, 'status', 'succeeded', 'result', x, 'finished_at', int(now))
+      redis.call('PEXPIRE', rec, ok_ttl)
+      redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'type', 'succeeded', 'job', jobid, 'task', task,
+        'attempt', attempt)
+      n_ok = n_ok + 1
+    elseif kind == 'retry' then
+      local due = now + tonumber(z)
+      redis.call('HSET', rec, 'status', 'failed', 'error', x, 'traceback', y, 'due_at', int(due))
+      redis.call('ZADD', scheduled, int(due), jobid)
+      redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'type', 'failed', 'job', jobid, 'task', task,
+        'attempt', attempt, 'error', x)
+      redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'type', 'retrying', 'job', jobid, 'task', task,
+        'attempt', attempt, 'due_at', int(due))
+      if earliest == nil or due < earliest then earliest = due end
+      n_retry = n_retry + 1
+    else
+      redis.call('HSET', rec, 'status', 'dead', 'error', x, 'traceback', y, 'finished_at', int(now))
+      redis.call('PEXPIRE', rec, dead_ttl)
+      redis.call('XADD', dead, 'MAXLEN', '~', dead_maxlen, '*', 'job', jobid, 'task', task, 'reason', x)
+      redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'type', 'dead', 'job', jobid, 'task', task,
+        'attempt', attempt, 'error', x)
+      n_dead = n_dead + 1
+    end
+  end
+end
+if n_ok > 0 then redis.call('HINCRBY', stats, 'succeeded', n_ok) end
+if n_retry > 0 then
+  redis.call('HINCRBY', stats, 'retried', n_retry)
+  redis.call('XADD', wake, 'MAXLEN', '1', '*', 'due_at', int(earliest))
+end
+if n_retry + n_dead > 0 then redis.call('HINCRBY', stats, 'failed', n_retry + n_dead) end
+if n_dead > 0 then redis.call('HINCRBY', stats, 'dead', n_dead) end
+return {n_ok, n_retry, n_dead, n_skip}

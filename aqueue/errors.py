@@ -1,0 +1,68 @@
+"""Errors raised by aqueue.
+
+Every error derives from :class:`AqueueError`, so ``except aqueue.AqueueError`` catches them all::
+
+    AqueueError
+    ├── ConfigurationError      bad settings, options, URL or task registration
+    ├── SerializationError      arguments or a result that JSON cannot carry
+    ├── BrokerUnavailable       Redis did not answer (connection refused, reset, timed out)
+    ├── UnknownJob              no record for a job id (never existed, or retention expired it)
+    ├── ResultTimeout           ``Job.result(timeout=…)`` ran out of time (also a ``TimeoutError``)
+    ├── JobFailed               the job ended dead-lettered; carries the error and traceback
+    └── JobCancelled            the job was cancelled before it could finish
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AqueueError",
+    "BrokerUnavailable",
+    "ConfigurationError",
+    "JobCancelled",
+    "JobFailed",
+    "ResultTimeout",
+    "SerializationError",
+    "UnknownJob",
+]
+
+
+class AqueueError(Exception):
+    """Base class of every error aqueue raises."""
+
+
+class ConfigurationError(AqueueError, ValueError):
+    """A setting, option, URL or task registration is invalid."""
+
+
+class SerializationError(AqueueError, TypeError):
+    """A value cannot be encoded as JSON (task arguments at enqueue time, or a task's result)."""
+
+
+class BrokerUnavailable(AqueueError, ConnectionError):
+    """Redis could not be reached; nothing was written."""
+
+
+class UnknownJob(AqueueError, LookupError):
+    """No record exists for this job id (never enqueued, or expired by retention)."""
+
+
+class ResultTimeout(AqueueError, TimeoutError):
+    """The job did not finish within the time ``Job.result`` was given."""
+
+
+class JobFailed(AqueueError):
+    """The job exhausted its attempts (or could not run) and was dead-lettered."""
+
+    def __init__(self, job_id: str, error: str, traceback: str = "") -> None:
+        super().__init__(f"job {job_id} failed: {error}")
+        self.job_id = job_id
+        self.error = error
+        self.traceback = traceback
+
+
+class JobCancelled(AqueueError):
+    """The job was cancelled and will not run again."""
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(f"job {job_id} was cancelled")
+        self.job_id = job_id

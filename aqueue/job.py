@@ -1,0 +1,193 @@
+"""Jobs: the unsent :class:`JobSpec`, the :class:`Job` handle, statuses and the decoded record."""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from aqueue import codec
+from aqueue.errors import ConfigurationError, JobCancelled, JobFailed, ResultTimeout, UnknownJob
+
+if TYPE_CHECKING:
+    from aqueue.tasks import Tasks
+
+__all__ = ["Job", "JobOptions", "JobRecord", "JobSpec", "JobStatus"]
+
+R = TypeVar("R")
+
+
+class JobStatus(enum.StrEnum):
+    """Where a job is in its life."""
+
+    QUEUED = "queued"  #: in a ready stream, waiting for a worker
+    SCHEDULED = "scheduled"  #: delayed, waiting for its due time
+    ACTIVE = "active"  #: claimed and running
+    SUCCEEDED = "succeeded"  #: finished with a result
+    FAILED = "failed"  #: an attempt failed; the job will be retried after its backoff
+    DEAD = "dead"  #: attempts exhausted or not runnable; in the dead-letter stream
+    CANCELLED = "cancelled"  #: cancelled; will not run
+
+    @property
+    def finished(self) -> bool:
+        """True for statuses a job never leaves."""
+        return self in _FINISHED
+
+
+_FINISHED = frozenset({JobStatus.SUCCEEDED, JobStatus.DEAD, JobStatus.CANCELLED})
+
+
+@dataclass(frozen=True, slots=True)
+class JobOptions:
+    """Per-job options; ``None`` means "the task's default"."""
+
+    priority: str | None = None
+    delay: float = 0.0
+    max_attempts: int | None = None
+    timeout: float | None = None
+    backoff_base: float | None = None
+    backoff_max: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.delay < 0:
+            raise ConfigurationError(f"delay must be >= 0 seconds, got {self.delay}")
+        if self.max_attempts is not None and self.max_attempts < 1:
+            raise ConfigurationError(f"max_attempts must be >= 1, got {self.max_attempts}")
+        if self.timeout is not None and self.timeout <= 0:
+            raise ConfigurationError(f"timeout must be > 0 seconds, got {self.timeout}")
+        for name in ("backoff_base", "backoff_max"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise ConfigurationError(f"{name} must be >= 0, got {value}")
+
+    def merged(self, override: JobOptions) -> JobOptions:
+        """These options with every field that ``override`` sets replaced."""
+        return JobOptions(
+            priority=override.priority if override.priority is not None else self.priority,
+            delay=override.delay or self.delay,
+            max_attempts=override.max_attempts if override.max_attempts is not None else self.max_attempts,
+            timeout=override.timeout if override.timeout is not None else self.timeout,
+            backoff_base=override.backoff_base if override.backoff_base is not None else self.backoff_base,
+            backoff_max=override.backoff_max if override.backoff_max is not None else self.backoff_max,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class JobSpec(Generic[R]):
+    """A job ready to be enqueued: task name, encoded arguments and resolved options.
+
+    Arguments are encoded when the spec is made, so a value JSON cannot carry is rejected in the producer.
+    """
+
+    task: str
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    options: JobOptions
+    payload: str = field(repr=False)  #: the encoded spec stored in the job record
+
+
+@dataclass(frozen=True, slots=True)
+class JobRecord:
+    """A job's record as read from Redis."""
+
+    id: str
+    task: str
+    status: JobStatus
+    priority: str
+    attempts: int
+    args: list[Any]
+    kwargs: dict[str, Any]
+    enqueued_at: float | None
+    started_at: float | None
+    finished_at: float | None
+    worker: str | None
+    result: Any
+    error: str | None
+    traceback: str | None
+
+    @classmethod
+    def from_hash(cls, job_id: str, h: dict[str, str]) -> JobRecord:
+        """Decode the record hash; tolerant of a spec that is not valid JSON (it may be garbage)."""
+        try:
+            spec = codec.decode(h.get("spec", "{}"))
+        except ValueError:
+            spec = {}
+        result = h.get("result")
+        return cls(
+            id=job_id,
+            task=h.get("task", ""),
+            status=JobStatus(h.get("status", "queued")),
+            priority=h.get("priority", ""),
+            attempts=int(h.get("attempts", 0)),
+            args=spec.get("a", []) if isinstance(spec, dict) else [],
+            kwargs=spec.get("k", {}) if isinstance(spec, dict) else {},
+            enqueued_at=_seconds(h.get("enqueued_at")),
+            started_at=_seconds(h.get("started_at")),
+            finished_at=_seconds(h.get("finished_at")),
+            worker=h.get("worker"),
+            result=codec.decode(result) if result is not None else None,
+            error=h.get("error"),
+            traceback=h.get("traceback"),
+        )
+
+
+def _seconds(ms: str | None) -> float | None:
+    return int(ms) / 1000.0 if ms else None
+
+
+class Job(Generic[R]):
+    """A handle on an enqueued job; cheap to create from an id in any process (``tasks.job(id)``)."""
+
+    __slots__ = ("_tasks", "id")
+
+    def __init__(self, tasks: Tasks, job_id: str) -> None:
+        self._tasks = tasks
+        self.id = job_id
+
+    def __repr__(self) -> str:
+        return f"Job(id={self.id!r}, queue={self._tasks.queue!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Job) and other.id == self.id and other._tasks is self._tasks
+
+    def __hash__(self) -> int:
+        return hash(self.id)
+
+    async def record(self) -> JobRecord:
+        """The job's full record; :class:`UnknownJob` if there is none."""
+        broker = await self._tasks.broker()
+        h = await broker.get_record(self.id)
+        if not h:
+            raise UnknownJob(f"no job {self.id!r} in queue {self._tasks.queue!r}")
+        return JobRecord.from_hash(self.id, h)
+
+    async def status(self) -> JobStatus:
+        """The job's current status; :class:`UnknownJob` if there is no record."""
+        return (await self.record()).status
+
+    async def result(self, timeout: float | None = None) -> R:
+        """Wait for the job to finish and return its result.
+
+        Raises :class:`JobFailed` (with the error and traceback) if it was dead-lettered, :class:`JobCancelled`
+        if cancelled, :class:`ResultTimeout` if ``timeout`` seconds pass first.
+        """
+        hub = await self._tasks.event_hub()
+        waiter = hub.watch(self.id)
+        try:
+            rec = await self.record()
+            if not rec.status.finished:
+                try:
+                    async with asyncio.timeout(timeout):
+                        await waiter
+                except TimeoutError:
+                    raise ResultTimeout(f"job {self.id} did not finish within {timeout} s") from None
+                rec = await self.record()
+        finally:
+            hub.unwatch(self.id, waiter)
+        if rec.status is JobStatus.SUCCEEDED:
+            value: R = rec.result
+            return value
+        if rec.status is JobStatus.CANCELLED:
+            raise JobCancelled(self.id)
+        raise JobFailed(self.id, rec.error or "unknown error", rec.traceback or "")

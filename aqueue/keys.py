@@ -1,0 +1,73 @@
+"""Every Redis key of a queue, derived in one place.
+
+All keys of one queue share the hash tag ``{queue}`` so multi-key scripts work on Redis Cluster.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["GROUP", "Keys"]
+
+#: The one consumer group every worker of a queue joins.
+GROUP = "workers"
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    """Key names of one queue."""
+
+    queue: str
+    priorities: tuple[str, ...]
+
+    @property
+    def prefix(self) -> str:
+        """Common prefix ``aqueue:{queue}:``; Lua scripts build job and stream keys from it."""
+        return f"aqueue:{{{self.queue}}}:"
+
+    def stream(self, priority: str) -> str:
+        """The ready stream of one priority level."""
+        return f"{self.prefix}stream:{priority}"
+
+    @property
+    def streams(self) -> list[str]:
+        """Ready streams in priority order (highest first)."""
+        return [self.stream(p) for p in self.priorities]
+
+    def job(self, job_id: str) -> str:
+        """The record hash of one job."""
+        return f"{self.prefix}job:{job_id}"
+
+    @property
+    def scheduled(self) -> str:
+        """Sorted set of delayed and backing-off jobs, scored by due time (ms, Redis clock)."""
+        return f"{self.prefix}scheduled"
+
+    @property
+    def events(self) -> str:
+        """Events stream: one entry per state change, capped with MAXLEN ~."""
+        return f"{self.prefix}events"
+
+    @property
+    def dead(self) -> str:
+        """Dead-letter stream: one entry per dead-lettered job, with the reason."""
+        return f"{self.prefix}dead"
+
+    @property
+    def stats(self) -> str:
+        """Hash of lifetime counters (enqueued, succeeded, failed, retried, dead)."""
+        return f"{self.prefix}stats"
+
+    @property
+    def wake(self) -> str:
+        """One-entry stream that wakes schedulers when an earlier due time is added."""
+        return f"{self.prefix}wake"
+
+    @property
+    def workers(self) -> str:
+        """Sorted set of live worker ids scored by last heartbeat (ms)."""
+        return f"{self.prefix}workers"
+
+    def worker(self, worker_id: str) -> str:
+        """Heartbeat record of one worker."""
+        return f"{self.prefix}worker:{worker_id}"

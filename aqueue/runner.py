@@ -1,0 +1,68 @@
+"""Runs one claimed job under its timeout and turns how it ended into an :class:`Outcome`. No Redis here."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import random
+import traceback
+from typing import TYPE_CHECKING, Any
+
+import anyio.to_thread
+
+from aqueue import codec
+from aqueue.backend.broker import Claimed, Outcome
+from aqueue.errors import SerializationError
+
+if TYPE_CHECKING:
+    from aqueue.tasks import Tasks
+
+__all__ = ["run_job"]
+
+
+def _backoff_ms(attempt: int, base: float, cap: float) -> int:
+    return round(min(cap, base * 2.0 ** max(0, attempt - 1)) * random.uniform(0.5, 1.0) * 1000)
+
+
+def _dead(c: Claimed, error: str, tb: str = "") -> Outcome:
+    return Outcome("dead", c.stream, c.msg_id, c.job_id, error, tb)
+
+
+async def run_job(tasks: Tasks, c: Claimed) -> Outcome:
+    """Run ``c`` and return its outcome; never raises except ``CancelledError`` (shutdown)."""
+    try:
+        spec = codec.decode(c.spec)
+        args: list[Any] = spec["a"]
+        kwargs: dict[str, Any] = spec["k"]
+        opts: dict[str, Any] = spec["o"]
+        max_attempts = int(opts["max_attempts"])
+        timeout: float | None = opts.get("timeout")
+        base, cap = opts["backoff"]
+        if not isinstance(args, list) or not isinstance(kwargs, dict):
+            raise TypeError("arguments must be a list and keyword arguments an object")
+    except (ValueError, TypeError, KeyError) as exc:
+        return _dead(c, f"undecodable job spec: {type(exc).__name__}: {exc}")
+    task = tasks.get(c.task)
+    if task is None:
+        known = ", ".join(sorted(tasks.names)[:20])
+        return _dead(c, f"unknown task {c.task!r} (this worker knows: {known})")
+    try:
+        async with asyncio.timeout(timeout) as deadline:
+            if task.is_async:
+                result = await task.fn(*args, **kwargs)
+            else:
+                call = functools.partial(task.fn, *args, **kwargs)
+                result = await anyio.to_thread.run_sync(call, abandon_on_cancel=True)
+    except Exception as exc:
+        if isinstance(exc, TimeoutError) and deadline.expired():
+            error, tb = f"TimeoutError: timed out after {timeout} s", ""
+        else:
+            error, tb = f"{type(exc).__name__}: {exc}", traceback.format_exc()
+        if c.attempt < max_attempts:
+            return Outcome("retry", c.stream, c.msg_id, c.job_id, error, tb, str(_backoff_ms(c.attempt, base, cap)))
+        return _dead(c, error, tb)
+    try:
+        encoded = codec.encode(result, f"result of task {c.task!r}")
+    except SerializationError as exc:
+        return _dead(c, str(exc))
+    return Outcome("ok", c.stream, c.msg_id, c.job_id, encoded)
