@@ -7,11 +7,11 @@ never sees a state without its event or an event without its state.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from aqueue._aio import cancel_and_wait
 from aqueue.errors import BrokerUnavailable
 
 if TYPE_CHECKING:
@@ -95,7 +95,5 @@ class EventHub:
     async def close(self) -> None:
         """Stop reading."""
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
             self._task = None

@@ -46,15 +46,19 @@ async def run_job(tasks: Tasks, c: Claimed) -> Outcome:
     if task is None:
         known = ", ".join(sorted(tasks.names)[:20])
         return _dead(c, f"unknown task {c.task!r} (this worker knows: {known})")
+    deadline: asyncio.Timeout | None = None
     try:
-        async with asyncio.timeout(timeout) as deadline:
-            if task.is_async:
-                result = await task.fn(*args, **kwargs)
-            else:
-                call = functools.partial(task.fn, *args, **kwargs)
-                result = await anyio.to_thread.run_sync(call, abandon_on_cancel=True)
+        if timeout is None and task.is_async:
+            result = await task.fn(*args, **kwargs)  # no Timeout object for the common case: hot path
+        else:
+            async with asyncio.timeout(timeout) as deadline:
+                if task.is_async:
+                    result = await task.fn(*args, **kwargs)
+                else:
+                    call = functools.partial(task.fn, *args, **kwargs)
+                    result = await anyio.to_thread.run_sync(call, abandon_on_cancel=True)
     except Exception as exc:
-        if isinstance(exc, TimeoutError) and deadline.expired():
+        if isinstance(exc, TimeoutError) and deadline is not None and deadline.expired():
             error, tb = f"TimeoutError: timed out after {timeout} s", ""
         else:
             error, tb = f"{type(exc).__name__}: {exc}", traceback.format_exc()

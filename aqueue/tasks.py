@@ -7,18 +7,18 @@ import inspect
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import timedelta
-from typing import Any, Generic, ParamSpec, TypeVar, cast, overload
+from typing import Any, Generic, ParamSpec, Protocol, TypeVar, cast, overload
 
 from aqueue import codec
 from aqueue.backend.broker import Broker, EnqueueItem, QueueInfo
-from aqueue.backend.connect import open_connection, resolve_url
+from aqueue.backend.connect import check_url, open_connection, resolve_url
 from aqueue.errors import ConfigurationError
 from aqueue.events import EventHub
 from aqueue.job import Job, JobOptions, JobSpec
 from aqueue.keys import Keys
 from aqueue.settings import QueueSettings
 
-__all__ = ["Task", "Tasks"]
+__all__ = ["Task", "TaskDecorator", "Tasks"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -88,6 +88,15 @@ class Task(Generic[P, R]):
         return cast(Callable[P, R], self.fn)(*args, **kwargs)
 
 
+class TaskDecorator(Protocol):
+    """What ``@tasks.task(...)`` with options returns: a decorator keeping the function's signature."""
+
+    @overload
+    def __call__(self, fn: Callable[P, Awaitable[R]], /) -> Task[P, R]: ...
+    @overload
+    def __call__(self, fn: Callable[P, R], /) -> Task[P, R]: ...
+
+
 class Tasks:
     """A queue's task registry and producer API.
 
@@ -102,6 +111,8 @@ class Tasks:
             raise ConfigurationError(f"queue name {queue!r} must be non-empty without braces, ':' or spaces")
         self.queue = queue
         self.settings = settings or QueueSettings()
+        if redis_url is not None:
+            check_url(redis_url)
         self._url = redis_url
         self._registry: dict[str, Task[Any, Any]] = {}
         self._broker: Broker | None = None
@@ -126,6 +137,7 @@ class Tasks:
         if self._broker is not None:
             raise ConfigurationError("configure() must be called before the first connection")
         if redis_url is not None:
+            check_url(redis_url)
             self._url = redis_url
         if queue is not None:
             Tasks(queue)  # validates the name
@@ -149,7 +161,7 @@ class Tasks:
         timeout: float | timedelta | None = None,
         backoff_base: float | None = None,
         backoff_max: float | None = None,
-    ) -> Callable[[Callable[P, Awaitable[R]] | Callable[P, R]], Task[P, R]]: ...
+    ) -> TaskDecorator: ...
 
     def task(
         self,
@@ -198,9 +210,7 @@ class Tasks:
 
     # -- producing -------------------------------------------------------------------------------------------
 
-    def _make_spec(
-        self, task: str, args: tuple[Any, ...], kwargs: dict[str, Any], options: JobOptions
-    ) -> JobSpec[Any]:
+    def _make_spec(self, task: str, args: tuple[Any, ...], kwargs: dict[str, Any], options: JobOptions) -> JobSpec[Any]:
         retry = self.settings.retry
         resolved = {
             "max_attempts": options.max_attempts or retry.max_attempts,

@@ -20,7 +20,9 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from aqueue import codec
+from aqueue._aio import cancel_and_wait
 from aqueue.backend.broker import Claimed, Outcome
+from aqueue.backend.connect import MAX_BLOCK
 from aqueue.errors import BrokerUnavailable, ConfigurationError
 from aqueue.runner import run_job
 from aqueue.tasks import Tasks
@@ -31,7 +33,7 @@ log = logging.getLogger("aqueue.worker")
 T = TypeVar("T")
 
 _BLOCK_SECONDS = 5.0  # longest single blocking read; an idle worker wakes at once when work arrives
-_SCHEDULER_MAX_WAIT = 30.0  # safety net only: new due times wake the scheduler through the wake stream
+_SCHEDULER_MAX_WAIT = MAX_BLOCK  # safety net only: new due times wake the scheduler through the wake stream
 _PROMOTE_LIMIT = 1000
 
 
@@ -41,6 +43,10 @@ class Worker:
     ``concurrency`` is how many jobs run at once. ``lease`` (default: the queue's, 30 s) is how long a claimed
     job may go without a heartbeat before another worker takes it back. ``shutdown_timeout`` is how long
     :meth:`stop` waits for running jobs before cancelling them and putting them back in the queue.
+
+    ``prefetch`` (default 0) lets the worker claim up to that many jobs beyond its free slots, so the next batch
+    is already in hand while the current one runs. 0 claims only for free slots, which never takes work another
+    worker could start now; a prefetch of about ``concurrency`` roughly doubles throughput for very short jobs.
     """
 
     def __init__(
@@ -50,6 +56,7 @@ class Worker:
         *,
         lease: float | None = None,
         shutdown_timeout: float = 10.0,
+        prefetch: int = 0,
         name: str | None = None,
     ) -> None:
         if concurrency < 1:
@@ -58,6 +65,9 @@ class Worker:
             raise ConfigurationError(f"lease must be > 0 seconds, got {lease}")
         if shutdown_timeout < 0:
             raise ConfigurationError("shutdown_timeout must be >= 0")
+        if prefetch < 0:
+            raise ConfigurationError(f"prefetch must be >= 0, got {prefetch}")
+        self.prefetch = prefetch
         self.tasks = tasks
         self.id = name or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.lease = lease if lease is not None else tasks.settings.lease
@@ -78,6 +88,7 @@ class Worker:
         self._settle_wakeup: asyncio.Event | None = None
         self._slot_free: asyncio.Event | None = None
         self._stopping: asyncio.Event | None = None
+        self._force: asyncio.Event | None = None
         self._done: asyncio.Event | None = None
         self._claim_task: asyncio.Task[None] | None = None
         self._blocked = False
@@ -98,30 +109,46 @@ class Worker:
     # -- lifecycle -------------------------------------------------------------------------------------------
 
     async def run(self, burst: bool = False) -> None:
-        """Run until :meth:`stop` or SIGINT/SIGTERM; with ``burst``, until nothing is queued, due or running."""
+        """Run until :meth:`stop` or SIGINT/SIGTERM; with ``burst``, until nothing is queued, due or running.
+
+        A second SIGINT/SIGTERM during shutdown stops waiting for running jobs: they are cancelled at once and put
+        back in the queue.
+        """
         if self._done is not None and not self._done.is_set():
             raise RuntimeError("this worker is already running")
-        broker = await self.tasks.broker()
-        await broker.ensure_groups()
         self._queue = asyncio.Queue()
         self._settle_wakeup = asyncio.Event()
         self._slot_free = asyncio.Event()
         self._stopping = asyncio.Event()
+        self._force = asyncio.Event()
         self._done = asyncio.Event()
         self._started_at = time.time()
         loop = asyncio.get_running_loop()
-        signals = self._install_signals(loop)
+        signals = self._install_signals(loop)  # before connecting, so a signal during start-up is not fatal
+        try:
+            broker = await self.tasks.broker()
+            await broker.ensure_groups()
+            if not self._stopping.is_set():
+                await self._serve(burst)
+        finally:
+            for sig in signals:
+                loop.remove_signal_handler(sig)
+            self._done.set()
+
+    async def _serve(self, burst: bool) -> None:
+        assert self._stopping is not None
         slots = [asyncio.create_task(self._slot(), name=f"aqueue-slot-{i}") for i in range(self._target)]
         settler = asyncio.create_task(self._settler(), name="aqueue-settler")
-        await self._heartbeat_once()
-        helpers = [
-            asyncio.create_task(self._heartbeats(), name="aqueue-heartbeat"),
-            asyncio.create_task(self._scheduler(), name="aqueue-scheduler"),
-        ]
-        log.info("worker %s up: queue=%s concurrency=%d lease=%.1fs", self.id, self.tasks.queue, self._target,
-                 self.lease)  # fmt: skip
-        self._claim_task = asyncio.create_task(self._claim_loop(burst), name="aqueue-claim")
+        helpers: list[asyncio.Task[None]] = []
         try:
+            await self._heartbeat_once()
+            helpers += [
+                asyncio.create_task(self._heartbeats(), name="aqueue-heartbeat"),
+                asyncio.create_task(self._scheduler(), name="aqueue-scheduler"),
+            ]
+            log.info("worker %s up: queue=%s concurrency=%d lease=%.1fs", self.id, self.tasks.queue, self._target,
+                     self.lease)  # fmt: skip
+            self._claim_task = asyncio.create_task(self._claim_loop(burst), name="aqueue-claim")
             await self._claim_task
         except asyncio.CancelledError:
             current = asyncio.current_task()
@@ -129,13 +156,9 @@ class Worker:
                 raise  # run() itself was cancelled: shut down (below), then let the cancellation through
         finally:
             self._stopping.set()
-            if not self._claim_task.done():
-                self._claim_task.cancel()
-                await asyncio.gather(self._claim_task, return_exceptions=True)
+            if self._claim_task is not None:
+                await cancel_and_wait(self._claim_task)
             await self._shutdown(slots, settler, helpers)
-            for sig in signals:
-                loop.remove_signal_handler(sig)
-            self._done.set()
             log.info("worker %s down: processed=%d failed=%d", self.id, self.processed, self.failed)
 
     async def stop(self) -> None:
@@ -145,8 +168,15 @@ class Worker:
             await self._done.wait()
 
     def request_stop(self) -> None:
-        """Ask the worker to stop, without waiting (safe from a signal handler)."""
-        if self._stopping is None or self._stopping.is_set():
+        """Ask the worker to stop, without waiting (safe from a signal handler); a second call forces it."""
+        if self._stopping is None:
+            return
+        if self._stopping.is_set():
+            if self._force is not None and not self._force.is_set():
+                log.warning("worker %s: second stop request: cancelling running jobs now", self.id)
+                self._force.set()
+                if self._slot_free is not None:
+                    self._slot_free.set()
             return
         self._stopping.set()
         if self._slot_free is not None:
@@ -169,20 +199,21 @@ class Worker:
     async def _shutdown(
         self, slots: list[asyncio.Task[None]], settler: asyncio.Task[None], helpers: list[asyncio.Task[None]]
     ) -> None:
-        assert self._slot_free is not None
+        assert self._slot_free is not None and self._queue is not None
+        while not self._queue.empty():  # prefetched, never started: release() below puts them back
+            self._queue.get_nowait()
+            self._busy -= 1
         deadline = time.monotonic() + self.shutdown_timeout
-        while self._busy > 0 and time.monotonic() < deadline:
+        while self._busy > 0 and time.monotonic() < deadline and not (self._force and self._force.is_set()):
             self._slot_free.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._slot_free.wait(), deadline - time.monotonic())
+                async with asyncio.timeout_at(asyncio.get_running_loop().time() + deadline - time.monotonic()):
+                    await self._slot_free.wait()
         if self._busy:
             log.warning("worker %s: %d jobs still running after %.1fs; cancelling and putting them back",
                         self.id, self._busy, self.shutdown_timeout)  # fmt: skip
-        for task in [*slots, *helpers]:
-            task.cancel()
-        await asyncio.gather(*slots, *helpers, return_exceptions=True)
-        settler.cancel()
-        await asyncio.gather(settler, return_exceptions=True)
+        await cancel_and_wait(*slots, *helpers)
+        await cancel_and_wait(settler)
         broker = await self.tasks.broker()
         try:
             await self._retrying("final settle", self._flush, attempts=5)
@@ -202,10 +233,11 @@ class Worker:
         n = len(self._weights)
         if self.tasks.settings.strict_priority:
             return [free] + [0] * (n - 1)
-        quotas = [0] * n
         total = sum(self._weights)
+        rounds, rest = divmod(free, total)
+        quotas = [w * rounds for w in self._weights]  # whole rounds give each level exactly its weight
         credits = self._credits
-        for _ in range(free):
+        for _ in range(rest):
             for i in range(n):
                 credits[i] += self._weights[i]
             best = max(range(n), key=credits.__getitem__)
@@ -222,7 +254,7 @@ class Worker:
         next_reclaim = 0.0
         backoff = 0.1
         while not self._stopping.is_set():
-            free = self._target - self._busy
+            free = self._target + self.prefetch - self._busy
             if free <= 0:
                 self._slot_free.clear()
                 await self._slot_free.wait()
@@ -263,7 +295,8 @@ class Worker:
         if self._busy > 0:
             self._slot_free.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._slot_free.wait(), 0.1)
+                async with asyncio.timeout(0.1):
+                    await self._slot_free.wait()
             return False
         await self._flush()
         state = await (await self.tasks.broker()).promote(_PROMOTE_LIMIT)

@@ -13,9 +13,8 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any, ParamSpec, TypeVar
 
-import redis.asyncio as aioredis
+import orjson
 import redis.exceptions as rexc
-from redis.commands.core import AsyncScript
 
 from aqueue import codec
 from aqueue.backend.connect import Connection
@@ -64,7 +63,8 @@ class EnqueueItem:
     spec: str
 
 
-@dataclass(frozen=True, slots=True)
+# Claimed and Outcome are made once per job on the hot path: plain slotted classes, cheaper than frozen ones.
+@dataclass(slots=True)
 class Claimed:
     """A job claimed by this worker and marked active."""
 
@@ -76,7 +76,7 @@ class Claimed:
     attempt: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Outcome:
     """How an attempt ended, as the settle script takes it: kind ``ok``, ``retry`` or ``dead``."""
 
@@ -116,13 +116,14 @@ class Broker:
 
     def __init__(self, conn: Connection, keys: Keys, settings: QueueSettings) -> None:
         self._conn = conn
-        self.redis: aioredis.Redis = conn.client
+        # Typed as Any on purpose: redis-py's annotations describe replies as unions of bytes, str and int, while
+        # this client decodes every reply to str (decode_responses=True); the wrappers below give the real types.
+        self.redis: Any = conn.client
         self.keys = keys
         self.settings = settings
         self._local = conn.local
-        self._scripts: dict[str, AsyncScript] = {n: self.redis.register_script(s) for n, s in _SOURCES.items()}
+        self._sha: dict[str, str] = {}
         self._stream_index = {name: i + 1 for i, name in enumerate(keys.streams)}
-        self._loaded = False
 
     @property
     def is_local(self) -> bool:
@@ -134,15 +135,25 @@ class Broker:
             self._local.bump()
 
     @unavailable
-    async def prepare(self) -> None:
-        """Load the scripts (so the first call is one EVALSHA round trip) after checking Redis answers."""
-        if self._loaded:
+    async def prepare(self, force: bool = False) -> None:
+        """Load the scripts (so every call is one EVALSHA round trip) after checking Redis answers."""
+        if self._sha and not force:
             return
         async with self.redis.pipeline(transaction=False) as pipe:
             for source in _SOURCES.values():
                 pipe.script_load(source)
-            await pipe.execute()
-        self._loaded = True
+            shas = await pipe.execute()
+        self._sha = dict(zip(_SOURCES, shas, strict=True))
+
+    async def _script(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        """Call a script by SHA; if Redis lost its script cache (restart, SCRIPT FLUSH), load again once."""
+        if not self._sha:
+            await self.prepare()
+        try:
+            return await self.redis.evalsha(self._sha[name], len(keys), *keys, *args)
+        except rexc.NoScriptError:
+            await self.prepare(force=True)
+            return await self.redis.evalsha(self._sha[name], len(keys), *keys, *args)
 
     @unavailable
     async def ensure_groups(self) -> None:
@@ -160,26 +171,35 @@ class Broker:
 
     # -- producer side ---------------------------------------------------------------------------------------
 
-    def _enqueue_call(self, items: Sequence[EnqueueItem], client: Any = None) -> Awaitable[Any]:
+    def _enqueue_args(self, items: Sequence[EnqueueItem]) -> tuple[list[str], list[Any]]:
         k = self.keys
-        args: list[Any] = [k.prefix, self.settings.events_maxlen]
-        for it in items:
-            args += (it.job_id, it.task, it.priority, it.delay_ms, it.spec)
-        return self._scripts["enqueue"](keys=[k.events, k.scheduled, k.stats, k.wake], args=args, client=client)
+        jobs = orjson.dumps([(it.job_id, it.task, it.priority, it.delay_ms, it.spec) for it in items])
+        return [k.events, k.scheduled, k.stats, k.wake], [k.prefix, self.settings.events_maxlen, jobs]
 
     @unavailable
     async def enqueue(self, items: Sequence[EnqueueItem]) -> None:
         """Write jobs in one script call (one round trip)."""
-        await self._enqueue_call(items)
+        await self._script("enqueue", *self._enqueue_args(items))
         self._bump()
 
     @unavailable
     async def enqueue_many(self, items: Sequence[EnqueueItem], chunk: int = 500) -> None:
         """Write many jobs: one script call per ``chunk`` jobs, all pipelined in one round trip."""
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for i in range(0, len(items), chunk):
-                await self._enqueue_call(items[i : i + chunk], client=pipe)
-            await pipe.execute()
+        if not self._sha:
+            await self.prepare()
+        for attempt in (1, 2):
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for i in range(0, len(items), chunk):
+                    keys, args = self._enqueue_args(items[i : i + chunk])
+                    pipe.evalsha(self._sha["enqueue"], len(keys), *keys, *args)
+                try:
+                    await pipe.execute()
+                    break
+                except rexc.NoScriptError:
+                    # The script cache was lost, so no call of this pipeline ran: load and send it again.
+                    if attempt == 2:
+                        raise
+                    await self.prepare(force=True)
         self._bump()
 
     @unavailable
@@ -213,7 +233,9 @@ class Broker:
         """Claim up to ``sum(quotas)`` jobs (taking back idle ones first when ``lease_ms`` > 0)."""
         keys, args = self._claim_args(consumer, "read", lease_ms)
         args += [*quotas, *cursors]
-        cur, flat = await self._scripts["claim"](keys=keys, args=args)
+        cur, flat, n_dead = await self._script("claim", keys, args)
+        if flat or n_dead:
+            self._bump()  # only on change: idle workers of one process must not wake each other in a loop
         return self._claimed(flat), list(cur)
 
     @unavailable
@@ -222,7 +244,9 @@ class Broker:
         keys, args = self._claim_args(consumer, "given", 0)
         for item in delivered:
             args += item
-        _, flat = await self._scripts["claim"](keys=keys, args=args)
+        _, flat, n_dead = await self._script("claim", keys, args)
+        if flat or n_dead:
+            self._bump()
         return self._claimed(flat)
 
     @unavailable
@@ -245,11 +269,10 @@ class Broker:
         k, s = self.keys, self.settings
         args: list[Any] = [
             k.prefix, GROUP, s.events_maxlen, s.dead_maxlen, int(s.succeeded_ttl * 1000), int(s.dead_ttl * 1000),
+            orjson.dumps([(o.kind, o.stream, o.msg_id, o.job_id, o.x, o.y, o.z) for o in outcomes]),
         ]  # fmt: skip
-        for o in outcomes:
-            args += (o.kind, o.stream, o.msg_id, o.job_id, o.x, o.y, o.z)
         keys = [k.events, k.stats, k.scheduled, k.dead, k.wake, *k.streams]
-        counts = await self._scripts["settle"](keys=keys, args=args)
+        counts = await self._script("settle", keys, args)
         self._bump()
         return [int(c) for c in counts]
 
@@ -257,8 +280,8 @@ class Broker:
     async def promote(self, limit: int = 1000) -> ScheduleState:
         """Move due scheduled jobs to their streams; report the next due time (Redis clock)."""
         k = self.keys
-        n, nxt, now, wake_id = await self._scripts["promote"](
-            keys=[k.scheduled, k.events, k.wake], args=[k.prefix, limit, self.settings.events_maxlen]
+        n, nxt, now, wake_id = await self._script(
+            "promote", [k.scheduled, k.events, k.wake], [k.prefix, limit, self.settings.events_maxlen]
         )
         if int(n):
             self._bump()
@@ -273,24 +296,23 @@ class Broker:
         await self.redis.xread({self.keys.wake: last_id}, count=1, block=max(1, int(timeout * 1000)))
 
     @unavailable
-    async def heartbeat(
-        self, consumer: str, running: Sequence[tuple[int, str]], info: str, ttl_ms: int
-    ) -> list[str]:
+    async def heartbeat(self, consumer: str, running: Sequence[tuple[int, str]], info: str, ttl_ms: int) -> list[str]:
         """Renew owned running messages and the worker record; returns message ids no longer owned."""
         k = self.keys
         args: list[Any] = [GROUP, consumer, ttl_ms, info]
         for item in running:
             args += item
-        lost = await self._scripts["heartbeat"](keys=[k.workers, k.worker(consumer), *k.streams], args=args)
+        lost = await self._script("heartbeat", [k.workers, k.worker(consumer), *k.streams], args)
         return list(lost)
 
     @unavailable
     async def release(self, consumer: str) -> int:
         """Put back every message this consumer holds and leave the group; returns jobs put back."""
         k = self.keys
-        n = await self._scripts["release"](
-            keys=[k.events, k.workers, k.worker(consumer), *k.streams],
-            args=[k.prefix, GROUP, consumer, self.settings.events_maxlen],
+        n = await self._script(
+            "release",
+            [k.events, k.workers, k.worker(consumer), *k.streams],
+            [k.prefix, GROUP, consumer, self.settings.events_maxlen],
         )
         self._bump()
         return int(n)
@@ -304,9 +326,7 @@ class Broker:
         return str(last[0][0]) if last else "0-0"
 
     @unavailable
-    async def read_events(
-        self, last_id: str, count: int, timeout: float
-    ) -> list[tuple[str, dict[str, str]]]:
+    async def read_events(self, last_id: str, count: int, timeout: float) -> list[tuple[str, dict[str, str]]]:
         """Events after ``last_id``, waiting up to ``timeout`` seconds for the first one."""
         if self._local is not None:
             reply = await self.redis.xread({self.keys.events: last_id}, count=count)
@@ -314,9 +334,7 @@ class Broker:
                 await self._local.wait(timeout)
                 reply = await self.redis.xread({self.keys.events: last_id}, count=count)
         else:
-            reply = await self.redis.xread(
-                {self.keys.events: last_id}, count=count, block=max(1, int(timeout * 1000))
-            )
+            reply = await self.redis.xread({self.keys.events: last_id}, count=count, block=max(1, int(timeout * 1000)))
         return [(eid, fields) for _, entries in reply or () for eid, fields in entries]
 
     @unavailable

@@ -15,9 +15,11 @@ import redis.asyncio as aioredis
 
 from aqueue.errors import ConfigurationError
 
-__all__ = ["DEFAULT_URL", "Connection", "LocalSignal", "open_connection", "resolve_url"]
+__all__ = ["DEFAULT_URL", "MAX_BLOCK", "Connection", "LocalSignal", "check_url", "open_connection", "resolve_url"]
 
 DEFAULT_URL = "redis://localhost:6379/0"
+#: The longest any blocking command waits inside Redis (seconds).
+MAX_BLOCK = 30.0
 
 
 class LocalSignal:
@@ -41,7 +43,8 @@ class LocalSignal:
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.add(fut)
         try:
-            await asyncio.wait_for(fut, timeout)
+            async with asyncio.timeout(timeout):
+                await fut
         except TimeoutError:
             pass
         finally:
@@ -76,9 +79,22 @@ def resolve_url(url: str | None) -> str:
     return url or os.environ.get("AQUEUE_REDIS_URL") or DEFAULT_URL
 
 
+_SCHEMES = ("memory", "redis", "rediss", "unix")
+
+
+def check_url(url: str) -> str:
+    """The URL's scheme, or :class:`ConfigurationError` if aqueue cannot connect to it."""
+    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    if scheme not in _SCHEMES:
+        raise ConfigurationError(
+            f"unsupported Redis URL {url!r}: use redis://, rediss://, unix:// or memory:// (in-process)"
+        )
+    return scheme
+
+
 def open_connection(url: str) -> Connection:
     """Create a client for ``url`` (connections open lazily on first command)."""
-    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    scheme = check_url(url)
     if scheme == "memory":
         import fakeredis
 
@@ -86,11 +102,14 @@ def open_connection(url: str) -> Connection:
         mem = _memory_servers.get(name)
         if mem is None:
             mem = _memory_servers[name] = _MemoryServer(fakeredis.FakeServer())
-        client = fakeredis.FakeAsyncRedis(server=mem.server, decode_responses=True)
-        return Connection(client, url, mem.signal)
-    if scheme in ("redis", "rediss", "unix"):
-        client = aioredis.Redis.from_url(url, decode_responses=True, health_check_interval=30)
-        return Connection(client, url, None)
-    raise ConfigurationError(
-        f"unsupported Redis URL {url!r}: use redis://, rediss://, unix:// or memory:// (in-process)"
+        fake: aioredis.Redis = fakeredis.FakeAsyncRedis(server=mem.server, decode_responses=True)
+        return Connection(fake, url, mem.signal)
+    # Blocking reads wait up to MAX_BLOCK seconds; the socket timeout must outlast them (redis-py 8 defaults to 5 s).
+    client = aioredis.Redis.from_url(
+        url,
+        decode_responses=True,
+        health_check_interval=30,
+        socket_timeout=MAX_BLOCK + 10.0,
+        socket_connect_timeout=5.0,
     )
+    return Connection(client, url, None)

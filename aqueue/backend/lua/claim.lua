@@ -4,13 +4,14 @@
 --   mode 'read':  quota_1 .. quota_n, cursor_1 .. cursor_n  (reclaim idle messages first when lease_ms > 0,
 --                 then read new ones: each level up to its quota, then any level in order for what is left)
 --   mode 'given': triples (stream index, message id, job id) already delivered by a blocking XREADGROUP
--- Returns {cursors, jobs}; jobs is flat: stream index, message id, job id, task, spec, attempt.
+-- Returns {cursors, jobs, dead-lettered count}; jobs is flat: stream index, message id, job id, task, spec, attempt.
 local events, stats, dead = KEYS[1], KEYS[2], KEYS[3]
 local prefix, group, consumer = ARGV[1], ARGV[2], ARGV[3]
 local maxlen, dead_maxlen, dead_ttl = ARGV[4], ARGV[5], tonumber(ARGV[6])
 local max_reclaims, mode, lease = tonumber(ARGV[7]), ARGV[8], tonumber(ARGV[9])
 local n = #KEYS - 3
 local now = now_ms()
+local now_s = int(now)
 local out = {}
 local n_dead = 0
 
@@ -24,7 +25,7 @@ local function dead_letter(stream, msgid, jobid, task, reason)
   redis.call('XADD', dead, 'MAXLEN', '~', dead_maxlen, '*', 'job', jobid, 'task', task, 'reason', reason)
   if jobid ~= '' and redis.call('EXISTS', prefix .. 'job:' .. jobid) == 1 then
     local rec = prefix .. 'job:' .. jobid
-    redis.call('HSET', rec, 'status', 'dead', 'error', reason, 'finished_at', int(now))
+    redis.call('HSET', rec, 'status', 'dead', 'error', reason, 'finished_at', now_s)
     redis.call('PEXPIRE', rec, dead_ttl)
   end
   redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'type', 'dead', 'job', jobid, 'task', task,
@@ -39,7 +40,7 @@ local function start(si, msgid, jobid, reclaimed)
     return
   end
   local rec = prefix .. 'job:' .. jobid
-  local f = redis.call('HMGET', rec, 'task', 'spec', 'status', 'reclaims')
+  local f = redis.call('HMGET', rec, 'task', 'spec', 'status', 'attempts', 'reclaims')
   local task, spec, status = f[1], f[2], f[3]
   if not task or not spec then
     dead_letter(stream, msgid, jobid, task or '', 'job record missing or incomplete')
@@ -50,14 +51,15 @@ local function start(si, msgid, jobid, reclaimed)
     return
   end
   if reclaimed then
-    local r = redis.call('HINCRBY', rec, 'reclaims', 1)
+    local r = (tonumber(f[5]) or 0) + 1
+    redis.call('HSET', rec, 'reclaims', r)
     if r > max_reclaims then
       dead_letter(stream, msgid, jobid, task, 'poison: taken back from a stopped worker ' .. r .. ' times')
       return
     end
   end
-  local attempt = redis.call('HINCRBY', rec, 'attempts', 1)
-  redis.call('HSET', rec, 'status', 'active', 'started_at', int(now), 'worker', consumer)
+  local attempt = (tonumber(f[4]) or 0) + 1
+  redis.call('HSET', rec, 'status', 'active', 'attempts', attempt, 'started_at', now_s, 'worker', consumer)
   redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'type', 'started', 'job', jobid, 'task', task,
     'attempt', attempt, 'worker', consumer)
   out[#out + 1] = si
@@ -112,4 +114,4 @@ else
   end
 end
 if n_dead > 0 then redis.call('HINCRBY', stats, 'dead', n_dead) end
-return {cursors, out}
+return {cursors, out, n_dead}

@@ -3,8 +3,9 @@
 -- A message that is no longer pending (another worker settled it after taking it back) is skipped, so a job
 -- is settled at most once even when it ran twice.
 -- KEYS: events, stats, scheduled, dead, wake, stream_1 .. stream_n
--- ARGV: prefix, group, events_maxlen, dead_maxlen, succeeded_ttl_ms, dead_ttl_ms,
---       then per outcome: kind, stream index, message id, job id, x, y, z
+-- ARGV: prefix, group, events_maxlen, dead_maxlen, succeeded_ttl_ms, dead_ttl_ms, outcomes
+--   outcomes is one JSON array (one argument is far cheaper to build than 7 per job) of
+--   [kind, stream index, message id, job id, x, y, z]:
 --   kind 'ok':    x = result JSON
 --   kind 'retry': x = error, y = traceback, z = delay ms
 --   kind 'dead':  x = error, y = traceback
@@ -13,23 +14,25 @@ local events, stats, scheduled, dead, wake = KEYS[1], KEYS[2], KEYS[3], KEYS[4],
 local prefix, group, maxlen, dead_maxlen = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local ok_ttl, dead_ttl = ARGV[5], ARGV[6]
 local now = now_ms()
+local now_s = int(now)
 local n_ok, n_retry, n_dead, n_skip = 0, 0, 0, 0
 local earliest = nil
-for i = 7, #ARGV, 7 do
-  local kind, si, msgid, jobid = ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2], ARGV[i + 3]
-  local x, y, z = ARGV[i + 4], ARGV[i + 5], ARGV[i + 6]
+local acked = {}  -- stream index -> message ids to delete, one XDEL per stream at the end
+for _, o in ipairs(cjson.decode(ARGV[7])) do
+  local kind, si, msgid, jobid, x, y, z = o[1], o[2], o[3], o[4], o[5], o[6], o[7]
   local stream = KEYS[5 + si]
   local rec = prefix .. 'job:' .. jobid
   if redis.call('XACK', stream, group, msgid) == 0 then
     n_skip = n_skip + 1
   else
-    redis.call('XDEL', stream, msgid)
+    acked[si] = acked[si] or {}
+    table.insert(acked[si], msgid)
     local f = redis.call('HMGET', rec, 'task', 'status', 'attempts')
     local task, status, attempt = f[1] or '', f[2], f[3] or '0'
     if status == nil or status == false or TERMINAL[status] then
       n_skip = n_skip + 1  -- expired or cancelled meanwhile: nothing to record
     elseif kind == 'ok' then
-      redis.call('HSET', rec, 'status', 'succeeded', 'result', x, 'finished_at', int(now))
+      redis.call('HSET', rec, 'status', 'succeeded', 'result', x, 'finished_at', now_s)
       redis.call('PEXPIRE', rec, ok_ttl)
       redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'type', 'succeeded', 'job', jobid, 'task', task,
         'attempt', attempt)
@@ -45,13 +48,18 @@ for i = 7, #ARGV, 7 do
       if earliest == nil or due < earliest then earliest = due end
       n_retry = n_retry + 1
     else
-      redis.call('HSET', rec, 'status', 'dead', 'error', x, 'traceback', y, 'finished_at', int(now))
+      redis.call('HSET', rec, 'status', 'dead', 'error', x, 'traceback', y, 'finished_at', now_s)
       redis.call('PEXPIRE', rec, dead_ttl)
       redis.call('XADD', dead, 'MAXLEN', '~', dead_maxlen, '*', 'job', jobid, 'task', task, 'reason', x)
       redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'type', 'dead', 'job', jobid, 'task', task,
         'attempt', attempt, 'error', x)
       n_dead = n_dead + 1
     end
+  end
+end
+for si, ids in pairs(acked) do
+  for j = 1, #ids, 1000 do
+    redis.call('XDEL', KEYS[5 + si], unpack(ids, j, math.min(j + 999, #ids)))
   end
 end
 if n_ok > 0 then redis.call('HINCRBY', stats, 'succeeded', n_ok) end

@@ -1,0 +1,26 @@
+"""Small asyncio helpers."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+__all__ = ["cancel_and_wait"]
+
+log = logging.getLogger("aqueue")
+
+
+async def cancel_and_wait(*tasks: asyncio.Task[None], interval: float = 0.1) -> None:
+    """Cancel tasks and wait until each has ended (their results and errors are discarded).
+
+    Cancelling again until done: on Python 3.11 a cancellation that lands while a client library's internal
+    ``wait_for`` completes can be swallowed (CPython gh-86296), which would leave a loop running forever.
+    """
+    pending = {t for t in tasks if not t.done()}
+    while pending:
+        for t in pending:
+            t.cancel()
+        _, pending = await asyncio.wait(pending, timeout=interval)
+    for t in tasks:
+        if not t.cancelled() and (exc := t.exception()) is not None:
+            log.error("task %s ended with an error", t.get_name(), exc_info=exc)
