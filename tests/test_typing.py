@@ -1,0 +1,53 @@
+"""A type checker accepts correct enqueue calls and rejects wrong arguments (ParamSpec typing)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mypy import api
+
+SNIPPET = '''
+import aqueue
+
+tasks = aqueue.Tasks(queue="typing")
+
+
+@tasks.task
+async def add(x: int, y: int) -> int:
+    return x + y
+
+
+@tasks.task(name="emails.send", priority="high")
+async def send(to: str) -> None:
+    return None
+
+
+@tasks.task
+def sync_len(s: str) -> int:
+    return len(s)
+
+
+async def main() -> None:
+    job = await add.enqueue(1, 2)
+    total: int = await job.result()
+    await send.enqueue("a@example.com")
+    await sync_len.with_options(delay=1).enqueue("abc")
+    await add.enqueue("one", 2)
+    await send.enqueue(to=3)
+    await add.enqueue(1)
+    wrong: str = await job.result()
+'''
+
+
+def test_mypy_rejects_wrong_task_arguments_and_result_types(tmp_path: Path) -> None:
+    source = tmp_path / "snippet.py"
+    source.write_text(SNIPPET)
+    out, _, status = api.run(["--strict", "--no-error-summary", "--cache-dir", str(tmp_path / "cache"), str(source)])
+    errors = sorted(line.split(": error: ")[1] for line in out.splitlines() if ": error: " in line)
+    assert status == 1
+    assert errors == [
+        'Argument "to" to "enqueue" of "Task" has incompatible type "int"; expected "str"  [arg-type]',
+        'Argument 1 to "enqueue" of "Task" has incompatible type "str"; expected "int"  [arg-type]',
+        'Incompatible types in assignment (expression has type "int", variable has type "str")  [assignment]',
+        'Missing positional argument "y" in call to "enqueue" of "Task"  [call-arg]',
+    ]
