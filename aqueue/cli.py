@@ -1,0 +1,381 @@
+"""The ``aqueue`` command: ``worker``, ``enqueue``, ``info`` and ``demo``.
+
+Every user error (bad ``MODULE:ATTR``, bad flag or environment value, unreachable Redis) ends as one line
+``aqueue: error: …`` on stderr and exit code 2, never a traceback. Logging is configured here and only here:
+the library itself never touches logging configuration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import importlib
+import logging
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any, NoReturn, TypeVar
+from urllib.parse import urlsplit
+
+import orjson
+
+from aqueue import __version__
+from aqueue.errors import AqueueError, BrokerUnavailable
+from aqueue.tasks import Tasks
+from aqueue.worker import Worker
+
+__all__ = ["CliError", "main"]
+
+log = logging.getLogger("aqueue.cli")
+T = TypeVar("T")
+_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+
+class CliError(Exception):
+    """A user error: reported as one ``aqueue: error: …`` line with exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        # argparse would print the usage block too; the contract is a single line.
+        raise CliError(message)
+
+
+# -- value parsing (shared by flags and their AQUEUE_* environment variables) --------------------------------
+
+
+def _number(kind: Callable[[str], float], minimum: float, strict: bool) -> Callable[[str], Any]:
+    what = f"{'an integer' if kind is int else 'a number'} {'>' if strict else '>='} {minimum:g}"
+
+    def convert(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            value = math.nan
+        # NaN and infinity would pass a comparison and then break arithmetic in the worker.
+        if not math.isfinite(value) or value < minimum or (strict and value == minimum):
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+        return value
+
+    return convert
+
+
+_count = _number(int, 1, strict=False)
+_positive = _number(float, 0, strict=True)
+_non_negative = _number(float, 0, strict=False)
+
+
+def _choice(*allowed: str) -> Callable[[str], str]:
+    def convert(text: str) -> str:
+        if text.lower() not in allowed:
+            raise argparse.ArgumentTypeError(f"expected one of {', '.join(allowed)}, got {text!r}")
+        return text.lower()
+
+    return convert
+
+
+def _flag(text: str) -> bool:
+    if text.lower() not in ("", "0", "false", "no", "off", "1", "true", "yes", "on"):
+        raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+    return text.lower() in ("1", "true", "yes", "on")
+
+
+def _option(p: argparse.ArgumentParser, flag: str, env: str, default: Any, help: str, **kw: Any) -> None:
+    """Add ``flag``, also read from ``$env`` when the flag is absent (the flag wins)."""
+    convert = _flag if kw.get("action") == "store_true" else kw.setdefault("type", str)
+    action = p.add_argument(flag, default=None, help=f"{help} [env {env}]", **kw)
+    specs: list[tuple[str, str, Callable[[str], Any], Any]] | None = p.get_default("env_specs")
+    if specs is None:
+        specs = []
+        p.set_defaults(env_specs=specs)
+    specs.append((action.dest, env, convert, default))
+
+
+def _apply_env(args: argparse.Namespace) -> None:
+    for dest, env, convert, default in getattr(args, "env_specs", None) or ():
+        if getattr(args, dest) is not None:
+            continue
+        value, text = default, os.environ.get(env)
+        if text is not None:
+            try:
+                value = convert(text)
+            except (argparse.ArgumentTypeError, ValueError) as exc:
+                raise CliError(f"${env}: {exc}") from None
+        setattr(args, dest, value)
+
+
+# -- logging -------------------------------------------------------------------------------------------------
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: ``ts``, ``level``, ``logger``, ``message`` (and ``exc`` with a traceback)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """Render ``record`` as a single-line JSON object."""
+        ts = datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds")
+        out = {"ts": ts, "level": record.levelname, "logger": record.name, "message": record.getMessage()}
+        if record.exc_info:
+            out["exc"] = self.formatException(record.exc_info)
+        return orjson.dumps(out).decode()
+
+
+def _setup_logging(level: str, fmt: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    text = logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    handler.setFormatter(JsonFormatter() if fmt == "json" else text)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+
+
+# -- shared steps --------------------------------------------------------------------------------------------
+
+
+def load_tasks(target: str) -> Tasks:
+    """Import ``MODULE:ATTR`` (the current directory first on ``sys.path``) and return that :class:`Tasks`."""
+    module_name, _, attr = target.partition(":")
+    if not module_name or not attr:
+        raise CliError(f"expected MODULE:ATTR such as myapp.jobs:tasks, got {target!r}")
+    # The console script's sys.path[0] is its bin directory, not the project the user is standing in.
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:
+        name = getattr(exc, "name", None) if isinstance(exc, ModuleNotFoundError) else None
+        if name and (module_name + ".").startswith(name + "."):  # the module itself, not one it imports
+            raise CliError(f"cannot import module {module_name!r}: {exc}") from None
+        log.debug("importing %s failed", module_name, exc_info=True)  # the traceback, for --log-level debug
+        raise CliError(f"importing {module_name!r} failed: {type(exc).__name__}: {exc}") from None
+    obj: Any = module
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            raise CliError(f"module {module_name!r} has no attribute {attr!r}")
+        obj = getattr(obj, part)
+    if not isinstance(obj, Tasks):
+        raise CliError(f"{target} is {type(obj).__name__!r}, not an aqueue.Tasks")
+    return obj
+
+
+def _redact(url: str) -> str:
+    password = urlsplit(url).password
+    return url if password is None else url.replace(f":{password}@", ":***@", 1)
+
+
+def _prepare(args: argparse.Namespace, needs_server: str | None) -> Tasks:
+    """Load the target, apply ``--redis``/``--queue``; ``needs_server``: why ``memory://`` will not do."""
+    tasks = load_tasks(args.target)
+    tasks.configure(redis_url=args.redis, queue=args.queue)
+    if needs_server and tasks.redis_url.startswith("memory:"):
+        raise CliError(f"{tasks.redis_url} lives inside one process; {needs_server}")
+    return tasks
+
+
+def _session(tasks: Tasks, body: Callable[[], Awaitable[T]] | None = None) -> T | None:
+    """Connect (one clear error if Redis does not answer), run ``body`` and close, in a fresh event loop."""
+
+    async def session() -> T | None:
+        try:
+            try:
+                await tasks.broker()
+            except BrokerUnavailable as exc:
+                raise CliError(f"cannot reach Redis at {_redact(tasks.redis_url)}: {exc}") from None
+            return None if body is None else await body()
+        finally:
+            await tasks.close()
+
+    return asyncio.run(session())
+
+
+# -- commands ------------------------------------------------------------------------------------------------
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    """Run a worker in this process, or ``--processes`` worker processes under this one."""
+    multi = args.processes > 1
+    tasks = _prepare(args, "--processes > 1 needs a Redis server" if multi else None)
+    if not multi:
+        worker = Worker(tasks, args.concurrency, lease=args.lease, shutdown_timeout=args.shutdown_timeout)
+        _session(tasks, lambda: worker.run(burst=args.burst))
+        return 0
+    _session(tasks)  # one clear error here rather than one per child
+    return _supervise(args, tasks)
+
+
+def _supervise(args: argparse.Namespace, tasks: Tasks) -> int:
+    cmd = [sys.executable, "-m", "aqueue", "worker", args.target, "--processes", "1", "--queue", tasks.queue,
+           "--concurrency", str(args.concurrency), "--shutdown-timeout", str(args.shutdown_timeout),
+           "--log-level", args.log_level, "--log-format", args.log_format]  # fmt: skip
+    cmd += ["--lease", str(args.lease)] if args.lease is not None else []
+    cmd += ["--burst"] if args.burst else []
+    # The URL goes through the environment so a password in it does not show in `ps`.
+    env = {**os.environ, "AQUEUE_REDIS_URL": tasks.redis_url}
+    children: list[subprocess.Popen[bytes]] = []
+
+    def forward(signum: int, _frame: object) -> None:
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signum)
+
+    # Installed before the first child starts, so no signal can arrive between start and forwarding.
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        children.extend(subprocess.Popen(cmd, env=env) for _ in range(args.processes))
+        log.info("started %d worker processes: %s", len(children), " ".join(str(c.pid) for c in children))
+        stopping = False
+        while None in (codes := [child.poll() for child in children]):  # a list: every child gets polled
+            # Fail fast: a child that dies with an error stops the rest, so the failure is not hidden behind a
+            # supervisor that keeps running with fewer workers.
+            if not stopping and any(codes):
+                log.error("a worker process failed; stopping the others")
+                forward(signal.SIGTERM, None)
+                stopping = True
+            time.sleep(0.1)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    failed = [f"pid {c.pid} exited {c.returncode}" for c in children if c.returncode != 0]
+    if failed:
+        print(f"aqueue: error: {len(failed)} of {len(children)} worker processes failed: {', '.join(failed)}",
+              file=sys.stderr)  # fmt: skip
+        return 1
+    return 0
+
+
+def _json_value(text: str | None, kind: type, flag: str, expected: str) -> Any:
+    if text is None:
+        return kind()
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise CliError(f"{flag}: invalid JSON: {exc}") from None
+    if not isinstance(value, kind):
+        raise CliError(f"{flag}: expected {expected}, got {text!r}")
+    return value
+
+
+def cmd_enqueue(args: argparse.Namespace) -> int:
+    """Enqueue one job of a registered task and print its id."""
+    tasks = _prepare(args, "enqueue from the process that runs the worker")
+    task = tasks.get(args.task)
+    if task is None:
+        known = ", ".join(sorted(tasks.names)) or "none"
+        raise CliError(f"no task {args.task!r} in {args.target} (registered: {known})")
+    positional = _json_value(args.args, list, "--args", "a JSON array")
+    keywords = _json_value(args.kwargs, dict, "--kwargs", "a JSON object")
+    configured = task.with_options(priority=args.priority, delay=args.delay)
+    job = _session(tasks, lambda: configured.enqueue(*positional, **keywords))
+    assert job is not None
+    print(job.id)
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    """Print a queue's depths, counters and live workers, as a table or as JSON."""
+    tasks = _prepare(args, "ask the process that runs the worker")
+    info = _session(tasks, tasks.info)
+    assert info is not None
+    now = time.time()
+    data: dict[str, Any] = {"queue": tasks.queue, "redis_url": _redact(tasks.redis_url), **dataclasses.asdict(info)}
+    for w in data["workers"]:
+        w["heartbeat_age"] = round(now - float(w.get("heartbeat_at", now)), 3)
+    if args.json:
+        print(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode())
+        return 0
+    print(f"queue      {data['queue']} on {data['redis_url']}")
+    print("queued     " + "  ".join(f"{name} {n}" for name, n in data["queued"].items()))
+    for key in ("active", "scheduled", "dead"):
+        print(f"{key:<10} {data[key]}")
+    order = ["enqueued", "succeeded", "retried", "failed", "dead"]
+    stats = {k: data["stats"].get(k, 0) for k in order} | data["stats"]
+    print("counters   " + "  ".join(f"{k} {v}" for k, v in stats.items()))
+    print(f"workers    {len(data['workers'])}")
+    if data["workers"]:
+        columns = ("id", "concurrency", "busy", "processed", "failed")
+        rows = [(*(c.upper() for c in columns), "HEARTBEAT")]
+        rows += [(*(str(w.get(c, "")) for c in columns), f"{w['heartbeat_age']:.1f}s ago") for w in data["workers"]]
+        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+        for r in rows:
+            print("  " + "  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip())
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Run the self-contained ``memory://`` demo."""
+    from aqueue.demo import run_demo  # only the demo needs it
+
+    return asyncio.run(run_demo(jobs=args.jobs, concurrency=args.concurrency, seconds=args.seconds))
+
+
+# -- parser and entry point ----------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``aqueue`` argument parser."""
+    parser = _Parser(prog="aqueue", description="asyncio job queue on Redis Streams", allow_abbrev=False)
+    parser.add_argument("--version", action="version", version=f"aqueue {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, handler: Callable[[argparse.Namespace], int], help: str, log_level: str) -> Any:
+        p = sub.add_parser(name, help=help, description=help, allow_abbrev=False)
+        p.set_defaults(handler=handler)
+        if name != "demo":
+            p.add_argument("target", metavar="MODULE:ATTR", help="the aqueue.Tasks, e.g. myapp.jobs:tasks")
+            _option(p, "--redis", "AQUEUE_REDIS_URL", None, "Redis URL (default: the Tasks')", metavar="URL")
+            _option(p, "--queue", "AQUEUE_QUEUE", None, "queue name (default: the Tasks')", metavar="NAME")
+        levels = "|".join(_LEVELS)
+        _option(p, "--log-level", "AQUEUE_LOG_LEVEL", log_level, f"{levels} (default {log_level})",
+                type=_choice(*_LEVELS), metavar="LEVEL")  # fmt: skip
+        _option(p, "--log-format", "AQUEUE_LOG_FORMAT", "text", "text|json (default text)",
+                type=_choice("text", "json"), metavar="FORMAT")  # fmt: skip
+        return p
+
+    w = command("worker", cmd_worker, "run the jobs of a queue", "info")
+    _option(w, "--concurrency", "AQUEUE_CONCURRENCY", 100, "jobs run at once per process (default 100)",
+            type=_count, metavar="N")  # fmt: skip
+    _option(w, "--burst", "AQUEUE_BURST", False, "exit once nothing is queued, due or running",
+            action="store_true")  # fmt: skip
+    _option(w, "--processes", "AQUEUE_PROCESSES", 1, "worker processes (default 1)", type=_count, metavar="N")
+    _option(w, "--lease", "AQUEUE_LEASE", None, "seconds before a silent worker's jobs are taken back",
+            type=_positive, metavar="S")  # fmt: skip
+    _option(w, "--shutdown-timeout", "AQUEUE_SHUTDOWN_TIMEOUT", 10.0, "seconds running jobs get to finish "
+            "on stop (default 10)", type=_non_negative, metavar="S")  # fmt: skip
+
+    e = command("enqueue", cmd_enqueue, "enqueue one job and print its id", "warning")
+    e.add_argument("task", metavar="TASK", help="registered task name")
+    e.add_argument("--args", metavar="JSON", help="positional arguments, a JSON array")
+    e.add_argument("--kwargs", metavar="JSON", help="keyword arguments, a JSON object")
+    e.add_argument("--priority", metavar="P", help="priority level (default: the task's)")
+    e.add_argument("--delay", type=_non_negative, metavar="S", help="seconds until the job is due")
+
+    i = command("info", cmd_info, "show a queue's depths, counters and workers", "warning")
+    i.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    d = command("demo", cmd_demo, "run a self-contained demo on in-process memory://", "error")
+    d.add_argument("--jobs", type=_count, default=2000, metavar="N", help="jobs to enqueue (default 2000)")
+    d.add_argument("--concurrency", type=_count, default=50, metavar="N", help="worker concurrency (default 50)")
+    d.add_argument("--seconds", type=_positive, default=60.0, metavar="S", help="time limit (default 60)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the ``aqueue`` command line; returns the exit code."""
+    try:
+        args = build_parser().parse_args(argv)
+        _apply_env(args)
+        _setup_logging(args.log_level, args.log_format)
+        code: int = args.handler(args)
+        return code
+    except (CliError, AqueueError) as exc:
+        print("aqueue: error: " + " ".join(str(exc).split()), file=sys.stderr)
+        return 2
+    except SystemExit as exc:  # --help and --version
+        return exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,187 @@
+"""``aqueue demo``: a self-contained tour of aqueue on in-process ``memory://`` (no Redis needed).
+
+It registers a few example tasks, enqueues a mixed load (three priorities, some delayed jobs, a few jobs
+that always fail and end in the dead-letter queue), runs a :class:`Worker` in the same event loop, prints a
+one-line summary every second and ends with a per-task table, the throughput and enqueue→finish latencies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+import sys
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from typing import Any, TextIO
+
+from aqueue.job import Job, JobSpec, JobStatus
+from aqueue.tasks import Task, Tasks
+from aqueue.worker import Worker
+
+__all__ = ["build_tasks", "plan_jobs", "run_demo"]
+
+_PRIORITIES = ("high", "normal", "low")
+_PRIORITY_WEIGHTS = (2, 6, 2)
+
+
+async def fast(n: int) -> int:
+    """Returns at once."""
+    return n * 2
+
+
+async def slow(ms: float) -> float:
+    """Sleeps a few milliseconds on the event loop."""
+    await asyncio.sleep(ms / 1000)
+    return ms
+
+
+def blocking(n: int) -> int:
+    """A plain function: the worker runs it in a thread, off the event loop."""
+    time.sleep(0.002)
+    return sum(range(n))
+
+
+async def fails(n: int) -> None:
+    """Always raises, so after its attempts the job lands in the dead-letter stream."""
+    raise RuntimeError(f"demo job {n} always fails")
+
+
+def build_tasks(redis_url: str) -> Tasks:
+    """A registry (queue ``demo``) with the demo's tasks: ``fast``, ``slow``, ``blocking`` and ``fails``."""
+    tasks = Tasks("demo", redis_url)
+    # The plain form: the keyword form (@tasks.task(name=...)) does not type-check under mypy --strict.
+    tasks.task(fast)
+    tasks.task(slow)
+    tasks.task(blocking)
+    tasks.task(fails)
+    return tasks
+
+
+def _short(task_name: str) -> str:
+    return task_name.rsplit(".", 1)[-1]
+
+
+def plan_jobs(tasks: Tasks, jobs: int, rng: random.Random) -> tuple[list[JobSpec[Any]], set[int]]:
+    """The mixed load: specs in enqueue order, and the indexes of the delayed ones.
+
+    About 1% of the jobs always fail and 5% are delayed by 0.5-2 s; the rest are fast, slow or blocking jobs
+    spread over the three priorities (20% high, 60% normal, 20% low).
+    """
+    failing, delayed = max(1, jobs // 100), max(1, jobs // 20)
+    pool = [_get(tasks, "fast"), _get(tasks, "slow"), _get(tasks, "blocking")]
+    # Three attempts with a small backoff: the failing jobs are dead-lettered well under a second in.
+    failing_task = _get(tasks, "fails").with_options(max_attempts=3, backoff_base=0.05, backoff_max=0.2)
+    kinds = ["fails"] * failing + ["delayed"] * delayed + ["plain"] * max(0, jobs - failing - delayed)
+    rng.shuffle(kinds)
+    specs: list[JobSpec[Any]] = []
+    delayed_at: set[int] = set()
+    for i, kind in enumerate(kinds[:jobs]):
+        task = failing_task if kind == "fails" else rng.choices(pool, weights=(5, 3, 2))[0]
+        delay = 0.0
+        if kind == "delayed":
+            delay = rng.uniform(0.5, 2.0)
+            delayed_at.add(i)
+        priority = rng.choices(_PRIORITIES, weights=_PRIORITY_WEIGHTS)[0]
+        specs.append(
+            task.with_options(priority=priority, delay=delay).spec(rng.uniform(1, 8) if task.fn is slow else i)
+        )
+    return specs, delayed_at
+
+
+def _get(tasks: Tasks, name: str) -> Task[Any, Any]:
+    task = tasks.get(f"{__name__}.{name}")
+    assert task is not None, name
+    return task
+
+
+async def run_demo(jobs: int = 2000, concurrency: int = 50, seconds: float = 60.0, out: TextIO | None = None) -> int:
+    """Run the demo; 0 if every job finished as expected within ``seconds``, else 1."""
+    out = out or sys.stdout
+    url = f"memory://demo-{uuid.uuid4().hex}"  # a fresh in-process server: nothing else shares it
+    tasks = build_tasks(url)
+    try:
+        return await _run(tasks, jobs, concurrency, seconds, out)
+    finally:
+        await tasks.close()
+
+
+async def _run(tasks: Tasks, jobs: int, concurrency: int, seconds: float, out: TextIO) -> int:
+    def say(line: str) -> None:
+        print(line, file=out, flush=True)
+
+    specs, delayed = plan_jobs(tasks, jobs, random.Random())
+    failing = sum(1 for s in specs if _short(s.task) == "fails")
+    say(f"aqueue demo on {tasks.redis_url}: {jobs} jobs ({failing} always failing, {len(delayed)} delayed "
+        f"0.5-2 s), concurrency {concurrency}, at most {seconds:g} s")  # fmt: skip
+    start = time.monotonic()
+    handles = await tasks.enqueue_many(specs)
+    worker = Worker(tasks, concurrency=concurrency, shutdown_timeout=2.0)
+    running = asyncio.create_task(worker.run(), name="aqueue-demo-worker")
+    last_time, last_done, done = start, 0, 0
+    try:
+        while done < jobs and time.monotonic() - start < seconds and not running.done():
+            # Waiting on the worker task (not a plain sleep) notices at once if it stops or crashes.
+            await asyncio.wait({running}, timeout=0.05)
+            info = await tasks.info()
+            done = info.stats.get("succeeded", 0) + info.stats.get("dead", 0)
+            now = time.monotonic()
+            if now - last_time >= 1.0 or done >= jobs:
+                rate = (done - last_done) / (now - last_time)
+                queued = " ".join(f"{name} {n}" for name, n in info.queued.items())
+                say(f"[{now - start:5.1f}s] done {done}/{jobs}  {rate:6.0f} jobs/s  queued {queued}  "
+                    f"scheduled {info.scheduled}  active {info.active}  dead {info.dead}")  # fmt: skip
+                last_time, last_done = now, done
+        elapsed = time.monotonic() - start
+    finally:
+        await worker.stop()
+        await running  # re-raises if the worker crashed
+    return await _summary(handles, delayed, elapsed, say)
+
+
+async def _summary(handles: list[Job[Any]], delayed: set[int], elapsed: float, say: Callable[[str], None]) -> int:
+    counts: Counter[tuple[str, str]] = Counter()
+    latencies: list[float] = []
+    immediate: list[float] = []
+    for i, job in enumerate(handles):
+        rec = await job.record()
+        state = rec.status.value if rec.status in (JobStatus.SUCCEEDED, JobStatus.DEAD) else "unfinished"
+        counts[_short(rec.task), state] += 1
+        if rec.status.finished and rec.enqueued_at is not None and rec.finished_at is not None:
+            latencies.append(rec.finished_at - rec.enqueued_at)
+            if i not in delayed:
+                immediate.append(latencies[-1])
+    names = sorted({task for task, _ in counts}, key=["fast", "slow", "blocking", "fails"].index)
+    rows: list[tuple[str, ...]] = [("task", "succeeded", "dead", "unfinished")]
+    for name in [*names, "total"]:
+        pick = names if name == "total" else [name]
+        rows.append((name, *(str(sum(counts[n, s] for n in pick)) for s in rows[0][1:])))
+    say("")
+    for row in rows:
+        say(f"{row[0]:<10}" + "".join(f"{cell:>12}" for cell in row[1:]))
+    finished = len(latencies)
+    say(f"throughput {finished / elapsed:.0f} jobs/s ({finished} jobs finished in {elapsed:.2f} s)")
+    for label, values in (("immediate jobs", immediate), ("all jobs", latencies)):
+        if values:
+            say(f"enqueue->finish latency, {label}: p50 {_pct(values, 50) * 1000:.0f} ms, "
+                f"p99 {_pct(values, 99) * 1000:.0f} ms")  # fmt: skip
+    unfinished = sum(n for (_, state), n in counts.items() if state == "unfinished")
+    wrong = sum(
+        n for (task, state), n in counts.items() if state != "unfinished" and (state == "dead") != (task == "fails")
+    )
+    if wrong:
+        say(f"demo FAILED: {wrong} jobs ended wrongly (only the 'fails' jobs should be dead)")
+    if unfinished:
+        say(f"demo incomplete: {unfinished} jobs had not finished when it stopped")
+    if wrong or unfinished:
+        return 1
+    say("demo ok: every job finished as expected")
+    return 0
+
+
+def _pct(values: list[float], p: float) -> float:
+    """Nearest-rank percentile."""
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
