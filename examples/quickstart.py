@@ -28,7 +28,8 @@ async def send(to: str) -> str:
 async def main() -> list[object]:
     async with tasks:
         worker = aqueue.Worker(tasks, concurrency=10)
-        running = asyncio.create_task(worker.run())  # usually its own process: `aqueue worker examples.quickstart:tasks`
+        # Usually its own process: `aqueue worker examples.quickstart:tasks`.
+        running = asyncio.create_task(worker.run())
         job = await add.enqueue(1, 2)  # one round trip
         later = await send.with_options(delay=0.2).enqueue("ada@example.com")
         many = await tasks.enqueue_many([add.spec(i, i) for i in range(1_000)])  # pipelined

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from mypy import api
 
-SNIPPET = '''
+SNIPPET = """
 import aqueue
 
 tasks = aqueue.Tasks(queue="typing")
@@ -36,7 +36,7 @@ async def main() -> None:
     await send.enqueue(to=3)
     await add.enqueue(1)
     wrong: str = await job.result()
-'''
+"""
 
 
 def test_mypy_rejects_wrong_task_arguments_and_result_types(tmp_path: Path) -> None:
