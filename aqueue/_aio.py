@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
-__all__ = ["cancel_and_wait"]
+from aqueue.errors import BrokerUnavailable
+
+__all__ = ["cancel_and_wait", "retry_unavailable"]
+
+T = TypeVar("T")
 
 log = logging.getLogger("aqueue")
 
@@ -24,3 +30,18 @@ async def cancel_and_wait(*tasks: asyncio.Task[None], interval: float = 0.1) -> 
     for t in tasks:
         if not t.cancelled() and (exc := t.exception()) is not None:
             log.error("task %s ended with an error", t.get_name(), exc_info=exc)
+
+
+async def retry_unavailable(what: str, fn: Callable[[], Awaitable[T]], attempts: int) -> T:
+    """Call ``fn``, retrying with doubling delays while Redis is unavailable; the last failure propagates."""
+    delay = 0.1
+    for i in range(attempts):
+        try:
+            return await fn()
+        except BrokerUnavailable as exc:
+            if i == attempts - 1:
+                raise
+            log.warning("%s failed: %s; retrying in %.1fs", what, exc, delay)
+            await asyncio.sleep(delay)
+            delay *= 2
+    raise AssertionError("unreachable")

@@ -201,7 +201,18 @@ def cmd_worker(args: argparse.Namespace) -> int:
     multi = args.processes > 1
     tasks = _prepare(args, "--processes > 1 needs a Redis server" if multi else None)
     if not multi:
-        worker = Worker(tasks, args.concurrency, lease=args.lease, shutdown_timeout=args.shutdown_timeout)
+        worker = Worker(
+            tasks,
+            args.concurrency,
+            min_concurrency=args.min_concurrency,
+            max_concurrency=args.max_concurrency,
+            strategy=args.strategy,
+            scale_interval=args.scale_interval,
+            cooldown=args.cooldown,
+            prefetch=args.prefetch,
+            lease=args.lease,
+            shutdown_timeout=args.shutdown_timeout,
+        )
         _session(tasks, lambda: worker.run(burst=args.burst))
         return 0
     _session(tasks)  # one clear error here rather than one per child
@@ -210,9 +221,17 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 def _supervise(args: argparse.Namespace, tasks: Tasks) -> int:
     cmd = [sys.executable, "-m", "aqueue", "worker", args.target, "--processes", "1", "--queue", tasks.queue,
-           "--concurrency", str(args.concurrency), "--shutdown-timeout", str(args.shutdown_timeout),
-           "--log-level", args.log_level, "--log-format", args.log_format]  # fmt: skip
-    cmd += ["--lease", str(args.lease)] if args.lease is not None else []
+           "--shutdown-timeout", str(args.shutdown_timeout), "--strategy", args.strategy,
+           "--scale-interval", str(args.scale_interval), "--cooldown", str(args.cooldown),
+           "--prefetch", str(args.prefetch), "--log-level", args.log_level,
+           "--log-format", args.log_format]  # fmt: skip
+    for flag, value in (
+        ("--lease", args.lease),
+        ("--concurrency", args.concurrency),
+        ("--min-concurrency", args.min_concurrency),
+        ("--max-concurrency", args.max_concurrency),
+    ):
+        cmd += [flag, str(value)] if value is not None else []  # fmt: skip
     cmd += ["--burst"] if args.burst else []
     # The URL goes through the environment so a password in it does not show in `ps`.
     env = {**os.environ, "AQUEUE_REDIS_URL": tasks.redis_url}
@@ -297,7 +316,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     print("counters   " + "  ".join(f"{k} {v}" for k, v in stats.items()))
     print(f"workers    {len(data['workers'])}")
     if data["workers"]:
-        columns = ("id", "concurrency", "busy", "processed", "failed")
+        columns = ("id", "concurrency", "strategy", "busy", "processed", "failed")
         rows = [(*(c.upper() for c in columns), "HEARTBEAT")]
         rows += [(*(str(w.get(c, "")) for c in columns), f"{w['heartbeat_age']:.1f}s ago") for w in data["workers"]]
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
@@ -337,8 +356,21 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     w = command("worker", cmd_worker, "run the jobs of a queue", "info")
-    _option(w, "--concurrency", "AQUEUE_CONCURRENCY", 100, "jobs run at once per process (default 100)",
+    _option(w, "--concurrency", "AQUEUE_CONCURRENCY", None, "jobs run at once per process (default 100; with "
+            "min/max: the starting point)", type=_count, metavar="N")  # fmt: skip
+    _option(w, "--min-concurrency", "AQUEUE_MIN_CONCURRENCY", None, "autoscale: lowest concurrency (default 1)",
             type=_count, metavar="N")  # fmt: skip
+    _option(w, "--max-concurrency", "AQUEUE_MAX_CONCURRENCY", None, "autoscale: highest concurrency",
+            type=_count, metavar="N")  # fmt: skip
+    _option(w, "--strategy", "AQUEUE_STRATEGY", "default", "autoscale strategy: default|aggressive|conservative|"
+            "predictive", type=_choice("default", "aggressive", "conservative", "predictive"),
+            metavar="NAME")  # fmt: skip
+    _option(w, "--scale-interval", "AQUEUE_SCALE_INTERVAL", 0.5, "seconds between scaling decisions (default 0.5)",
+            type=_positive, metavar="S")  # fmt: skip
+    _option(w, "--cooldown", "AQUEUE_COOLDOWN", 5.0, "seconds between direction changes (default 5)",
+            type=_non_negative, metavar="S")  # fmt: skip
+    _option(w, "--prefetch", "AQUEUE_PREFETCH", 0, "jobs claimed beyond free slots (default 0)",
+            type=_number(int, 0, strict=False), metavar="N")  # fmt: skip
     _option(w, "--burst", "AQUEUE_BURST", False, "exit once nothing is queued, due or running",
             action="store_true")  # fmt: skip
     _option(w, "--processes", "AQUEUE_PROCESSES", 1, "worker processes (default 1)", type=_count, metavar="N")

@@ -16,15 +16,20 @@ import signal
 import socket
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections import deque
 from typing import TypeVar
 
 from aqueue import codec
-from aqueue._aio import cancel_and_wait
+from aqueue._aio import cancel_and_wait, retry_unavailable
 from aqueue.backend.broker import Claimed, Outcome
-from aqueue.backend.connect import MAX_BLOCK
 from aqueue.errors import BrokerUnavailable, ConfigurationError
+from aqueue.quotas import ReadQuotas
 from aqueue.runner import run_job
+from aqueue.scaling import Strategy, concurrency_bounds
+from aqueue.scheduler import PROMOTE_LIMIT, promote_due_jobs
+from aqueue.slots import SlotPool
+from aqueue.strategies import get_strategy
+from aqueue.supervisor import ScalingRecord, Supervisor
 from aqueue.tasks import Tasks
 
 __all__ = ["Worker"]
@@ -33,53 +38,73 @@ log = logging.getLogger("aqueue.worker")
 T = TypeVar("T")
 
 _BLOCK_SECONDS = 5.0  # longest single blocking read; an idle worker wakes at once when work arrives
-_SCHEDULER_MAX_WAIT = MAX_BLOCK  # safety net only: new due times wake the scheduler through the wake stream
-_PROMOTE_LIMIT = 1000
 
 
 class Worker:
     """Runs the jobs of one :class:`Tasks` queue in this event loop.
 
-    ``concurrency`` is how many jobs run at once. ``lease`` (default: the queue's, 30 s) is how long a claimed
-    job may go without a heartbeat before another worker takes it back. ``shutdown_timeout`` is how long
-    :meth:`stop` waits for running jobs before cancelling them and putting them back in the queue.
+    ``concurrency`` fixes how many jobs run at once (default 100). Give ``min_concurrency`` and/or
+    ``max_concurrency`` instead and a supervisor task sizes the worker between them from the queue's real state
+    (backlog, oldest wait, arrival and service rates, error rate, event-loop lag), with ``strategy`` one of
+    ``"default"``, ``"aggressive"``, ``"conservative"``, ``"predictive"`` or any :class:`~aqueue.Strategy`, deciding
+    every ``scale_interval`` seconds, and changing direction at most once per ``cooldown`` seconds.
+
+    ``lease`` (default: the queue's, 30 s) is how long a claimed job may go without a heartbeat before another
+    worker takes it back. ``shutdown_timeout`` is how long :meth:`stop` waits for running jobs before cancelling
+    them and putting them back in the queue.
 
     ``prefetch`` (default 0) lets the worker claim up to that many jobs beyond its free slots, so the next batch
     is already in hand while the current one runs. 0 claims only for free slots, which never takes work another
-    worker could start now; a prefetch of about ``concurrency`` roughly doubles throughput for very short jobs.
+    worker could start now.
     """
 
     def __init__(
         self,
         tasks: Tasks,
-        concurrency: int = 100,
+        concurrency: int | None = None,
         *,
+        min_concurrency: int | None = None,
+        max_concurrency: int | None = None,
+        strategy: str | Strategy = "default",
+        scale_interval: float = 0.5,
+        cooldown: float = 5.0,
         lease: float | None = None,
         shutdown_timeout: float = 10.0,
         prefetch: int = 0,
         name: str | None = None,
     ) -> None:
-        if concurrency < 1:
-            raise ConfigurationError(f"concurrency must be >= 1, got {concurrency}")
+        self.min_concurrency, self.max_concurrency, self._target = concurrency_bounds(
+            concurrency, min_concurrency, max_concurrency
+        )
         if lease is not None and lease <= 0:
             raise ConfigurationError(f"lease must be > 0 seconds, got {lease}")
         if shutdown_timeout < 0:
             raise ConfigurationError("shutdown_timeout must be >= 0")
         if prefetch < 0:
             raise ConfigurationError(f"prefetch must be >= 0, got {prefetch}")
+        if scale_interval <= 0 or cooldown < 0:
+            raise ConfigurationError("scale_interval must be > 0 and cooldown >= 0")
+        self.strategy = get_strategy(strategy)
+        self.scale_interval = scale_interval
+        self.cooldown = cooldown
         self.prefetch = prefetch
         self.tasks = tasks
         self.id = name or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.lease = lease if lease is not None else tasks.settings.lease
         self.shutdown_timeout = shutdown_timeout
-        self._target = concurrency
         self.processed = 0  #: attempts finished by this worker (any outcome)
         self.failed = 0  #: attempts that failed (retried or dead-lettered)
+        self.scale_ups = 0  #: applied increases of the target
+        self.scale_downs = 0  #: applied decreases of the target
+        #: The latest applied scaling changes, oldest first.
+        self.scaling_history: deque[ScalingRecord] = deque(maxlen=50)
+        self.supervisor: Supervisor | None = None
+        self._override: tuple[int, float] | None = None  # manual target, monotonic expiry
+        self._service_time: float | None = None
         self._busy = 0
         self._running: dict[str, Claimed] = {}
         self._outcomes: list[Outcome] = []
-        self._credits = [0] * len(tasks.settings.priorities)
-        self._weights = [p.weight for p in tasks.settings.priorities]
+        self._quotas = ReadQuotas([p.weight for p in tasks.settings.priorities], tasks.settings.strict_priority)
         self._started_at = 0.0
         self._reset_loop_state()
 
@@ -91,6 +116,7 @@ class Worker:
         self._force: asyncio.Event | None = None
         self._done: asyncio.Event | None = None
         self._claim_task: asyncio.Task[None] | None = None
+        self._pool: SlotPool | None = None
         self._blocked = False
 
     def __repr__(self) -> str:
@@ -105,6 +131,72 @@ class Worker:
     def busy(self) -> int:
         """Jobs claimed and not yet finished."""
         return self._busy
+
+    @property
+    def running_jobs(self) -> int:
+        """Jobs running on a slot now."""
+        return self._pool.running if self._pool is not None else 0
+
+    @property
+    def autoscaling(self) -> bool:
+        """True when a supervisor sizes this worker (``min_concurrency < max_concurrency``)."""
+        return self.min_concurrency < self.max_concurrency
+
+    @property
+    def service_time(self) -> float | None:
+        """Mean seconds a job takes here (exponentially weighted), None until one has finished."""
+        return self._service_time
+
+    @property
+    def registry_ttl_ms(self) -> int:
+        """How long this worker's registry entry lives without a heartbeat."""
+        return round(max(self.lease, 3 * self._heartbeat_interval) * 1000)
+
+    @property
+    def scale_override(self) -> int | None:
+        """The manual target set by :meth:`scale_to`, while it holds."""
+        if self._override is not None and time.monotonic() >= self._override[1]:
+            self._override = None
+        return None if self._override is None else self._override[0]
+
+    async def scale_to(self, concurrency: int, ttl: float | None = None) -> None:
+        """Run at ``concurrency`` (within the bounds) until :meth:`release_scale`, or for ``ttl`` seconds."""
+        target = max(self.min_concurrency, min(self.max_concurrency, concurrency))
+        self._override = (target, time.monotonic() + ttl if ttl is not None else float("inf"))
+        if target != self._target:
+            await self.apply_scale(target, f"manual override to {concurrency}", "manual", None, "{}")
+
+    def release_scale(self) -> None:
+        """Hand sizing back to the supervisor."""
+        self._override = None
+
+    async def apply_scale(
+        self, target: int, reason: str, strategy: str, confidence: float | None, inputs: str
+    ) -> ScalingRecord:
+        """Change the target now (new slots start at once; surplus ones leave after their current job)."""
+        old, self._target = self._target, target
+        record = ScalingRecord(time.time(), old, target, reason, strategy, confidence)
+        self.scaling_history.append(record)
+        if target > old:
+            self.scale_ups += 1
+        else:
+            self.scale_downs += 1
+        if self._pool is not None:
+            self._pool.resize(target)
+        if self._slot_free is not None:
+            self._slot_free.set()  # the claim loop recomputes its free slots
+        log.info("worker %s: concurrency %d -> %d (%s: %s)", self.id, old, target, strategy, reason)
+        fields: dict[str, str | int | float] = {
+            "type": "scaling", "worker": self.id, "from": old, "to": target, "reason": reason,
+            "strategy": strategy, "inputs": inputs,
+        }  # fmt: skip
+        if confidence is not None:
+            fields["confidence"] = round(confidence, 3)
+        try:
+            await (await self.tasks.broker()).emit(fields)
+        except BrokerUnavailable as exc:
+            log.warning("worker %s: scaling event not written: %s", self.id, exc)
+        return record
 
     # -- lifecycle -------------------------------------------------------------------------------------------
 
@@ -136,18 +228,23 @@ class Worker:
             self._done.set()
 
     async def _serve(self, burst: bool) -> None:
-        assert self._stopping is not None
-        slots = [asyncio.create_task(self._slot(), name=f"aqueue-slot-{i}") for i in range(self._target)]
+        assert self._stopping is not None and self._queue is not None
+        broker = await self.tasks.broker()
+        self._pool = SlotPool(self._queue, self._run_one)
+        self._pool.resize(self._target)
         settler = asyncio.create_task(self._settler(), name="aqueue-settler")
         helpers: list[asyncio.Task[None]] = []
         try:
             await self._heartbeat_once()
             helpers += [
                 asyncio.create_task(self._heartbeats(), name="aqueue-heartbeat"),
-                asyncio.create_task(self._scheduler(), name="aqueue-scheduler"),
+                asyncio.create_task(promote_due_jobs(broker, self.id), name="aqueue-scheduler"),
             ]
-            log.info("worker %s up: queue=%s concurrency=%d lease=%.1fs", self.id, self.tasks.queue, self._target,
-                     self.lease)  # fmt: skip
+            if self.autoscaling:
+                self.supervisor = Supervisor(self, self.strategy, self.scale_interval, self.cooldown)
+                helpers.append(asyncio.create_task(self.supervisor.run(), name="aqueue-supervisor"))
+            log.info("worker %s up: queue=%s concurrency=%d [%d..%d] lease=%.1fs", self.id, self.tasks.queue,
+                     self._target, self.min_concurrency, self.max_concurrency, self.lease)  # fmt: skip
             self._claim_task = asyncio.create_task(self._claim_loop(burst), name="aqueue-claim")
             await self._claim_task
         except asyncio.CancelledError:
@@ -158,7 +255,7 @@ class Worker:
             self._stopping.set()
             if self._claim_task is not None:
                 await cancel_and_wait(self._claim_task)
-            await self._shutdown(slots, settler, helpers)
+            await self._shutdown(self._pool, settler, helpers)
             log.info("worker %s down: processed=%d failed=%d", self.id, self.processed, self.failed)
 
     async def stop(self) -> None:
@@ -196,9 +293,7 @@ class Worker:
                 pass  # not the main thread, or no signal support: stop() still works
         return installed
 
-    async def _shutdown(
-        self, slots: list[asyncio.Task[None]], settler: asyncio.Task[None], helpers: list[asyncio.Task[None]]
-    ) -> None:
+    async def _shutdown(self, pool: SlotPool, settler: asyncio.Task[None], helpers: list[asyncio.Task[None]]) -> None:
         assert self._slot_free is not None and self._queue is not None
         while not self._queue.empty():  # prefetched, never started: release() below puts them back
             self._queue.get_nowait()
@@ -212,12 +307,13 @@ class Worker:
         if self._busy:
             log.warning("worker %s: %d jobs still running after %.1fs; cancelling and putting them back",
                         self.id, self._busy, self.shutdown_timeout)  # fmt: skip
-        await cancel_and_wait(*slots, *helpers)
+        await cancel_and_wait(*helpers)
+        await pool.close()
         await cancel_and_wait(settler)
         broker = await self.tasks.broker()
         try:
-            await self._retrying("final settle", self._flush, attempts=5)
-            put_back = await self._retrying("release", lambda: broker.release(self.id), attempts=5)
+            await retry_unavailable(f"worker {self.id}: final settle", self._flush, attempts=5)
+            put_back = await retry_unavailable(f"worker {self.id}: release", lambda: broker.release(self.id), 5)
         except BrokerUnavailable:
             log.error("worker %s: Redis unavailable at shutdown; its jobs return after the lease", self.id)
         else:
@@ -228,27 +324,10 @@ class Worker:
 
     # -- claiming --------------------------------------------------------------------------------------------
 
-    def _quotas(self, free: int) -> list[int]:
-        """Split ``free`` reads over the levels: strict, or smooth weighted round robin kept across turns."""
-        n = len(self._weights)
-        if self.tasks.settings.strict_priority:
-            return [free] + [0] * (n - 1)
-        total = sum(self._weights)
-        rounds, rest = divmod(free, total)
-        quotas = [w * rounds for w in self._weights]  # whole rounds give each level exactly its weight
-        credits = self._credits
-        for _ in range(rest):
-            for i in range(n):
-                credits[i] += self._weights[i]
-            best = max(range(n), key=credits.__getitem__)
-            credits[best] -= total
-            quotas[best] += 1
-        return quotas
-
     async def _claim_loop(self, burst: bool) -> None:
         assert self._stopping is not None and self._slot_free is not None
         broker = await self.tasks.broker()
-        cursors = ["0-0"] * len(self._weights)
+        cursors = ["0-0"] * len(self.tasks.settings.priorities)
         lease_ms = round(self.lease * 1000)
         reclaim_every = min(self.lease / 4, 1.0)
         next_reclaim = 0.0
@@ -264,7 +343,9 @@ class Worker:
                 reclaim = now >= next_reclaim
                 if reclaim:
                     next_reclaim = now + reclaim_every
-                jobs, cursors = await broker.claim(self.id, self._quotas(free), cursors, lease_ms if reclaim else 0)
+                jobs, cursors = await broker.claim(
+                    self.id, self._quotas.split(free), cursors, lease_ms if reclaim else 0
+                )
                 if jobs:
                     self._dispatch(jobs)
                     continue
@@ -299,7 +380,7 @@ class Worker:
                     await self._slot_free.wait()
             return False
         await self._flush()
-        state = await (await self.tasks.broker()).promote(_PROMOTE_LIMIT)
+        state = await (await self.tasks.broker()).promote(PROMOTE_LIMIT)
         return state.promoted == 0
 
     def _dispatch(self, jobs: list[Claimed]) -> None:
@@ -311,22 +392,23 @@ class Worker:
 
     # -- running and settling --------------------------------------------------------------------------------
 
-    async def _slot(self) -> None:
-        assert self._queue is not None and self._settle_wakeup is not None and self._slot_free is not None
-        queue, wakeup, slot_free = self._queue, self._settle_wakeup, self._slot_free
-        while True:
-            c = await queue.get()
-            outcome = await run_job(self.tasks, c)
-            self._running.pop(c.msg_id, None)
-            self._outcomes.append(outcome)
-            self.processed += 1
-            if outcome.kind != "ok":
-                self.failed += 1
-                log.warning("job %s (%s) attempt %d failed: %s%s", c.job_id, c.task, c.attempt, outcome.x,
-                            " (will retry)" if outcome.kind == "retry" else " (dead-lettered)")  # fmt: skip
-            self._busy -= 1
-            wakeup.set()
-            slot_free.set()
+    async def _run_one(self, c: Claimed) -> None:
+        assert self._settle_wakeup is not None and self._slot_free is not None
+        started = time.perf_counter()
+        outcome = await run_job(self.tasks, c)
+        took = time.perf_counter() - started
+        # The autoscaler sizes from this: weighted so a change of workload shows within ~20 jobs.
+        self._service_time = took if self._service_time is None else 0.95 * self._service_time + 0.05 * took
+        self._running.pop(c.msg_id, None)
+        self._outcomes.append(outcome)
+        self.processed += 1
+        if outcome.kind != "ok":
+            self.failed += 1
+            log.warning("job %s (%s) attempt %d failed: %s%s", c.job_id, c.task, c.attempt, outcome.x,
+                        " (will retry)" if outcome.kind == "retry" else " (dead-lettered)")  # fmt: skip
+        self._busy -= 1
+        self._settle_wakeup.set()
+        self._slot_free.set()
 
     async def _flush(self) -> None:
         while self._outcomes:
@@ -362,6 +444,9 @@ class Worker:
                 "pid": os.getpid(),
                 "queue": self.tasks.queue,
                 "concurrency": self._target,
+                "min_concurrency": self.min_concurrency,
+                "max_concurrency": self.max_concurrency,
+                "strategy": self.strategy.name if self.autoscaling else "fixed",
                 "busy": self._busy,
                 "processed": self.processed,
                 "failed": self.failed,
@@ -373,8 +458,7 @@ class Worker:
     async def _heartbeat_once(self) -> None:
         broker = await self.tasks.broker()
         running = [(c.stream, c.msg_id) for c in self._running.values()]
-        ttl_ms = round(max(self.lease, 3 * self._heartbeat_interval) * 1000)
-        lost = await broker.heartbeat(self.id, running, self._info(), ttl_ms)
+        lost = await broker.heartbeat(self.id, running, self._info(), self.registry_ttl_ms)
         for msg_id in lost:
             c = self._running.get(msg_id)
             if c is not None:
@@ -391,34 +475,3 @@ class Worker:
                 await self._heartbeat_once()
             except BrokerUnavailable as exc:
                 log.warning("worker %s: heartbeat failed: %s", self.id, exc)
-
-    async def _scheduler(self) -> None:
-        broker = await self.tasks.broker()
-        backoff = 0.1
-        while True:
-            try:
-                state = await broker.promote(_PROMOTE_LIMIT)
-                if state.promoted >= _PROMOTE_LIMIT:
-                    continue
-                wait = _SCHEDULER_MAX_WAIT
-                if state.next_due_ms is not None:
-                    wait = min(wait, max(0.001, (state.next_due_ms - state.now_ms + 1) / 1000))
-                await broker.wait_wake(state.wake_id, wait)
-                backoff = 0.1
-            except BrokerUnavailable as exc:
-                log.warning("worker %s: scheduler: %s; retrying in %.1fs", self.id, exc, backoff)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
-
-    async def _retrying(self, what: str, fn: Callable[[], Awaitable[T]], attempts: int) -> T:
-        delay = 0.1
-        for i in range(attempts):
-            try:
-                return await fn()
-            except BrokerUnavailable as exc:
-                if i == attempts - 1:
-                    raise
-                log.warning("worker %s: %s failed: %s; retrying in %.1fs", self.id, what, exc, delay)
-                await asyncio.sleep(delay)
-                delay *= 2
-        raise AssertionError("unreachable")

@@ -27,8 +27,9 @@ LEASE = 1.0
 async def crash(rw: RunningWorker, monkeypatch: pytest.MonkeyPatch) -> None:
     """Stop a worker the way SIGKILL would: no final settle, no release, no more heartbeats."""
 
-    async def die(slots: Any, settler: Any, helpers: Any) -> None:
-        await cancel_and_wait(*slots, settler, *helpers)
+    async def die(pool: Any, settler: Any, helpers: Any) -> None:
+        await cancel_and_wait(settler, *helpers)
+        await pool.close()
 
     monkeypatch.setattr(rw.worker, "_shutdown", die)
     await cancel_and_wait(rw.task)

@@ -22,12 +22,12 @@ from aqueue.errors import BrokerUnavailable
 from aqueue.keys import GROUP, Keys
 from aqueue.settings import QueueSettings
 
-__all__ = ["Broker", "Claimed", "EnqueueItem", "Outcome", "QueueInfo", "ScheduleState"]
+__all__ = ["Broker", "Claimed", "EnqueueItem", "Outcome", "QueueInfo", "QueueSample", "ScheduleState"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
 
-_SCRIPTS = ("enqueue", "claim", "settle", "promote", "heartbeat", "release")
+_SCRIPTS = ("enqueue", "claim", "settle", "promote", "heartbeat", "release", "snapshot")
 
 
 def _load_sources() -> dict[str, str]:
@@ -97,6 +97,21 @@ class ScheduleState:
     next_due_ms: int | None
     now_ms: int
     wake_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class QueueSample:
+    """Raw queue figures for the autoscaler, read in one script call (times in ms on the Redis clock)."""
+
+    now_ms: int
+    due: int
+    workers: int
+    enqueued: int
+    succeeded: int
+    failed: int
+    waiting: dict[str, int]
+    pending: int
+    oldest_ms: int | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -318,6 +333,32 @@ class Broker:
         return int(n)
 
     # -- readers ---------------------------------------------------------------------------------------------
+
+    @unavailable
+    async def sample(self, worker_ttl_ms: int) -> QueueSample:
+        """Backlog per level, pending, oldest waiting entry, due jobs, live workers and counters: one call."""
+        k = self.keys
+        r = await self._script("snapshot", [k.scheduled, k.stats, k.workers, *k.streams], [GROUP, worker_ttl_ms])
+        waiting: dict[str, int] = {}
+        pending = 0
+        oldest: int | None = None
+        for i, name in enumerate(self.settings.priority_names):
+            w, p, o = (int(v) for v in r[6 + 3 * i : 9 + 3 * i])
+            waiting[name] = w
+            pending += p
+            if o >= 0 and w > 0:
+                oldest = o if oldest is None else min(oldest, o)
+        now, due, workers, enqueued, succeeded, failed = (int(v) for v in r[:6])
+        return QueueSample(now, due, workers, enqueued, succeeded, failed, waiting, pending, oldest)
+
+    @unavailable
+    async def emit(self, fields: dict[str, str | int | float]) -> str:
+        """Append an event that is not a job state change (e.g. ``scaling``) to the events stream."""
+        event_id: str = await self.redis.xadd(
+            self.keys.events, fields, maxlen=self.settings.events_maxlen, approximate=True
+        )
+        self._bump()
+        return event_id
 
     @unavailable
     async def last_event_id(self) -> str:

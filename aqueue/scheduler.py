@@ -1,0 +1,40 @@
+"""Promotion of delayed and backing-off jobs, woken at the earliest due time rather than on a poll."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aqueue.backend.broker import Broker
+from aqueue.backend.connect import MAX_BLOCK
+from aqueue.errors import BrokerUnavailable
+
+__all__ = ["PROMOTE_LIMIT", "promote_due_jobs"]
+
+log = logging.getLogger("aqueue.scheduler")
+
+#: Jobs moved per promotion call; a full batch is followed by another at once.
+PROMOTE_LIMIT = 1000
+
+
+async def promote_due_jobs(broker: Broker, worker_id: str) -> None:
+    """Promote due jobs forever: sleep in Redis until the earliest due time or a newly announced earlier one.
+
+    Every worker runs this; the promotion script is atomic, so concurrent schedulers never promote a job twice.
+    The wait is capped at ``MAX_BLOCK`` only as a safety net.
+    """
+    backoff = 0.1
+    while True:
+        try:
+            state = await broker.promote(PROMOTE_LIMIT)
+            if state.promoted >= PROMOTE_LIMIT:
+                continue
+            wait = MAX_BLOCK
+            if state.next_due_ms is not None:
+                wait = min(wait, max(0.001, (state.next_due_ms - state.now_ms + 1) / 1000))
+            await broker.wait_wake(state.wake_id, wait)
+            backoff = 0.1
+        except BrokerUnavailable as exc:
+            log.warning("worker %s: scheduler: %s; retrying in %.1fs", worker_id, exc, backoff)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 5.0)

@@ -1,0 +1,112 @@
+"""The supervisor sizes a real worker: up on a burst, back to min after it, never cancelling a running job."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Awaitable, Callable
+
+import aqueue
+from tests.conftest import RunningWorker, wait_until
+
+MakeTasks = Callable[..., aqueue.Tasks]
+StartWorker = Callable[..., Awaitable[RunningWorker]]
+FAST = {"scale_interval": 0.1, "cooldown": 0.3}
+
+
+async def _scaling_events(tasks: aqueue.Tasks) -> list[dict[str, str]]:
+    entries = await (await tasks.broker()).redis.xrange(tasks.keys.events)
+    return [fields for _, fields in entries if fields["type"] == "scaling"]
+
+
+async def test_burst_raises_concurrency_from_min_within_two_seconds_then_returns_to_min(
+    make_tasks: MakeTasks, start_worker: StartWorker
+) -> None:
+    tasks = make_tasks()
+
+    @tasks.task
+    async def io_bound() -> None:
+        await asyncio.sleep(0.02)
+
+    rw = await start_worker(tasks, min_concurrency=2, max_concurrency=60, **FAST)
+    worker = rw.worker
+    assert worker.concurrency == 2 and worker.autoscaling
+    jobs = await tasks.enqueue_many([io_bound.spec() for _ in range(1_500)])
+    loop = asyncio.get_running_loop()
+    burst_at = loop.time()
+    await wait_until(lambda: worker.concurrency > 2, 2.0)
+    assert loop.time() - burst_at <= 2.0
+    await jobs[-1].result(timeout=30)
+    peak = max(r.new for r in worker.scaling_history)
+    # Sized from the backlog in one step, not +1 per tick: 1,500 jobs x 20 ms over a 5 s drain target = 6.
+    assert worker.scaling_history[0].new >= 5, worker.scaling_history
+    assert peak <= 60
+    await wait_until(lambda: worker.concurrency == 2, 20.0)
+    events = await _scaling_events(tasks)
+    assert events[0]["from"] == "2" and int(events[0]["to"]) > 2
+    assert {"reason", "strategy", "inputs", "worker"} <= set(events[0])
+    assert events[-1]["to"] == "2"
+    assert worker.scale_ups >= 1 and worker.scale_downs >= 1
+
+
+async def test_scale_down_never_cancels_a_running_job(make_tasks: MakeTasks, start_worker: StartWorker) -> None:
+    tasks = make_tasks()
+    finished: list[str] = []
+
+    @tasks.task
+    async def work(label: str, seconds: float) -> str:
+        await asyncio.sleep(seconds)
+        finished.append(label)
+        return label
+
+    rw = await start_worker(tasks, min_concurrency=1, max_concurrency=40, **FAST)
+    long_job = await work.enqueue("long", 3.0)
+    await tasks.enqueue_many([work.spec(f"short-{i}", 0.02) for i in range(400)])
+    await wait_until(lambda: len(finished) >= 400, 20)
+    await wait_until(lambda: rw.worker.scale_downs >= 2, 10)  # shrinking while the long job still runs
+    assert await long_job.result(timeout=10) == "long"
+    record = await long_job.record()
+    assert (record.attempts, record.status) == (1, aqueue.JobStatus.SUCCEEDED)
+
+
+async def test_steady_load_does_not_flap(make_tasks: MakeTasks, start_worker: StartWorker) -> None:
+    tasks = make_tasks()
+
+    @tasks.task
+    async def steady() -> None:
+        await asyncio.sleep(0.01)
+
+    rw = await start_worker(tasks, min_concurrency=1, max_concurrency=50, scale_interval=0.1, cooldown=1.0)
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    while loop.time() - start < 4.0:  # ~200 jobs/s for 4 s
+        await tasks.enqueue_many([steady.spec() for _ in range(20)])
+        await asyncio.sleep(0.1)
+    history = list(rw.worker.scaling_history)
+    directions = [1 if r.new > r.old else -1 for r in history]
+    changes = sum(1 for a, b in itertools.pairwise(directions) if a != b)
+    assert changes <= 4, history  # 4 s of load, at most one direction change per 1 s cooldown
+
+
+async def test_manual_override_holds_until_released(make_tasks: MakeTasks, start_worker: StartWorker) -> None:
+    tasks = make_tasks()
+
+    @tasks.task
+    async def noop() -> None:
+        return None
+
+    rw = await start_worker(tasks, min_concurrency=1, max_concurrency=30, **FAST)
+    await rw.worker.scale_to(25)
+    assert rw.worker.concurrency == 25 and rw.worker.scale_override == 25
+    await asyncio.sleep(1.0)  # idle queue: the strategy would shrink, the override holds
+    assert rw.worker.concurrency == 25
+    events = await _scaling_events(tasks)
+    assert events[-1]["strategy"] == "manual" and events[-1]["to"] == "25"
+    rw.worker.release_scale()
+    await wait_until(lambda: rw.worker.concurrency < 25, 5.0)
+
+
+async def test_fixed_concurrency_worker_has_no_supervisor(make_tasks: MakeTasks, start_worker: StartWorker) -> None:
+    tasks = make_tasks()
+    rw = await start_worker(tasks, concurrency=7)
+    assert (rw.worker.concurrency, rw.worker.autoscaling, rw.worker.supervisor) == (7, False, None)
