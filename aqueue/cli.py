@@ -1,4 +1,4 @@
-"""The ``aqueue`` command: ``worker``, ``enqueue``, ``info`` and ``demo``.
+"""The ``aqueue`` command: ``worker`` (optionally ``--web``), ``web``, ``enqueue``, ``info`` and ``demo``.
 
 Every user error (bad ``MODULE:ATTR``, bad flag or environment value, unreachable Redis) ends as one line
 ``aqueue: error: …`` on stderr and exit code 2, never a traceback. Logging is configured here and only here:
@@ -20,7 +20,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 from urllib.parse import urlsplit
 
 import orjson
@@ -29,6 +29,9 @@ from aqueue import __version__
 from aqueue.errors import AqueueError, BrokerUnavailable
 from aqueue.tasks import Tasks
 from aqueue.worker import Worker
+
+if TYPE_CHECKING:
+    from aiohttp import web
 
 __all__ = ["CliError", "main"]
 
@@ -78,6 +81,15 @@ def _choice(*allowed: str) -> Callable[[str], str]:
         return text.lower()
 
     return convert
+
+
+def _bind(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` (IPv6 as ``[::1]:PORT``) to serve the web app on; port 0 picks a free one."""
+    host, _, port = text.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not host or not port.isdigit() or int(port) > 65535:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT such as 127.0.0.1:8080, got {text!r}")
+    return host, int(port)
 
 
 def _flag(text: str) -> bool:
@@ -193,12 +205,44 @@ def _session(tasks: Tasks, body: Callable[[], Awaitable[T]] | None = None) -> T 
     return asyncio.run(session())
 
 
+def _token(args: argparse.Namespace) -> str | None:
+    """The web token, read from the environment variable ``--token-env`` names (so it never shows in ``ps``)."""
+    if args.token_env is None:
+        return None
+    value = os.environ.get(args.token_env)
+    if not value:
+        raise CliError(f"--token-env: environment variable {args.token_env} is not set or is empty")
+    return value
+
+
+async def _start_web(app: web.Application, bind: tuple[str, int], debug: bool) -> web.AppRunner:
+    """Serve ``app`` on ``bind`` in this loop; the caller cleans the runner up."""
+    from aiohttp import web
+
+    # Access logs only at debug level: a dashboard's requests would drown the worker's own log lines.
+    runner = web.AppRunner(app, access_log=logging.getLogger("aiohttp.access") if debug else None)
+    await runner.setup()
+    host, port = bind
+    try:
+        await web.TCPSite(runner, host, port).start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise CliError(f"cannot serve the web app on {host}:{port}: {exc.strerror or exc}") from None
+    bound = runner.addresses[0] if runner.addresses else bind
+    log.info("web app on http://%s:%s/", f"[{bound[0]}]" if ":" in str(bound[0]) else bound[0], bound[1])
+    return runner
+
+
 # -- commands ------------------------------------------------------------------------------------------------
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
     """Run a worker in this process, or ``--processes`` worker processes under this one."""
     multi = args.processes > 1
+    if args.web is None and (args.token_env is not None or args.protect_reads):
+        raise CliError("--token-env and --protect-reads apply to the web app: add --web HOST:PORT")
+    if multi and args.web is not None:
+        raise CliError("--web serves one worker's process: use --processes 1, or run `aqueue web` beside the workers")
     tasks = _prepare(args, "--processes > 1 needs a Redis server" if multi else None)
     if not multi:
         worker = Worker(
@@ -213,7 +257,22 @@ def cmd_worker(args: argparse.Namespace) -> int:
             lease=args.lease,
             shutdown_timeout=args.shutdown_timeout,
         )
-        _session(tasks, lambda: worker.run(burst=args.burst))
+        if args.web is None:
+            _session(tasks, lambda: worker.run(burst=args.burst))
+            return 0
+        token = _token(args)
+
+        async def serve_both() -> None:
+            from aqueue.web import create_app
+
+            app = create_app(tasks, worker, token, protect_reads=args.protect_reads)
+            runner = await _start_web(app, args.web, args.log_level == "debug")
+            try:
+                await worker.run(burst=args.burst)  # it handles SIGINT/SIGTERM; the web app stops after it
+            finally:
+                await runner.cleanup()
+
+        _session(tasks, serve_both)
         return 0
     _session(tasks)  # one clear error here rather than one per child
     return _supervise(args, tasks)
@@ -264,6 +323,32 @@ def _supervise(args: argparse.Namespace, tasks: Tasks) -> int:
         print(f"aqueue: error: {len(failed)} of {len(children)} worker processes failed: {', '.join(failed)}",
               file=sys.stderr)  # fmt: skip
         return 1
+    return 0
+
+
+def cmd_web(args: argparse.Namespace) -> int:
+    """Serve the web app alone (no worker) until SIGINT/SIGTERM: everything it shows comes from Redis."""
+    tasks = _prepare(args, "serve it beside a worker with `aqueue worker --web`")
+    token = _token(args)
+
+    async def serve() -> None:
+        from aqueue.web import create_app
+
+        runner = await _start_web(
+            create_app(tasks, None, token, protect_reads=args.protect_reads), args.bind, args.log_level == "debug"
+        )
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            await stop.wait()
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+            await runner.cleanup()
+
+    _session(tasks, serve)
     return 0
 
 
@@ -335,6 +420,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
 # -- parser and entry point ----------------------------------------------------------------------------------
 
 
+def _web_options(p: argparse.ArgumentParser, flag: str, env: str, default: Any, help: str) -> None:
+    _option(p, flag, env, default, help, type=_bind, metavar="HOST:PORT")
+    p.add_argument("--token-env", metavar="VAR", help="require the token held in environment variable VAR "
+                   "(Authorization: Bearer) on mutating endpoints and the WebSocket")  # fmt: skip
+    _option(p, "--protect-reads", "AQUEUE_PROTECT_READS", False, "require the token on read endpoints too",
+            action="store_true")  # fmt: skip
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``aqueue`` argument parser."""
     parser = _Parser(prog="aqueue", description="asyncio job queue on Redis Streams", allow_abbrev=False)
@@ -378,6 +471,13 @@ def build_parser() -> argparse.ArgumentParser:
             type=_positive, metavar="S")  # fmt: skip
     _option(w, "--shutdown-timeout", "AQUEUE_SHUTDOWN_TIMEOUT", 10.0, "seconds running jobs get to finish "
             "on stop (default 10)", type=_non_negative, metavar="S")  # fmt: skip
+
+    _web_options(w, "--web", "AQUEUE_WEB", None, "also serve the web app (status, metrics, REST, dashboard) on "
+                 "HOST:PORT")  # fmt: skip
+
+    web_cmd = command("web", cmd_web, "serve the web app alone (status, metrics, REST API, dashboard)", "info")
+    _web_options(web_cmd, "--bind", "AQUEUE_WEB", ("127.0.0.1", 8080), "HOST:PORT to serve on (default "
+                 "127.0.0.1:8080)")  # fmt: skip
 
     e = command("enqueue", cmd_enqueue, "enqueue one job and print its id", "warning")
     e.add_argument("task", metavar="TASK", help="registered task name")

@@ -59,6 +59,16 @@ class Keys:
         return f"{self.prefix}stats"
 
     @property
+    def task_stats(self) -> str:
+        """Hash of lifetime counters per task: field ``<counter>:<task>`` (scripts build it from the prefix)."""
+        return f"{self.prefix}stats:task"
+
+    @property
+    def scaling(self) -> str:
+        """Stream of applied scaling decisions only, capped, so they can be listed without reading every event."""
+        return f"{self.prefix}scaling"
+
+    @property
     def wake(self) -> str:
         """One-entry stream that wakes schedulers when an earlier due time is added."""
         return f"{self.prefix}wake"

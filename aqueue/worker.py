@@ -17,6 +17,7 @@ import socket
 import time
 import uuid
 from collections import deque
+from collections.abc import Callable
 from typing import TypeVar
 
 from aqueue import codec
@@ -38,6 +39,10 @@ log = logging.getLogger("aqueue.worker")
 T = TypeVar("T")
 
 _BLOCK_SECONDS = 5.0  # longest single blocking read; an idle worker wakes at once when work arrives
+
+#: Called after every attempt with (task, seconds it ran, seconds it waited in the stream, outcome kind ``ok``,
+#: ``retry`` or ``dead``); it runs on the slot's path, so it must be quick and must not block.
+JobObserver = Callable[[str, float, float, str], None]
 
 
 class Worker:
@@ -99,6 +104,8 @@ class Worker:
         #: The latest applied scaling changes, oldest first.
         self.scaling_history: deque[ScalingRecord] = deque(maxlen=50)
         self.supervisor: Supervisor | None = None
+        #: Per-attempt observers (e.g. the web app's histograms); see :data:`JobObserver`.
+        self.observers: list[JobObserver] = []
         self._override: tuple[int, float] | None = None  # manual target, monotonic expiry
         self._service_time: float | None = None
         self._busy = 0
@@ -136,6 +143,11 @@ class Worker:
     def running_jobs(self) -> int:
         """Jobs running on a slot now."""
         return self._pool.running if self._pool is not None else 0
+
+    @property
+    def is_running(self) -> bool:
+        """True from :meth:`run` until a stop is requested."""
+        return self._stopping is not None and not self._stopping.is_set()
 
     @property
     def autoscaling(self) -> bool:
@@ -193,7 +205,7 @@ class Worker:
         if confidence is not None:
             fields["confidence"] = round(confidence, 3)
         try:
-            await (await self.tasks.broker()).emit(fields)
+            await (await self.tasks.broker()).record_scaling(fields)
         except BrokerUnavailable as exc:
             log.warning("worker %s: scaling event not written: %s", self.id, exc)
         return record
@@ -409,6 +421,18 @@ class Worker:
         self._busy -= 1
         self._settle_wakeup.set()
         self._slot_free.set()
+        if self.observers:
+            self._observe(c, took, outcome.kind)
+
+    def _observe(self, c: Claimed, took: float, kind: str) -> None:
+        # The message id is the (Redis clock) time the job entered its stream: wait = that until it started here.
+        entered = int(c.msg_id.split("-", 1)[0]) / 1000
+        wait = max(0.0, time.time() - took - entered)
+        for fn in self.observers:
+            try:
+                fn(c.task, took, wait, kind)
+            except Exception:
+                log.exception("worker %s: job observer %r failed", self.id, fn)
 
     async def _flush(self) -> None:
         while self._outcomes:

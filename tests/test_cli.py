@@ -6,6 +6,7 @@ import asyncio
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -15,6 +16,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import orjson
 import pytest
 import redis
@@ -351,3 +353,98 @@ def test_demo_runs_to_completion(tmp_path: Path) -> None:
     assert re.search(r"^fails\s+0\s+3\s+0$", out, re.MULTILINE), out
     assert re.search(r"p50 \d+ ms, p99 \d+ ms", out) and "throughput" in out
     assert "demo ok" in out
+
+
+# -- the web app: `worker --web` and `web` -------------------------------------------------------------------
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on now (the OS picks it)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+async def answering(http: aiohttp.ClientSession, path: str) -> bool:
+    """True once ``GET path`` answers 200 (the process may still be starting)."""
+    try:
+        async with http.get(path) as resp:
+            return resp.status == 200
+    except aiohttp.ClientError:
+        return False
+
+
+async def stop_cleanly(proc: asyncio.subprocess.Process) -> None:
+    if proc.returncode is None:
+        proc.send_signal(signal.SIGTERM)
+    _, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 0, err.decode()
+    assert "Traceback" not in err.decode()
+
+
+async def test_worker_serves_the_web_app_beside_it(app_dir: Path, queue: str) -> None:
+    port = free_port()
+    proc = await start_cli(
+        app_dir, "worker", "app:tasks", "--queue", queue, "--concurrency", "2",
+        "--web", f"127.0.0.1:{port}", "--token-env", "AQUEUE_TEST_TOKEN", env={"AQUEUE_TEST_TOKEN": "t0ken"},
+    )  # fmt: skip
+    try:
+        async with aiohttp.ClientSession(f"http://127.0.0.1:{port}") as http, producer(queue) as tasks:
+            await wait_until(lambda: answering(http, "/health/live"))
+            assert await answering(http, "/health/ready")
+            job = {"task": "add", "args": [2, 3]}
+            async with http.post("/jobs", json=job) as resp:
+                assert resp.status == 401
+            async with http.post("/jobs", json=job, headers={"Authorization": "Bearer t0ken"}) as resp:
+                assert resp.status == 201
+                job_id = (await resp.json())["id"]
+            assert await tasks.job(job_id).result(timeout=10) == 5
+            async with http.get("/status") as resp:
+                status = await resp.json()
+            assert status["attached_worker"] == status["workers"][0]["id"]
+    finally:
+        await stop_cleanly(proc)
+
+
+async def test_web_command_serves_the_app_alone(app_dir: Path, queue: str) -> None:
+    port = free_port()
+    async with producer(queue) as tasks:
+        add = tasks.get("add")
+        assert add is not None
+        job = await add.enqueue(1, 1)
+        proc = await start_cli(app_dir, "web", "app:tasks", "--queue", queue, "--bind", f"127.0.0.1:{port}")
+        try:
+            async with aiohttp.ClientSession(f"http://127.0.0.1:{port}") as http:
+                await wait_until(lambda: answering(http, "/health/ready"))
+                async with http.get("/jobs") as resp:
+                    assert [j["id"] for j in (await resp.json())["jobs"]] == [job.id]
+                async with http.get("/status") as resp:
+                    status = await resp.json()
+                assert (status["queue"], status["queued"], status["attached_worker"]) == (queue, 1, None)
+        finally:
+            await stop_cleanly(proc)
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["worker", "app:tasks", "--web", "localhost"], "expected HOST:PORT"),
+        (["worker", "app:tasks", "--web", "127.0.0.1:70000"], "expected HOST:PORT"),
+        (["worker", "app:tasks", "--processes", "2", "--web", "127.0.0.1:0"], "use --processes 1"),
+        (["worker", "app:tasks", "--token-env", "X", "--burst"], "add --web"),
+        (["web", "app:tasks", "--token-env", "AQUEUE_TEST_UNSET"], "AQUEUE_TEST_UNSET is not set"),
+        (["web", "app:tasks", "--redis", "memory://x"], "lives inside one process"),
+    ],
+)
+def test_bad_web_options_are_one_error_line(app_dir: Path, args: list[str], fragment: str) -> None:
+    assert_one_error_line(run_cli(app_dir, *args), fragment)
+
+
+def test_a_taken_port_is_one_error_line(app_dir: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_cli(app_dir, "web", "app:tasks", "--bind", f"127.0.0.1:{port}")
+    assert_one_error_line(result, f"cannot serve the web app on 127.0.0.1:{port}")

@@ -27,7 +27,10 @@ __all__ = ["Broker", "Claimed", "EnqueueItem", "Outcome", "QueueInfo", "QueueSam
 P = ParamSpec("P")
 T = TypeVar("T")
 
-_SCRIPTS = ("enqueue", "claim", "settle", "promote", "heartbeat", "release", "snapshot")
+#: Approximate cap of the stream that keeps scaling decisions apart from the (much busier) events stream.
+SCALING_MAXLEN = 1000
+
+_SCRIPTS = ("enqueue", "claim", "settle", "promote", "heartbeat", "release", "snapshot", "requeue")
 
 
 def _load_sources() -> dict[str, str]:
@@ -420,3 +423,106 @@ class Broker:
         """The newest dead-letter entries, newest first."""
         entries: list[tuple[str, dict[str, str]]] = await self.redis.xrevrange(self.keys.dead, count=limit)
         return entries
+
+    # -- web
+
+    @unavailable
+    async def ping(self) -> None:
+        """Return once Redis answers; :class:`BrokerUnavailable` if it does not."""
+        await self.redis.ping()
+
+    @unavailable
+    async def counters(self) -> dict[str, int]:
+        """The queue's lifetime counters (``enqueued``, ``succeeded``, ``failed``, ``retried``, ``dead``, …)."""
+        raw: dict[str, str] = await self.redis.hgetall(self.keys.stats)
+        return {name: int(value) for name, value in raw.items()}
+
+    @unavailable
+    async def task_counters(self) -> dict[str, dict[str, int]]:
+        """Lifetime counters per task, queue-wide: ``{task: {"enqueued": n, "succeeded": n, …}}``."""
+        raw: dict[str, str] = await self.redis.hgetall(self.keys.task_stats)
+        out: dict[str, dict[str, int]] = {}
+        for name, value in raw.items():
+            counter, _, task = name.partition(":")  # counters never hold ':', task names may
+            out.setdefault(task, {})[counter] = int(value)
+        return out
+
+    @unavailable
+    async def heartbeats(self) -> tuple[int, dict[str, int]]:
+        """Redis time (ms) and the last heartbeat (ms, Redis clock) of every registered worker."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.time()
+            pipe.zrange(self.keys.workers, 0, -1, withscores=True)
+            (sec, usec), seen = await pipe.execute()
+        return int(sec) * 1000 + int(usec) // 1000, {wid: int(score) for wid, score in seen}
+
+    @unavailable
+    async def record_scaling(self, fields: dict[str, str | int | float]) -> str:
+        """Write a ``scaling`` event, and the same entry to the short scaling stream, in one transaction."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.xadd(self.keys.events, fields, maxlen=self.settings.events_maxlen, approximate=True)
+            pipe.xadd(self.keys.scaling, fields, maxlen=SCALING_MAXLEN, approximate=True)
+            event_id, _ = await pipe.execute()
+        self._bump()
+        return str(event_id)
+
+    @unavailable
+    async def scaling_events(self, count: int) -> list[tuple[str, dict[str, str]]]:
+        """The newest scaling decisions, newest first."""
+        entries: list[tuple[str, dict[str, str]]] = await self.redis.xrevrange(self.keys.scaling, count=count)
+        return entries
+
+    @unavailable
+    async def events_before(self, before: str | None, count: int) -> list[tuple[str, dict[str, str]]]:
+        """Up to ``count`` events older than the id ``before`` (the newest when None), newest first."""
+        top = "+" if before is None else f"({before}"
+        entries: list[tuple[str, dict[str, str]]] = await self.redis.xrevrange(
+            self.keys.events, max=top, min="-", count=count
+        )
+        return entries
+
+    @unavailable
+    async def dead_page(self, after: str | None, count: int, newest_first: bool) -> list[tuple[str, dict[str, str]]]:
+        """One page of dead-letter entries beyond the id ``after`` (from the start when None)."""
+        k = self.keys.dead
+        if newest_first:
+            top = "+" if after is None else f"({after}"
+            page: list[tuple[str, dict[str, str]]] = await self.redis.xrevrange(k, max=top, min="-", count=count)
+        else:
+            bottom = "-" if after is None else f"({after}"
+            page = await self.redis.xrange(k, min=bottom, max="+", count=count)
+        return page
+
+    @unavailable
+    async def dead_length(self) -> int:
+        """Entries in the dead-letter stream."""
+        return int(await self.redis.xlen(self.keys.dead))
+
+    @unavailable
+    async def record_fields(self, job_ids: Sequence[str], fields: Sequence[str]) -> list[dict[str, str] | None]:
+        """Some fields of many job records in one round trip; None where a record does not exist."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for job_id in job_ids:
+                pipe.hmget(self.keys.job(job_id), *fields)
+            replies = await pipe.execute()
+        out: list[dict[str, str] | None] = []
+        for values in replies:
+            found = {name: v for name, v in zip(fields, values, strict=True) if v is not None}
+            out.append(found if "task" in found else None)
+        return out
+
+    @unavailable
+    async def requeue(self, jobs: Sequence[tuple[str, ...]], source: str) -> tuple[list[str], list[tuple[str, str]]]:
+        """Put dead or failed jobs back on their streams: ``jobs`` are (job id, its dead-letter entry ids…).
+
+        Returns the job ids requeued and (job id, reason) for each one skipped.
+        """
+        k = self.keys
+        requeued, flat = await self._script(
+            "requeue",
+            [k.events, k.scheduled, k.dead, k.stats],
+            [k.prefix, self.settings.events_maxlen, source, orjson.dumps([list(j) for j in jobs])],
+        )
+        if requeued:
+            self._bump()
+        return list(requeued), [(flat[i], flat[i + 1]) for i in range(0, len(flat), 2)]

@@ -24,3 +24,14 @@ local function field(fields, name)
 end
 
 local TERMINAL = {succeeded = true, dead = true, cancelled = true}
+
+-- Per-task lifetime counters: a Lua table {[counter .. ':' .. task] = n} filled while a script runs, written with
+-- one HINCRBY per distinct field at the end (a batch usually holds few tasks).
+local function count_task(counts, counter, task)
+  local f = counter .. ':' .. (task or '')
+  counts[f] = (counts[f] or 0) + 1
+end
+
+local function flush_task_counts(prefix, counts)
+  for f, n in pairs(counts) do redis.call('HINCRBY', prefix .. 'stats:task', f, n) end
+end

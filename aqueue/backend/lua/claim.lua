@@ -14,6 +14,7 @@ local now = now_ms()
 local now_s = int(now)
 local out = {}
 local n_dead = 0
+local per_task = {}
 
 local function drop(stream, msgid)
   redis.call('XACK', stream, group, msgid)
@@ -31,6 +32,7 @@ local function dead_letter(stream, msgid, jobid, task, reason)
   redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'type', 'dead', 'job', jobid, 'task', task,
     'error', reason)
   n_dead = n_dead + 1
+  count_task(per_task, 'dead', task)
 end
 
 local function start(si, msgid, jobid, reclaimed)
@@ -114,4 +116,5 @@ else
   end
 end
 if n_dead > 0 then redis.call('HINCRBY', stats, 'dead', n_dead) end
+flush_task_counts(prefix, per_task)
 return {cursors, out, n_dead}

@@ -1,4 +1,5 @@
--- Enqueue a batch of jobs atomically: record hash, ready stream (or scheduled set), event, counter.
+-- Enqueue a batch of jobs atomically: record hash, ready stream (or scheduled set), event, counters (queue and
+-- per task).
 -- KEYS: events, scheduled, stats, wake
 -- ARGV: prefix, events_maxlen, jobs: one JSON array of [id, task, priority, delay_ms, spec]
 local events, scheduled, stats, wake = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
@@ -7,6 +8,7 @@ local now = now_ms()
 local now_s = int(now)
 local earliest = nil
 local n = 0
+local per_task = {}
 for _, job in ipairs(cjson.decode(ARGV[3])) do
   local id, task, prio, delay, spec = job[1], job[2], job[3], job[4], job[5]
   local rec = prefix .. 'job:' .. id
@@ -26,8 +28,10 @@ for _, job in ipairs(cjson.decode(ARGV[3])) do
       'priority', prio)
   end
   n = n + 1
+  count_task(per_task, 'enqueued', task)
 end
 redis.call('HINCRBY', stats, 'enqueued', n)
+flush_task_counts(prefix, per_task)
 if earliest ~= nil then
   redis.call('XADD', wake, 'MAXLEN', '1', '*', 'due_at', int(earliest))
 end

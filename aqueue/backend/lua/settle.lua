@@ -1,5 +1,5 @@
 -- Settle a batch of finished attempts atomically: ack + delete the message, update the record, write events
--- and counters; retries go to the scheduled set, dead jobs to the dead-letter stream.
+-- and counters (queue and per task); retries go to the scheduled set, dead jobs to the dead-letter stream.
 -- A message that is no longer pending (another worker settled it after taking it back) is skipped, so a job
 -- is settled at most once even when it ran twice.
 -- KEYS: events, stats, scheduled, dead, wake, stream_1 .. stream_n
@@ -17,6 +17,7 @@ local now = now_ms()
 local now_s = int(now)
 local n_ok, n_retry, n_dead, n_skip = 0, 0, 0, 0
 local earliest = nil
+local per_task = {}
 local acked = {}  -- stream index -> message ids to delete, one XDEL per stream at the end
 for _, o in ipairs(cjson.decode(ARGV[7])) do
   local kind, si, msgid, jobid, x, y, z = o[1], o[2], o[3], o[4], o[5], o[6], o[7]
@@ -37,6 +38,7 @@ for _, o in ipairs(cjson.decode(ARGV[7])) do
       redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'type', 'succeeded', 'job', jobid, 'task', task,
         'attempt', attempt)
       n_ok = n_ok + 1
+      count_task(per_task, 'succeeded', task)
     elseif kind == 'retry' then
       local due = now + tonumber(z)
       redis.call('HSET', rec, 'status', 'failed', 'error', x, 'traceback', y, 'due_at', int(due))
@@ -47,6 +49,8 @@ for _, o in ipairs(cjson.decode(ARGV[7])) do
         'attempt', attempt, 'due_at', int(due))
       if earliest == nil or due < earliest then earliest = due end
       n_retry = n_retry + 1
+      count_task(per_task, 'retried', task)
+      count_task(per_task, 'failed', task)
     else
       redis.call('HSET', rec, 'status', 'dead', 'error', x, 'traceback', y, 'finished_at', now_s)
       redis.call('PEXPIRE', rec, dead_ttl)
@@ -54,6 +58,8 @@ for _, o in ipairs(cjson.decode(ARGV[7])) do
       redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'type', 'dead', 'job', jobid, 'task', task,
         'attempt', attempt, 'error', x)
       n_dead = n_dead + 1
+      count_task(per_task, 'dead', task)
+      count_task(per_task, 'failed', task)
     end
   end
 end
@@ -69,4 +75,5 @@ if n_retry > 0 then
 end
 if n_retry + n_dead > 0 then redis.call('HINCRBY', stats, 'failed', n_retry + n_dead) end
 if n_dead > 0 then redis.call('HINCRBY', stats, 'dead', n_dead) end
+flush_task_counts(prefix, per_task)
 return {n_ok, n_retry, n_dead, n_skip}

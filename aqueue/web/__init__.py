@@ -1,0 +1,9 @@
+"""The aqueue web sub-app: status, health, Prometheus metrics, the REST job API, live WebSocket events, dashboard.
+
+``create_app(tasks, worker=None, token=None)`` returns an :class:`aiohttp.web.Application` to mount with
+``app.add_subapp("/aqueue", sub)``, or to serve with ``aqueue worker … --web HOST:PORT`` / ``aqueue web``.
+"""
+
+from aqueue.web.app import create_app
+
+__all__ = ["create_app"]

@@ -1,0 +1,156 @@
+"""``create_app``: the aiohttp sub-app, its JSON error and bearer-token middlewares, and its lifecycle.
+
+Mount it in your own app (``app.add_subapp("/aqueue", create_app(tasks))``) or let ``aqueue worker --web`` /
+``aqueue web`` serve it. All live data comes from Redis, so an app without a worker sees the whole queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+from aiohttp import hdrs, web
+
+from aqueue._aio import cancel_and_wait
+from aqueue.errors import BrokerUnavailable, ConfigurationError
+from aqueue.tasks import Tasks
+from aqueue.web import openapi, rest, status
+from aqueue.web.live import run_ticker
+from aqueue.web.metrics import METRICS, WebMetrics, metrics
+from aqueue.web.replies import error, reply
+from aqueue.web.state import CONFIG, WebConfig
+from aqueue.worker import Worker
+
+__all__ = ["check_token", "create_app"]
+
+log = logging.getLogger("aqueue.web")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+_SAFE_METHODS = frozenset({hdrs.METH_GET, hdrs.METH_HEAD, hdrs.METH_OPTIONS})
+#: The resources this module registers, so the token middleware knows which reads ``protect_reads`` covers.
+_OWN: web.AppKey[frozenset[web.AbstractResource]] = web.AppKey("aqueue_own_resources", frozenset)
+
+
+def _unauthorized() -> web.HTTPException:
+    return error(web.HTTPUnauthorized, "missing or invalid bearer token", headers={"WWW-Authenticate": "Bearer"})
+
+
+def _same(given: str, token: str) -> bool:
+    return hmac.compare_digest(given.encode(), token.encode())  # constant time: the token cannot be guessed by timing
+
+
+def _bearer(request: web.Request) -> str | None:
+    scheme, _, value = request.headers.get(hdrs.AUTHORIZATION, "").partition(" ")
+    return value.strip() if scheme.lower() == "bearer" else None
+
+
+def check_token(request: web.Request, config: WebConfig) -> None:
+    """Raise 401 (JSON body) unless the request carries the token: ``Authorization: Bearer`` or ``?token=``.
+
+    Does nothing when no token is configured. For the WebSocket, which browsers cannot give headers to; the REST
+    routes take the header only (a token in a URL ends up in access logs).
+    """
+    if config.token is None:
+        return
+    given = _bearer(request) or request.query.get("token")
+    if given is None or not _same(given, config.token):
+        raise _unauthorized()
+
+
+@web.middleware
+async def _auth(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """With a token: every mutating request needs it; reads of this module's data routes too when ``protect_reads``.
+
+    Other reads are left open or to their handlers: the health checks, the dashboard page (it carries no queue
+    data) and the WebSocket (it checks the token itself with :func:`check_token`, also from ``?token=``).
+    """
+    config = request.config_dict[CONFIG]
+    if config.token is not None:
+        if request.method in _SAFE_METHODS:
+            needed = config.protect_reads and request.match_info.route.resource in request.config_dict[_OWN]
+        else:
+            needed = True
+        if needed:
+            given = _bearer(request)
+            if given is None or not _same(given, config.token):
+                raise _unauthorized()
+    return await handler(request)
+
+
+@web.middleware
+async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every failure answers JSON ``{"error": …}`` with its status; Redis down is 503, never a traceback page."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400 or exc.content_type == "application/json":
+            raise
+        headers = {k: v for k, v in exc.headers.items() if k not in (hdrs.CONTENT_TYPE, hdrs.CONTENT_LENGTH)}
+        message = exc.reason
+        if isinstance(exc, web.HTTPMethodNotAllowed):
+            message = f"method {exc.method} not allowed; allowed: {', '.join(sorted(exc.allowed_methods))}"
+        return reply({"error": message}, status=exc.status, headers=headers)
+    except BrokerUnavailable as exc:
+        request.config_dict[CONFIG].live.redis_errors += 1
+        return reply({"error": str(exc)}, status=503)
+    except Exception:
+        log.exception("%s %s failed", request.method, request.path)
+        return reply({"error": "internal error (logged on the server)"}, status=500)
+
+
+async def _background(app: web.Application) -> AsyncIterator[None]:
+    """While serving: the rates/lag ticker, and the attached worker feeding this app's histograms."""
+    config, observe = app[CONFIG], app[METRICS].observe
+    if config.worker is not None:
+        config.worker.observers.append(observe)
+    ticker = asyncio.create_task(run_ticker(config.tasks, config.live), name="aqueue-web-ticker")
+    try:
+        yield
+    finally:
+        await cancel_and_wait(ticker)
+        if config.worker is not None and observe in config.worker.observers:
+            config.worker.observers.remove(observe)
+
+
+def create_app(
+    tasks: Tasks,
+    worker: Worker | None = None,
+    token: str | None = None,
+    *,
+    protect_reads: bool = False,
+    max_body: int = 1 << 20,
+) -> web.Application:
+    """The aqueue web sub-app for ``tasks`` (and ``worker``, if this process runs one).
+
+    With ``token``, mutating endpoints and the WebSocket require ``Authorization: Bearer <token>``; reads too
+    when ``protect_reads``. Request bodies over ``max_body`` bytes get 413.
+    """
+    if worker is not None and worker.tasks is not tasks:
+        raise ConfigurationError("the worker must run the same Tasks the app serves")
+    if token is not None and not token:
+        raise ConfigurationError("token must be a non-empty string (or None for no token)")
+    if max_body < 1:
+        raise ConfigurationError(f"max_body must be >= 1 byte, got {max_body}")
+    app = web.Application(middlewares=[_errors, _auth])
+    config = WebConfig(tasks, worker, token, protect_reads, max_body)
+    app[CONFIG] = config
+    app[METRICS] = WebMetrics(config)
+    # Health checks stay open even with protect_reads: probes rarely hold a token, and they carry no queue data.
+    app.router.add_get("/health/live", status.health_live)
+    app.router.add_get("/health/ready", status.health_ready)
+    own = [
+        *app.router.add_routes(rest.routes),
+        app.router.add_get("/status", status.status),
+        app.router.add_get("/metrics", metrics),
+        app.router.add_get("/openapi.json", openapi.document),
+    ]
+    app[_OWN] = frozenset(r.resource for r in own if r.resource is not None)
+    app.cleanup_ctx.append(_background)
+    from aqueue.web import dashboard, ws  # the live half of the app; imported here, as they import this module
+
+    ws.setup(app)
+    dashboard.setup(app)
+    return app

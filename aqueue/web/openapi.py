@@ -1,0 +1,198 @@
+"""``/openapi.json``: an OpenAPI 3.0 description of the sub-app, shaped by how the app was configured.
+
+Security requirements follow the configuration (no token: none; a token: on mutating operations, and on reads
+when ``protect_reads``), ``servers`` is the prefix the app is mounted under, and the schemas name this app's
+registered tasks and its worker's bounds, so the document is usable as is by a client generator or a fuzzer
+(schemathesis).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from aqueue import __version__
+from aqueue.job import JobStatus
+from aqueue.web.replies import reply
+from aqueue.web.schemas import STR, ref, schemas_for
+from aqueue.web.state import CONFIG, WebConfig
+
+__all__ = ["build_document", "document"]
+
+
+def _json_body(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _errors(*codes: int) -> dict[str, Any]:
+    reasons = {
+        400: "malformed JSON, or a body that is not a JSON object",
+        401: "missing or invalid bearer token",
+        404: "no such job",
+        409: "the job or the worker is not in a state that allows it",
+        413: "request body over the limit",
+        415: "body not sent as application/json",
+        422: "a value in the request is invalid",
+        501: "not implemented yet",
+        503: "Redis is not answering",
+    }
+    return {str(c): _json_body(ref("Error"), reasons[c]) for c in codes}
+
+
+def _op(
+    summary: str,
+    ok: tuple[int, dict[str, Any], str] | None,
+    *errs: int,
+    body: str | None = None,
+    params: list[dict[str, Any]] | None = None,
+    optional_body: bool = False,
+) -> dict[str, Any]:
+    responses = _errors(*errs)
+    if ok is not None:
+        responses[str(ok[0])] = _json_body(ok[1], ok[2])
+    op: dict[str, Any] = {"summary": summary, "responses": responses}
+    if body is not None:
+        op["requestBody"] = {"required": not optional_body, "content": {"application/json": {"schema": ref(body)}}}
+    if params:
+        op["parameters"] = params
+    return op
+
+
+def _query(name: str, schema: dict[str, Any], text: str) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "schema": schema, "description": text}
+
+
+#: Served to anyone: the dashboard page carries no queue data, and probes cannot be expected to hold a token.
+_ALWAYS_OPEN = frozenset({"/", "/health/live", "/health/ready"})
+_JOB_ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string", "minLength": 1}}
+_BODY = (400, 413, 415, 422)
+
+
+def _paths() -> dict[str, Any]:
+    status_enum = {"type": "string", "enum": ["", *(s.value for s in JobStatus)], "description": "empty: any"}
+    html = {"description": "the dashboard page", "content": {"text/html": {"schema": {"type": "string"}}}}
+    upgrade = {
+        "101": {"description": "switched to the WebSocket protocol: snapshot, then events and metrics"},
+        **_errors(401),
+        "426": _json_body(ref("Error"), "not a WebSocket upgrade request"),
+    }
+    metrics = {"description": "Prometheus text exposition", "content": {"text/plain": {"schema": {"type": "string"}}}}
+    return {
+        "/": {"get": {"summary": "The live dashboard page", "responses": {"200": html}}},
+        "/ws": {"get": {"summary": "Live events (?types=, ?job=, ?task=, ?since=, ?token=)", "responses": upgrade}},
+        "/openapi.json": {"get": _op("This document", (200, {"type": "object"}, "OpenAPI 3.0"), 401)},
+        "/status": {"get": _op("Queue status", (200, ref("Status"), "the status"), 401, 503)},
+        "/health/live": {"get": _op("Liveness", (200, ref("Health"), "the process answers"))},
+        "/health/ready": {"get": _op("Readiness", (200, ref("Health"), "ready"), 503)},
+        "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": metrics, **_errors(401)}}},
+        "/jobs": {
+            "post": _op("Enqueue a job", (201, ref("JobId"), "enqueued"), 401, *_BODY, 503, body="EnqueueRequest"),
+            "get": _op(
+                "Recently active jobs, newest first",
+                (200, ref("JobList"), "the jobs"),
+                401,
+                422,
+                503,
+                params=[
+                    _query("status", status_enum, "current status"),
+                    _query("task", STR, "task name"),
+                    _query("limit", {"type": "integer", "minimum": 1, "maximum": 500}, "at most"),
+                ],
+            ),
+        },
+        "/jobs/{id}": {
+            "parameters": [_JOB_ID],
+            "get": _op("One job", (200, ref("Job"), "the job"), 401, 404, 503),
+            "delete": _op("Cancel a job (not implemented yet)", None, 401, 501),
+        },
+        "/jobs/{id}/retry": {
+            "parameters": [_JOB_ID],
+            "post": _op(
+                "Re-queue a dead or failed job, attempts reset",
+                (200, ref("Requeued"), "queued again"),
+                401,
+                404,
+                409,
+                *_BODY,
+                503,
+                body="Empty",
+                optional_body=True,
+            ),
+        },
+        "/dead-letter": {
+            "get": _op(
+                "Newest dead-letter entries",
+                (200, ref("DeadLetter"), "the entries"),
+                401,
+                422,
+                503,
+                params=[_query("limit", {"type": "integer", "minimum": 1, "maximum": 1000}, "at most")],
+            ),
+        },
+        "/dead-letter/reprocess": {
+            "post": _op(
+                "Move dead jobs back to their streams",
+                (200, ref("ReprocessResult"), "what moved"),
+                401,
+                *_BODY,
+                503,
+                body="ReprocessRequest",
+            ),
+        },
+        "/scale": {
+            "post": _op(
+                "Override or release the attached worker's autoscaler",
+                (200, ref("ScaleResult"), "applied"),
+                401,
+                409,
+                *_BODY,
+                503,
+                body="ScaleRequest",
+            ),
+        },
+        "/pause": {"post": _op("Pause the queue (not implemented yet)", None, 401, 501)},
+        "/resume": {"post": _op("Resume the queue (not implemented yet)", None, 401, 501)},
+        "/cleanup": {"post": _op("Delete old finished jobs (not implemented yet)", None, 401, 501)},
+    }
+
+
+def _secure(paths: dict[str, Any], config: WebConfig) -> None:
+    """Add security requirements where this configuration asks for a token, drop 401s where it never does."""
+    for path, item in paths.items():
+        for method, op in item.items():
+            if method == "parameters" or path in _ALWAYS_OPEN:
+                continue
+            if config.token is None:
+                op["responses"].pop("401", None)
+            elif path == "/ws":
+                op["security"] = [{"bearer": []}, {"token_query": []}]
+            elif method != "get" or config.protect_reads:
+                op["security"] = [{"bearer": []}]
+            else:
+                op["responses"].pop("401", None)
+
+
+def build_document(config: WebConfig, base: str = "/") -> dict[str, Any]:
+    """The OpenAPI document for an app with ``config`` mounted at ``base``."""
+    paths = _paths()
+    _secure(paths, config)
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": f"aqueue: queue {config.tasks.queue}", "version": __version__},
+        "servers": [{"url": base}],
+        "paths": paths,
+        "components": {
+            "schemas": schemas_for(config),
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer"},
+                "token_query": {"type": "apiKey", "in": "query", "name": "token"},
+            },
+        },
+    }
+
+
+async def document(request: web.Request) -> web.Response:
+    """GET /openapi.json."""
+    base = request.path.removesuffix("openapi.json").rstrip("/") or "/"
+    return reply(build_document(request.config_dict[CONFIG], base))

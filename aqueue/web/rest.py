@@ -1,0 +1,246 @@
+"""The REST job API: enqueue, inspect, list, retry; the dead-letter list and reprocess; manual scaling.
+
+Endpoints whose feature belongs to a later issue (cancel, pause, resume, cleanup) answer 501 with a message.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+from aiohttp import web
+
+from aqueue.errors import ConfigurationError, SerializationError
+from aqueue.job import JobStatus
+from aqueue.tasks import Task
+from aqueue.web import listing
+from aqueue.web.bodies import (
+    MAX_SECONDS,
+    int_field,
+    invalid,
+    number_field,
+    query_int,
+    read_object,
+    reject_unknown,
+    str_field,
+)
+from aqueue.web.replies import error, reply
+from aqueue.web.state import CONFIG
+
+__all__ = ["routes"]
+
+routes = web.RouteTableDef()
+
+_MAX_BATCH = 1000  # job ids or jobs one reprocess call may move
+_MAX_ID = 200
+_OPTIONS = ("priority", "delay", "max_attempts", "timeout", "backoff_base", "backoff_max")
+
+
+def _job_id(request: web.Request) -> str:
+    job_id = request.match_info["id"]
+    if not job_id or len(job_id) > _MAX_ID:
+        raise error(web.HTTPNotFound, "no such job")
+    return job_id
+
+
+def _options(value: Any) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise invalid("options must be an object")
+    reject_unknown(value, _OPTIONS, "options")
+    found = {
+        "priority": str_field(value, "priority", "options", max_length=100),
+        "delay": number_field(value, "delay", "options", minimum=0, maximum=MAX_SECONDS),
+        "max_attempts": int_field(value, "max_attempts", "options", minimum=1, maximum=1_000_000),
+        "timeout": number_field(value, "timeout", "options", minimum=0, maximum=MAX_SECONDS, exclusive=True),
+        "backoff_base": number_field(value, "backoff_base", "options", minimum=0, maximum=MAX_SECONDS),
+        "backoff_max": number_field(value, "backoff_max", "options", minimum=0, maximum=MAX_SECONDS),
+    }
+    return {name: v for name, v in found.items() if v is not None}
+
+
+def _check_arguments(task: Task[Any, Any], args: list[Any], kwargs: dict[str, Any]) -> None:
+    """422 if the arguments cannot bind to the task's signature (a job that would fail on every attempt)."""
+    try:
+        signature = inspect.signature(task.fn)
+    except (TypeError, ValueError):  # some callables have no introspectable signature: the worker will tell
+        return
+    try:
+        signature.bind(*args, **kwargs)
+    except TypeError as exc:
+        raise invalid(f"arguments do not match task {task.name!r}{signature}: {exc}") from None
+
+
+@routes.post("/jobs")
+async def enqueue_job(request: web.Request) -> web.Response:
+    """POST /jobs: enqueue one job of a registered task → 201 {"id"}."""
+    config = request.config_dict[CONFIG]
+    body = await read_object(request, config.max_body)
+    reject_unknown(body, ("task", "args", "kwargs", "options"), "the body")
+    name = body.get("task")
+    if not isinstance(name, str) or not name:
+        raise invalid("task must be the name of a registered task")
+    task = config.tasks.get(name)
+    if task is None:
+        known = ", ".join(sorted(config.tasks.names)[:50]) or "none"
+        raise invalid(f"unknown task {name[:_MAX_ID]!r}; registered: {known}")
+    args, kwargs = body.get("args", []), body.get("kwargs", {})
+    if not isinstance(args, list):
+        raise invalid("args must be an array")
+    if not isinstance(kwargs, dict):
+        raise invalid("kwargs must be an object")
+    options = _options(body.get("options"))
+    _check_arguments(task, args, kwargs)
+    try:
+        spec = task.with_options(**options).spec(*args, **kwargs)
+    except (ConfigurationError, SerializationError) as exc:
+        raise invalid(str(exc)) from None
+    job = await config.tasks.enqueue(spec)
+    return reply({"id": job.id}, status=201)
+
+
+@routes.get("/jobs")
+async def list_jobs(request: web.Request) -> web.Response:
+    """GET /jobs?status=&task=&limit=: the most recently active jobs, newest first (bounded: see listing)."""
+    config = request.config_dict[CONFIG]
+    status = request.query.get("status") or None
+    if status is not None and status not in {s.value for s in JobStatus}:
+        raise invalid(f"status must be one of {', '.join(s.value for s in JobStatus)}, got {status[:_MAX_ID]!r}")
+    task = request.query.get("task") or None
+    if task is not None and len(task) > _MAX_ID:
+        raise invalid(f"task must be at most {_MAX_ID} characters")
+    limit = query_int(request, "limit", 50, minimum=1, maximum=500)
+    page = await listing.recent_jobs(await config.tasks.broker(), status=status, task=task, limit=limit)
+    return reply({"jobs": page.jobs, "scanned_events": page.scanned, "complete": page.complete})
+
+
+@routes.get("/jobs/{id}")
+async def get_job(request: web.Request) -> web.Response:
+    """GET /jobs/{id}: the job's record; 404 if there is none."""
+    job_id = _job_id(request)
+    h = await (await request.config_dict[CONFIG].tasks.broker()).get_record(job_id)
+    if not h.get("task"):
+        raise error(web.HTTPNotFound, f"no job {job_id!r} (never enqueued, or its retention expired)")
+    return reply(listing.job_view(job_id, h))
+
+
+@routes.delete("/jobs/{id}")
+async def cancel_job(request: web.Request) -> web.Response:
+    """DELETE /jobs/{id}: cancellation is not built yet."""
+    raise error(web.HTTPNotImplemented, "cancelling a job is not implemented yet (issue 5)")
+
+
+@routes.post("/jobs/{id}/retry")
+async def retry_job(request: web.Request) -> web.Response:
+    """POST /jobs/{id}/retry: put a dead or failed job back on its stream with its attempts reset."""
+    config = request.config_dict[CONFIG]
+    job_id = _job_id(request)
+    reject_unknown(await read_object(request, config.max_body, optional=True), (), "the body")
+    broker = await config.tasks.broker()
+    h = await broker.get_record(job_id)
+    if not h.get("task"):
+        raise error(web.HTTPNotFound, f"no job {job_id!r} (never enqueued, or its retention expired)")
+    entries: dict[str, list[str]] = {}
+    if h.get("status") == JobStatus.DEAD:
+        entries = await listing.find_dead_entries(broker, [job_id])
+    requeued, skipped = await broker.requeue([(job_id, *entries.get(job_id, []))], "retry")
+    if not requeued:
+        raise error(web.HTTPConflict, skipped[0][1] if skipped else "job could not be retried")
+    return reply({"id": job_id, "status": JobStatus.QUEUED.value})
+
+
+@routes.get("/dead-letter")
+async def dead_letter(request: web.Request) -> web.Response:
+    """GET /dead-letter?limit=: the newest dead-letter entries, newest first, and the total."""
+    config = request.config_dict[CONFIG]
+    limit = query_int(request, "limit", 50, minimum=1, maximum=_MAX_BATCH)
+    broker = await config.tasks.broker()
+    page = await broker.dead_page(None, limit, newest_first=True)
+    total = await broker.dead_length()
+    return reply({"entries": [listing.dead_entry_view(i, f) for i, f in page], "total": total})
+
+
+@routes.post("/dead-letter/reprocess")
+async def reprocess(request: web.Request) -> web.Response:
+    """POST /dead-letter/reprocess {"ids": [job ids]} or {"max": N}: move dead jobs back to their streams."""
+    config = request.config_dict[CONFIG]
+    body = await read_object(request, config.max_body)
+    reject_unknown(body, ("ids", "max"), "the body")
+    if ("ids" in body) == ("max" in body):
+        raise invalid('give exactly one of "ids" (job ids) or "max" (a count)')
+    broker = await config.tasks.broker()
+    if "ids" in body:
+        ids = body["ids"]
+        if not isinstance(ids, list) or not 1 <= len(ids) <= _MAX_BATCH:
+            raise invalid(f"ids must be an array of 1 to {_MAX_BATCH} job ids")
+        if not all(isinstance(i, str) and 0 < len(i) <= _MAX_ID for i in ids):
+            raise invalid(f"every id must be a job id: a non-empty string of at most {_MAX_ID} characters")
+        ids = list(dict.fromkeys(ids))
+        entries = await listing.find_dead_entries(broker, ids)
+    else:
+        count = int_field(body, "max", "the body", minimum=1, maximum=_MAX_BATCH)
+        if count is None:
+            raise invalid(f"max must be an integer from 1 to {_MAX_BATCH}")
+        entries = await listing.oldest_dead(broker, count)
+        ids = list(entries)
+    requeued, skipped = await broker.requeue([(i, *entries.get(i, [])) for i in ids], "reprocess")
+    return reply({"requeued": requeued, "skipped": [{"id": i, "reason": why} for i, why in skipped]})
+
+
+@routes.post("/scale")
+async def scale(request: web.Request) -> web.Response:
+    """POST /scale {"concurrency": N[, "ttl": s]} or {"release": true}: override the attached worker's autoscaler."""
+    config = request.config_dict[CONFIG]
+    body = await read_object(request, config.max_body)
+    worker = config.worker
+    if worker is None:
+        raise error(web.HTTPConflict, "no worker is attached to this app (serve it with `aqueue worker --web`)")
+    if not worker.autoscaling:
+        raise error(web.HTTPConflict, f"worker {worker.id} has a fixed concurrency of {worker.concurrency}; "
+                    "scaling needs min_concurrency < max_concurrency")  # fmt: skip
+    reject_unknown(body, ("concurrency", "ttl", "release"), "the body")
+    if ("concurrency" in body) == ("release" in body):
+        raise invalid('give exactly one of "concurrency" or "release": true')
+    if "release" in body:
+        if body["release"] is not True or "ttl" in body:
+            raise invalid('release must be true (and takes no "ttl")')
+        worker.release_scale()
+    else:
+        low, high = worker.min_concurrency, worker.max_concurrency
+        target = int_field(body, "concurrency", "the body", minimum=low, maximum=high)
+        if target is None:
+            raise invalid(f"concurrency must be an integer from {low} to {high}")
+        ttl = number_field(body, "ttl", "the body", minimum=0, maximum=MAX_SECONDS, exclusive=True)
+        await worker.scale_to(target, ttl)
+    return reply(
+        {
+            "worker": worker.id,
+            "concurrency": worker.concurrency,
+            "min_concurrency": worker.min_concurrency,
+            "max_concurrency": worker.max_concurrency,
+            "override": worker.scale_override,
+        }
+    )
+
+
+def _not_yet(what: str) -> web.HTTPException:
+    return error(web.HTTPNotImplemented, f"{what} is not implemented yet (issue 5)")
+
+
+@routes.post("/pause")
+async def pause(request: web.Request) -> web.Response:
+    """POST /pause: not built yet."""
+    raise _not_yet("pausing the queue")
+
+
+@routes.post("/resume")
+async def resume(request: web.Request) -> web.Response:
+    """POST /resume: not built yet."""
+    raise _not_yet("resuming the queue")
+
+
+@routes.post("/cleanup")
+async def cleanup(request: web.Request) -> web.Response:
+    """POST /cleanup: not built yet."""
+    raise _not_yet("cleaning up finished jobs")

@@ -1,0 +1,29 @@
+"""Typed application state shared by the web modules (aiohttp ``AppKey``s)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from aqueue.tasks import Tasks
+from aqueue.web.live import LiveFigures
+from aqueue.worker import Worker
+
+__all__ = ["CONFIG", "WebConfig"]
+
+
+@dataclass(frozen=True, slots=True)
+class WebConfig:
+    """What ``create_app`` was given."""
+
+    tasks: Tasks
+    worker: Worker | None
+    token: str | None
+    protect_reads: bool
+    max_body: int
+    #: Rates, event-loop lag and Redis errors measured by this app (mutable; one per app).
+    live: LiveFigures = field(default_factory=LiveFigures, compare=False, repr=False)
+
+
+CONFIG: web.AppKey[WebConfig] = web.AppKey("aqueue_config", WebConfig)

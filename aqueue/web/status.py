@@ -1,0 +1,142 @@
+"""``/status`` and the health checks.
+
+Everything in a status comes from Redis (depths, counters, worker heartbeats, the scaling stream), so an app
+serving no worker of its own (``aqueue web``) sees the whole queue. Only the rates and the event-loop lag are
+measured in this process (:mod:`aqueue.web.live`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from aqueue.backend.broker import QueueInfo, QueueSample
+from aqueue.web.replies import error, reply
+from aqueue.web.state import CONFIG, WebConfig
+
+__all__ = ["SCALING_SHOWN", "build_status", "health_live", "health_ready", "status"]
+
+#: How many of the latest scaling decisions a status lists.
+SCALING_SHOWN = 20
+_COUNTERS = ("enqueued", "succeeded", "failed", "retried", "dead")
+_READY_TIMEOUT = 2.0
+
+
+def _registry_ttl_ms(config: WebConfig) -> int:
+    if config.worker is not None:
+        return config.worker.registry_ttl_ms
+    lease = config.tasks.settings.lease  # what a worker with the queue's default lease uses (Worker.registry_ttl_ms)
+    return round(max(lease, 3 * min(lease / 3, 10.0)) * 1000)
+
+
+def _worker_view(w: dict[str, Any], seen_ms: int | None, now_ms: int) -> dict[str, Any]:
+    processed, failed = int(w.get("processed", 0)), int(w.get("failed", 0))
+    return {
+        "id": w.get("id"),
+        "host": w.get("host"),
+        "pid": w.get("pid"),
+        "concurrency": w.get("concurrency"),
+        "min_concurrency": w.get("min_concurrency"),
+        "max_concurrency": w.get("max_concurrency"),
+        "strategy": w.get("strategy"),
+        "busy": w.get("busy"),
+        "processed": processed,
+        "failed": failed,
+        "success_rate": (processed - failed) / processed if processed else None,
+        "started_at": w.get("started_at"),
+        # Both times on the Redis clock, so a worker on a host with a skewed clock still shows a true age.
+        "heartbeat_age": max(0.0, (now_ms - seen_ms) / 1000) if seen_ms is not None else None,
+    }
+
+
+def _number(text: str | None) -> float | None:
+    try:
+        return float(text) if text is not None else None
+    except ValueError:
+        return None
+
+
+def _scaling_view(entry_id: str, f: dict[str, str]) -> dict[str, Any]:
+    try:
+        inputs = orjson.loads(f.get("inputs", "{}"))
+    except orjson.JSONDecodeError:
+        inputs = {}
+    return {
+        "id": entry_id,
+        "at": int(entry_id.split("-", 1)[0]) / 1000,  # the entry id's time: when the change was applied
+        "worker": f.get("worker", ""),
+        "from": int(_number(f.get("from")) or 0),
+        "to": int(_number(f.get("to")) or 0),
+        "reason": f.get("reason", ""),
+        "strategy": f.get("strategy", ""),
+        "confidence": _number(f.get("confidence")),
+        "inputs": inputs if isinstance(inputs, dict) else {},
+    }
+
+
+async def build_status(config: WebConfig) -> dict[str, Any]:
+    """The ``/status`` document: depths, rates, workers, scaling decisions and counters of the queue."""
+    broker = await config.tasks.broker()
+    info: QueueInfo
+    sample: QueueSample
+    info, sample, (now_ms, seen), per_task, scaling = await asyncio.gather(
+        broker.info(),
+        broker.sample(_registry_ttl_ms(config)),
+        broker.heartbeats(),
+        broker.task_counters(),
+        broker.scaling_events(SCALING_SHOWN),
+    )
+    counters = {name: info.stats.get(name, 0) for name in _COUNTERS} | info.stats
+    rates = config.live.add(counters["enqueued"], counters["succeeded"], counters["failed"])
+    oldest = 0.0 if sample.oldest_ms is None else max(0.0, (sample.now_ms - sample.oldest_ms) / 1000)
+    return {
+        "queue": config.tasks.queue,
+        "time": now_ms / 1000,
+        "depths": info.queued,
+        "queued": sum(info.queued.values()),
+        "scheduled": info.scheduled,
+        "due": sample.due,
+        "active": info.active,
+        "dead_letter": info.dead,
+        "oldest_wait": oldest,
+        "throughput": rates.throughput,
+        "arrival_rate": rates.arrival,
+        "error_rate": rates.error_rate,
+        "rate_window": rates.window,
+        "loop_lag": config.live.loop_lag,
+        "attached_worker": config.worker.id if config.worker is not None else None,
+        "workers": [_worker_view(w, seen.get(str(w.get("id"))), now_ms) for w in info.workers],
+        "scaling": [_scaling_view(entry_id, f) for entry_id, f in scaling],
+        "counters": counters,
+        "tasks": {name: {c: per_task[name].get(c, 0) for c in _COUNTERS} for name in sorted(per_task)},
+    }
+
+
+async def status(request: web.Request) -> web.Response:
+    """GET /status."""
+    return reply(await build_status(request.config_dict[CONFIG]))
+
+
+async def health_live(request: web.Request) -> web.Response:
+    """GET /health/live: the process answers."""
+    return reply({"status": "alive"})
+
+
+async def health_ready(request: web.Request) -> web.Response:
+    """GET /health/ready: Redis answers and, when a worker is attached, it is running; 503 with the reason if not."""
+    config = request.config_dict[CONFIG]
+    try:
+        async with asyncio.timeout(_READY_TIMEOUT):
+            await (await config.tasks.broker()).ping()
+    except TimeoutError:
+        raise error(web.HTTPServiceUnavailable, f"Redis did not answer within {_READY_TIMEOUT:g} s") from None
+    except Exception as exc:  # any failure to answer (refused, auth, loading…) means not ready, never a 500
+        config.live.redis_errors += 1
+        raise error(web.HTTPServiceUnavailable, f"Redis is not answering: {exc}") from None
+    worker = config.worker
+    if worker is not None and not worker.is_running:
+        raise error(web.HTTPServiceUnavailable, f"worker {worker.id} is not running")
+    return reply({"status": "ready"})
