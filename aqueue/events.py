@@ -24,7 +24,7 @@ log = logging.getLogger("aqueue.events")
 #: Every event type the core writes.
 EVENT_TYPES = frozenset(
     {"enqueued", "scheduled", "queued", "started", "succeeded", "failed", "retrying", "dead", "cancelled",
-     "requeued"}
+     "requeued", "scaling"}
 )  # fmt: skip
 #: Event types after which a job never changes again.
 TERMINAL_EVENTS = frozenset({"succeeded", "dead", "cancelled"})
@@ -69,6 +69,11 @@ class EventHub:
     def add_listener(self, fn: Callable[[Event], None]) -> None:
         """Call ``fn`` with every event read from now on."""
         self._listeners.append(fn)
+
+    def remove_listener(self, fn: Callable[[Event], None]) -> None:
+        """Stop calling ``fn`` (no error if it was not listening)."""
+        if fn in self._listeners:
+            self._listeners.remove(fn)
 
     async def _run(self, last_id: str) -> None:
         backoff = 0.1
