@@ -170,9 +170,12 @@ async def test_dashboard_shows_the_queue_live_escapes_job_data_and_reprocesses_d
     async def echo(text: str) -> str:
         return text
 
+    fixed: set[str] = set()  # cards that work now: their reprocessed jobs succeed
+
     @tasks.task(name="payments.charge")
     async def charge(text: str) -> None:
-        raise ValueError(text)
+        if text not in fixed:
+            raise ValueError(text)
 
     worker = RunningWorker(aqueue.Worker(tasks, min_concurrency=2, max_concurrency=16, scale_interval=0.3))
     runner, url = await serve(create_app(tasks, worker.worker, token=TOKEN))
@@ -213,8 +216,10 @@ async def test_dashboard_shows_the_queue_live_escapes_job_data_and_reprocesses_d
             await dead.result(timeout=5)
         await element(driver, f'#dead tr[data-job="{dead.id}"] button.reprocess')
         assert XSS_ERROR in await text_of(driver, f'#dead tr[data-job="{dead.id}"]')
+        fixed.add(XSS_ERROR)  # else the reprocessed job fails again and its row comes straight back
         await click(driver, f'#dead tr[data-job="{dead.id}"] button.reprocess')
         await wait_until(lambda: left_dead(dead), 5)
+        assert await dead.result(timeout=5) is None
         await wait_until(lambda: gone(driver, f'#dead tr[data-job="{dead.id}"]'), 5)
         assert "sent back" in await text_of(driver, "#notice")
 
