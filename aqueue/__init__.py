@@ -17,6 +17,7 @@ from aqueue.errors import (
 )
 from aqueue.events import EVENT_TYPES
 from aqueue.job import Job, JobOptions, JobRecord, JobSpec, JobStatus
+from aqueue.scaling import Decision, MetricsSnapshot, Strategy
 from aqueue.settings import Priority, QueueSettings, RetryPolicy
 from aqueue.tasks import Task, Tasks
 from aqueue.worker import Worker
@@ -26,6 +27,7 @@ __all__ = [
     "AqueueError",
     "BrokerUnavailable",
     "ConfigurationError",
+    "Decision",
     "Job",
     "JobCancelled",
     "JobFailed",
@@ -33,12 +35,14 @@ __all__ = [
     "JobRecord",
     "JobSpec",
     "JobStatus",
+    "MetricsSnapshot",
     "Priority",
     "QueueInfo",
     "QueueSettings",
     "ResultTimeout",
     "RetryPolicy",
     "SerializationError",
+    "Strategy",
     "Task",
     "Tasks",
     "UnknownJob",

@@ -19,11 +19,17 @@ from aqueue.scaling import Decision, MetricsSnapshot, Strategy
 __all__ = ["AggressiveStrategy", "ConservativeStrategy", "DefaultStrategy", "PredictiveStrategy", "get_strategy"]
 
 
+#: Calls with errors under the threshold after which a back-off episode is over.
+_CALM_TICKS = 10
+
+
 @dataclass
 class _State:
     idle: int = 0  # consecutive idle decide() calls at the current concurrency
     seen: int = -1  # concurrency of the previous call: a change restarts the idle count
     recover_to: int | None = None  # concurrency before an error back-off; increases are additive until reached
+    backed_off_to: int | None = None  # the back-off target asked for (the governor may have held it)
+    calm: int = 0  # consecutive calls with the error rate under the threshold
 
 
 @dataclass(frozen=True)
@@ -114,18 +120,23 @@ class DefaultStrategy:
         if st.seen != current:  # a step (ours or a manual override) was applied: idleness is judged afresh
             st.idle, st.seen = 0, current
         erring = s.error_rate > self.error_threshold
+        st.calm = 0 if erring else st.calm + 1
         if erring and not self.scale_up_on_errors:
             st.idle = 0
-            rate = f"error rate {s.error_rate:.0%} > {self.error_threshold:.0%}"
-            if st.recover_to is not None and history and s.error_rate < history[-1].error_rate:
+            rate = f"error rate {s.error_rate:.1%} > {self.error_threshold:.0%}"
+            applied = st.backed_off_to is not None and current <= st.backed_off_to
+            if applied and history and s.error_rate < history[-1].error_rate:
                 # The rate is a sliding window that still holds failures from before our back-off: falling, it
-                # shows the back-off working, and halving again on stale errors would overshoot.
+                # shows the back-off working, and halving again on stale errors would overshoot. (Only once the
+                # back-off really applied: the governor may have held it.)
                 return Decision(current, f"{rate} but falling since the back-off: holding at {current}")
             st.recover_to = max(st.recover_to or 0, current)
             target = max(1, s.min_concurrency, int(current * self.error_backoff))
+            st.backed_off_to = target
             return Decision(target, f"{rate}: back off to {target}")
-        if st.recover_to is not None and current >= st.recover_to:
-            st.recover_to = None
+        if st.recover_to is not None and (current >= st.recover_to or st.calm >= _CALM_TICKS):
+            st.recover_to = None  # recovered, or the error episode is long over: size from demand again
+            st.backed_off_to = None
         if s.service_time is not None:
             demand = self._demand(s, history, s.service_time)
         elif s.total_backlog:  # nothing finished yet: no basis for sizing, so probe
@@ -136,9 +147,11 @@ class DefaultStrategy:
             demand = _Demand(max(1, s.busy), f"no job finished yet, backlog 0, {s.busy} running", False)
         idle = s.total_backlog == 0 and s.utilization < self.idle_utilization
         st.idle = st.idle + 1 if idle else 0
-        if erring:  # scale_up_on_errors: failing attempts come back as retries, so count them as work to do
+        if erring and s.total_backlog > 0:
+            # scale_up_on_errors: failing attempts come back as retries, so count them as work to do (with no
+            # backlog the failures were dead-lettered, and more concurrency would only add load).
             bump = max(demand.need, current + max(1, current // 2))
-            why = f"error rate {s.error_rate:.0%} > {self.error_threshold:.0%}, retries count as backlog; {demand.why}"
+            why = f"error rate {s.error_rate:.1%} > {self.error_threshold:.0%}, retries count as backlog; {demand.why}"
             return self._up(s, bump, replace(demand, why=why))
         if demand.need > current and (demand.urgent or st.recover_to is not None):
             target = demand.need
@@ -159,7 +172,10 @@ class DefaultStrategy:
         return max(1, math.ceil(raw - 1e-9))  # the epsilon keeps float noise (2.0000000001) from adding a slot
 
     def _demand(self, s: MetricsSnapshot, history: Sequence[MetricsSnapshot], service: float) -> _Demand:
-        need = self._size(s.arrival_rate, s.total_backlog, s, service)
+        # Jobs that arrived and still wait are in the backlog already; counting them again through the arrival
+        # rate would double a burst. With a backlog, the flow to keep up with is what the queue completes.
+        flow = s.arrival_rate if s.total_backlog == 0 else min(s.arrival_rate, s.completion_rate)
+        need = self._size(flow, s.total_backlog, s, service)
         streak = _growth_streak(s, history)
         late = s.oldest_wait > (self.wait_threshold or self.drain_target)
         urgent = s.total_backlog > 0 and (streak >= self.confirm_ticks or late)

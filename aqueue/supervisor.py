@@ -99,7 +99,7 @@ class Supervisor:
     """Runs one worker's scaling loop (see the module docstring)."""
 
     def __init__(
-        self, worker: Worker, strategy: Strategy, interval: float, cooldown: float, window: float = 10.0
+        self, worker: Worker, strategy: Strategy, interval: float, cooldown: float, window: float = 5.0
     ) -> None:
         self.worker = worker
         self.strategy = strategy
@@ -109,6 +109,7 @@ class Supervisor:
         self._history: deque[MetricsSnapshot] = deque(maxlen=max(3, round(60 / interval)))
         self.loop_lag = 0.0
         self.last_decision: Decision | None = None
+        self._last_error_log = float("-inf")
 
     @property
     def history(self) -> Sequence[MetricsSnapshot]:
@@ -127,6 +128,11 @@ class Supervisor:
                 await self.tick()
             except BrokerUnavailable as exc:
                 log.warning("worker %s: supervisor: %s", self.worker.id, exc)
+            except Exception:
+                # A faulty (custom) strategy must not end autoscaling silently: report it and keep ticking.
+                if loop.time() - self._last_error_log >= 60.0:
+                    self._last_error_log = loop.time()
+                    log.exception("worker %s: supervisor tick failed (%s strategy)", self.worker.id, self.strategy.name)
 
     async def measure(self) -> MetricsSnapshot:
         """One snapshot of the queue and this worker."""

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 import aqueue
+from aqueue.scaling import Decision, MetricsSnapshot
 from tests.conftest import RunningWorker, wait_until
 
 MakeTasks = Callable[..., aqueue.Tasks]
@@ -110,3 +111,24 @@ async def test_fixed_concurrency_worker_has_no_supervisor(make_tasks: MakeTasks,
     tasks = make_tasks()
     rw = await start_worker(tasks, concurrency=7)
     assert (rw.worker.concurrency, rw.worker.autoscaling, rw.worker.supervisor) == (7, False, None)
+
+
+async def test_a_strategy_that_raises_once_does_not_end_autoscaling(
+    make_tasks: MakeTasks, start_worker: StartWorker
+) -> None:
+    class Flaky:
+        name = "flaky"
+        calls = 0
+
+        def decide(self, snapshot: MetricsSnapshot, history: Sequence[MetricsSnapshot]) -> Decision:
+            self.calls += 1
+            if self.calls == 1:
+                raise RuntimeError("bug in a custom strategy")
+            return Decision(9, "custom says 9")
+
+    tasks = make_tasks()
+    strategy = Flaky()
+    assert isinstance(strategy, aqueue.Strategy)
+    rw = await start_worker(tasks, min_concurrency=1, max_concurrency=20, strategy=strategy, **FAST)
+    await wait_until(lambda: rw.worker.concurrency == 9, 5.0)
+    assert strategy.calls >= 2

@@ -41,6 +41,8 @@ def snap(**overrides: Any) -> MetricsSnapshot:
     }
     if isinstance(overrides.get("backlog"), int):
         overrides["backlog"] = {"normal": overrides["backlog"]}
+    # Unless a test says otherwise, the queue completes what arrives (a burst test sets completion itself).
+    overrides.setdefault("completion_rate", overrides.get("arrival_rate", 0.0))
     fields.update(overrides)
     return MetricsSnapshot(**fields)
 
@@ -231,7 +233,7 @@ def test_default_backs_off_multiplicatively_on_errors_then_recovers_additively()
         targets.append(decision.target)
         current = decision.target
     assert targets == [20, 10, 11, 12, 13]  # never up while failing, despite a backlog that needs far more
-    assert "error rate 50% > 20%" in strategy.decide(pressured(5.0, 13, 0.5), history).reason
+    assert "error rate 50.0% > 20%" in strategy.decide(pressured(5.0, 13, 0.5), history).reason
     recovering = strategy.decide(pressured(6.0, 13, 0.0), history)
     assert "recovering after errors" in recovering.reason
 
@@ -252,12 +254,42 @@ def test_recovery_ends_at_the_concurrency_that_met_the_errors() -> None:
     assert strategy.decide(pressured(2.0, 40, 0.0), []).target == 207  # sized again: ceil(5 + 20200 * 0.05 / 5)
 
 
-def test_aggressive_scales_up_on_errors() -> None:
-    quiet_but_failing = snap(t=1.0, concurrency=10, busy=10, error_rate=0.5, completion_rate=100.0)
+def test_aggressive_scales_up_on_errors_while_work_waits() -> None:
+    quiet_but_failing = snap(t=1.0, concurrency=10, busy=10, error_rate=0.5, completion_rate=100.0, backlog=5)
     decision = AggressiveStrategy().decide(quiet_but_failing, quiet(1))
     assert decision.target >= 15 and "retries count as backlog" in decision.reason
+    # With nothing waiting the failures were dead-lettered: more concurrency would only add load.
+    drained = snap(t=1.0, concurrency=10, busy=10, error_rate=0.5, completion_rate=100.0)
+    assert AggressiveStrategy().decide(drained, quiet(1)).target <= 10
     assert DefaultStrategy().decide(quiet_but_failing, quiet(1)).target == 5
     assert ConservativeStrategy().decide(quiet_but_failing, quiet(1)).target == 5
+
+
+def test_burst_is_not_counted_twice_through_the_arrival_rate() -> None:
+    # 10,000 jobs landed within the rate window: they are the backlog, and also inflate the arrival rate.
+    burst = snap(t=1.0, concurrency=2, busy=2, backlog=10_000, arrival_rate=10_000.0, completion_rate=40.0)
+    decision = DefaultStrategy().decide(burst, quiet(1, concurrency=2))
+    assert decision.target == 102  # 10,000 x 50 ms / 5 s + 40/s x 50 ms, not 10,000/s x 50 ms = 500 more
+
+
+def test_a_back_off_the_governor_held_is_asked_for_again() -> None:
+    strategy = DefaultStrategy()
+    first = strategy.decide(snap(t=1.0, concurrency=8, busy=8, error_rate=0.5), quiet(1, concurrency=8))
+    assert first.target == 4
+    # The governor held it (still 8); the rate dips a little but nothing was backed off yet.
+    again = strategy.decide(snap(t=2.0, concurrency=8, busy=8, error_rate=0.45), [snap(t=1.0, error_rate=0.5)])
+    assert again.target == 4, again.reason
+
+
+def test_a_long_calm_ends_the_additive_recovery() -> None:
+    strategy = DefaultStrategy()
+    strategy.decide(snap(t=0.0, concurrency=40, busy=40, error_rate=0.5), quiet(1, concurrency=40))
+    calm = [snap(t=float(i), concurrency=20, busy=15, backlog=0) for i in range(1, 12)]
+    for i, s in enumerate(calm):
+        strategy.decide(s, calm[:i])
+    big = snap(t=13.0, concurrency=20, busy=20, backlog=20_000, arrival_rate=100.0)
+    decision = strategy.decide(big, [*calm, snap(t=12.5, concurrency=20, busy=20, backlog=10_000)])
+    assert decision.target > 21, decision.reason  # sized from demand again, not +1 toward the old 40
 
 
 # -- CPU-bound loop, unknown service time ----------------------------------------------------------------------------
