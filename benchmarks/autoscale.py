@@ -51,6 +51,7 @@ from pathlib import Path
 from typing import Any
 
 import redis.asyncio as aioredis
+from _common import delete_keys
 
 import aqueue
 from aqueue.scaling import Decision
@@ -267,15 +268,7 @@ async def _job_times(r: aioredis.Redis, tasks: aqueue.Tasks, ids: Sequence[str])
 
 
 async def _delete_queue(r: aioredis.Redis, tasks: aqueue.Tasks) -> int:
-    deleted = 0
-    async with r.pipeline(transaction=False) as pipe:
-        async for key in r.scan_iter(match=f"{tasks.keys.prefix}*", count=1000):
-            pipe.unlink(key)
-            deleted += 1
-            if len(pipe) >= 1000:
-                await pipe.execute()
-        await pipe.execute()
-    return deleted
+    return await delete_keys(r, tasks.keys.prefix)
 
 
 async def run_one(

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
+from _common import delete_keys
 
 import aqueue
 
@@ -227,14 +228,7 @@ async def run_aqueue(
         )
     finally:
         await tasks.close()
-        deleted = 0
-        async with r.pipeline(transaction=False) as pipe:
-            async for key in r.scan_iter(match=f"{tasks.keys.prefix}*", count=1000):
-                pipe.unlink(key)
-                deleted += 1
-                if len(pipe) >= 1000:
-                    await pipe.execute()
-            await pipe.execute()
+        deleted = await delete_keys(r, tasks.keys.prefix)
         print(f"  cleanup: deleted {deleted} keys of queue {queue}", flush=True)
     return AqueueResult(build_phase, enq_phase, drain_phase, ok)
 
