@@ -108,32 +108,55 @@ class JobRecord:
 
     @classmethod
     def from_hash(cls, job_id: str, h: dict[str, str]) -> JobRecord:
-        """Decode the record hash; tolerant of a spec that is not valid JSON (it may be garbage)."""
-        try:
-            spec = codec.decode(h.get("spec", "{}"))
-        except ValueError:
-            spec = {}
-        result = h.get("result")
+        """Decode the record hash; tolerant of damaged fields (a record may hold garbage)."""
+        spec = json_or_text(h.get("spec"), {})
+        spec = spec if isinstance(spec, dict) else {}
+        args, kwargs = spec.get("a", []), spec.get("k", {})
         return cls(
             id=job_id,
             task=h.get("task", ""),
             status=JobStatus(h.get("status", "queued")),
             priority=h.get("priority", ""),
-            attempts=int(h.get("attempts", 0)),
-            args=spec.get("a", []) if isinstance(spec, dict) else [],
-            kwargs=spec.get("k", {}) if isinstance(spec, dict) else {},
-            enqueued_at=_seconds(h.get("enqueued_at")),
-            started_at=_seconds(h.get("started_at")),
-            finished_at=_seconds(h.get("finished_at")),
+            attempts=int_field(h.get("attempts")),
+            args=args if isinstance(args, list) else [],
+            kwargs=kwargs if isinstance(kwargs, dict) else {},
+            enqueued_at=ms_field(h.get("enqueued_at")),
+            started_at=ms_field(h.get("started_at")),
+            finished_at=ms_field(h.get("finished_at")),
             worker=h.get("worker"),
-            result=codec.decode(result) if result is not None else None,
+            result=json_or_text(h.get("result"), None),
             error=h.get("error"),
             traceback=h.get("traceback"),
         )
 
 
-def _seconds(ms: str | None) -> float | None:
-    return int(ms) / 1000.0 if ms else None
+# Tolerant readers of record fields, shared with the web views: a damaged field reads as absent, never raises.
+
+
+def ms_field(ms: str | None) -> float | None:
+    """A millisecond timestamp field as seconds, or None."""
+    try:
+        return int(ms) / 1000 if ms else None
+    except ValueError:
+        return None
+
+
+def int_field(text: str | None) -> int:
+    """An integer field, 0 when missing or damaged."""
+    try:
+        return int(text or 0)
+    except ValueError:
+        return 0
+
+
+def json_or_text(text: str | None, default: Any) -> Any:
+    """A JSON field decoded, ``default`` when missing, the raw text when it is not JSON."""
+    if text is None:
+        return default
+    try:
+        return codec.decode(text)
+    except ValueError:
+        return text
 
 
 class Job(Generic[R]):

@@ -14,9 +14,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
 from aqueue.backend.broker import Broker
+from aqueue.job import int_field, json_or_text, ms_field
 
 __all__ = ["SCAN_EVENTS", "JobPage", "dead_entry_view", "find_dead_entries", "job_view", "oldest_dead", "recent_jobs"]
 
@@ -26,39 +25,16 @@ _PAGE = 1000
 _SUMMARY = ("task", "status", "priority", "attempts", "enqueued_at", "started_at", "finished_at", "worker", "error")
 
 
-def _seconds(ms: str | None) -> float | None:
-    try:
-        return int(ms) / 1000 if ms else None
-    except ValueError:
-        return None
-
-
-def _int(text: str | None) -> int:
-    try:
-        return int(text or 0)
-    except ValueError:
-        return 0
-
-
-def _json(text: str | None, default: Any) -> Any:
-    if text is None:
-        return default
-    try:
-        return orjson.loads(text)
-    except orjson.JSONDecodeError:
-        return text  # shown as stored rather than failing the whole request
-
-
 def _summary(job_id: str, h: dict[str, str]) -> dict[str, Any]:
     return {
         "id": job_id,
         "task": h.get("task", ""),
         "status": h.get("status", "queued"),
         "priority": h.get("priority", ""),
-        "attempts": _int(h.get("attempts")),
-        "enqueued_at": _seconds(h.get("enqueued_at")),
-        "started_at": _seconds(h.get("started_at")),
-        "finished_at": _seconds(h.get("finished_at")),
+        "attempts": int_field(h.get("attempts")),
+        "enqueued_at": ms_field(h.get("enqueued_at")),
+        "started_at": ms_field(h.get("started_at")),
+        "finished_at": ms_field(h.get("finished_at")),
         "worker": h.get("worker"),
         "error": h.get("error"),
     }
@@ -66,7 +42,7 @@ def _summary(job_id: str, h: dict[str, str]) -> dict[str, Any]:
 
 def job_view(job_id: str, h: dict[str, str]) -> dict[str, Any]:
     """Everything about one job, from its record hash; tolerant of damaged fields."""
-    spec = _json(h.get("spec"), {})
+    spec = json_or_text(h.get("spec"), {})
     spec = spec if isinstance(spec, dict) else {}
     options = spec.get("o")
     options = options if isinstance(options, dict) else {}
@@ -75,8 +51,8 @@ def job_view(job_id: str, h: dict[str, str]) -> dict[str, Any]:
         "args": args if isinstance(args, list) else [],
         "kwargs": kwargs if isinstance(kwargs, dict) else {},
         "max_attempts": options.get("max_attempts") if isinstance(options.get("max_attempts"), int) else None,
-        "due_at": _seconds(h.get("due_at")),
-        "result": _json(h.get("result"), None),
+        "due_at": ms_field(h.get("due_at")),
+        "result": json_or_text(h.get("result"), None),
         "traceback": h.get("traceback"),
     }
 
@@ -125,7 +101,7 @@ def dead_entry_view(entry_id: str, fields: dict[str, str]) -> dict[str, Any]:
         "job": fields.get("job", ""),
         "task": fields.get("task", ""),
         "reason": fields.get("reason", ""),
-        "dead_at": _int(entry_id.split("-", 1)[0]) / 1000,
+        "dead_at": int_field(entry_id.split("-", 1)[0]) / 1000,
     }
 
 
