@@ -24,10 +24,11 @@ log = logging.getLogger("aqueue.events")
 #: Every event type the core writes.
 EVENT_TYPES = frozenset(
     {"enqueued", "scheduled", "queued", "started", "succeeded", "failed", "retrying", "dead", "cancelled",
-     "requeued", "scaling"}
+     "requeued", "scaling", "duplicate", "expired", "throttled", "progress", "cancelling", "paused", "resumed",
+     "waiting", "workflow_started", "workflow_finished", "cron", "cleanup"}
 )  # fmt: skip
 #: Event types after which a job never changes again.
-TERMINAL_EVENTS = frozenset({"succeeded", "dead", "cancelled"})
+TERMINAL_EVENTS = frozenset({"succeeded", "dead", "cancelled", "expired"})
 
 #: An event: its stream id and its fields (always ``type``; ``job`` and ``task`` for job events).
 Event = tuple[str, dict[str, str]]

@@ -12,6 +12,7 @@ from aqueue.errors import ConfigurationError, JobCancelled, JobFailed, ResultTim
 
 if TYPE_CHECKING:
     from aqueue.tasks import Tasks
+    from aqueue.workflow import Chain
 
 __all__ = ["Job", "JobOptions", "JobRecord", "JobSpec", "JobStatus"]
 
@@ -22,12 +23,22 @@ class JobStatus(enum.StrEnum):
     """Where a job is in its life."""
 
     QUEUED = "queued"  #: in a ready stream, waiting for a worker
-    SCHEDULED = "scheduled"  #: delayed, waiting for its due time
+    SCHEDULED = "scheduled"  #: delayed (or rate-limited), waiting for its due time
+    WAITING = "waiting"  #: a workflow step waiting for its parents
     ACTIVE = "active"  #: claimed and running
     SUCCEEDED = "succeeded"  #: finished with a result
     FAILED = "failed"  #: an attempt failed; the job will be retried after its backoff
     DEAD = "dead"  #: attempts exhausted or not runnable; in the dead-letter stream
-    CANCELLED = "cancelled"  #: cancelled; will not run
+    CANCELLED = "cancelled"  #: cancelled (or a workflow step skipped); will not run
+    EXPIRED = "expired"  #: not started within its ttl; will not run
+
+    @classmethod
+    def parse(cls, text: str | None) -> JobStatus | None:
+        """The status named ``text``, or None for a missing or unknown value (a damaged record)."""
+        try:
+            return cls(text) if text else None
+        except ValueError:
+            return None
 
     @property
     def finished(self) -> bool:
@@ -35,12 +46,22 @@ class JobStatus(enum.StrEnum):
         return self in _FINISHED
 
 
-_FINISHED = frozenset({JobStatus.SUCCEEDED, JobStatus.DEAD, JobStatus.CANCELLED})
+_FINISHED = frozenset({JobStatus.SUCCEEDED, JobStatus.DEAD, JobStatus.CANCELLED, JobStatus.EXPIRED})
+
+#: How a duplicate is treated: ``drop`` returns the existing job; ``replace`` (debounce) gives the pending job the
+#: new arguments and restarts its delay.
+DEDUP_MODES = ("drop", "replace")
 
 
 @dataclass(frozen=True, slots=True)
 class JobOptions:
-    """Per-job options; ``None`` means "the task's default"."""
+    """Per-job options; ``None`` means "the task's default".
+
+    ``dedup_key``: while a job holding this key exists (until it finishes, or for ``dedup_ttl`` seconds from
+    enqueue when given), enqueueing another job with the key does not create one: ``dedup_mode`` ``drop`` returns
+    the existing job's handle, ``replace`` replaces a still-pending job's arguments and restarts its delay.
+    ``ttl``: a job not started within ``ttl`` seconds of becoming due is never run (status ``expired``).
+    """
 
     priority: str | None = None
     delay: float = 0.0
@@ -48,8 +69,20 @@ class JobOptions:
     timeout: float | None = None
     backoff_base: float | None = None
     backoff_max: float | None = None
+    dedup_key: str | None = None
+    dedup_ttl: float | None = None
+    dedup_mode: str | None = None
+    ttl: float | None = None
 
     def __post_init__(self) -> None:
+        if self.dedup_key is not None and not 0 < len(self.dedup_key) <= 512:
+            raise ConfigurationError("dedup_key must be a non-empty string of at most 512 characters")
+        if self.dedup_ttl is not None and self.dedup_ttl <= 0:
+            raise ConfigurationError(f"dedup_ttl must be > 0 seconds, got {self.dedup_ttl}")
+        if self.dedup_mode is not None and self.dedup_mode not in DEDUP_MODES:
+            raise ConfigurationError(f"dedup_mode must be one of {', '.join(DEDUP_MODES)}, got {self.dedup_mode!r}")
+        if self.ttl is not None and self.ttl <= 0:
+            raise ConfigurationError(f"ttl must be > 0 seconds, got {self.ttl}")
         if self.delay < 0:
             raise ConfigurationError(f"delay must be >= 0 seconds, got {self.delay}")
         if self.max_attempts is not None and self.max_attempts < 1:
@@ -70,7 +103,22 @@ class JobOptions:
             timeout=override.timeout if override.timeout is not None else self.timeout,
             backoff_base=override.backoff_base if override.backoff_base is not None else self.backoff_base,
             backoff_max=override.backoff_max if override.backoff_max is not None else self.backoff_max,
+            dedup_key=override.dedup_key if override.dedup_key is not None else self.dedup_key,
+            dedup_ttl=override.dedup_ttl if override.dedup_ttl is not None else self.dedup_ttl,
+            dedup_mode=override.dedup_mode if override.dedup_mode is not None else self.dedup_mode,
+            ttl=override.ttl if override.ttl is not None else self.ttl,
         )
+
+    def script_options(self) -> dict[str, Any] | None:
+        """What the enqueue script applies (dedup, ttl), in its short field names; None when nothing is set."""
+        out: dict[str, Any] = {}
+        if self.dedup_key is not None:
+            out["dk"] = self.dedup_key
+            out["dm"] = self.dedup_mode or "drop"
+            out["dt"] = round(self.dedup_ttl * 1000) if self.dedup_ttl is not None else 0
+        if self.ttl is not None:
+            out["x"] = round(self.ttl * 1000)
+        return out or None
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +133,17 @@ class JobSpec(Generic[R]):
     kwargs: dict[str, Any]
     options: JobOptions
     payload: str = field(repr=False)  #: the encoded spec stored in the job record
+    tasks: Tasks | None = field(default=None, repr=False, compare=False)  #: the registry that made it
+
+    def then(self, next_spec: JobSpec[Any]) -> Chain:
+        """A chain: this job, then ``next_spec`` with this job's result prepended to its arguments.
+
+        ``await a.spec(1).then(b.spec(2)).then(c.spec()).enqueue()`` returns the last job's handle. If a step
+        ends without success (dead, expired, cancelled), the steps after it are cancelled.
+        """
+        from aqueue.workflow import Chain
+
+        return Chain([self]).then(next_spec)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,10 +164,17 @@ class JobRecord:
     result: Any
     error: str | None
     traceback: str | None
+    progress: float | None = None  #: the last value the task reported with ``aqueue.progress``
+    progress_message: str | None = None
+    workflow: str | None = None  #: id of the workflow this job is a step of
+    step: str | None = None  #: its step name in that workflow
+    due_at: float | None = None
+    expires_at: float | None = None
 
     @classmethod
     def from_hash(cls, job_id: str, h: dict[str, str]) -> JobRecord:
-        """Decode the record hash; tolerant of damaged fields (a record may hold garbage)."""
+        """Decode the record hash; tolerant of damaged fields (a record may hold garbage), except an unknown
+        status, which raises :class:`ValueError` (nothing sensible can be said about such a job)."""
         spec = json_or_text(h.get("spec"), {})
         spec = spec if isinstance(spec, dict) else {}
         args, kwargs = spec.get("a", []), spec.get("k", {})
@@ -127,6 +193,12 @@ class JobRecord:
             result=json_or_text(h.get("result"), None),
             error=h.get("error"),
             traceback=h.get("traceback"),
+            progress=float_field(h.get("progress")),
+            progress_message=h.get("progress_message"),
+            workflow=h.get("wf"),
+            step=h.get("step"),
+            due_at=ms_field(h.get("due_at")),
+            expires_at=ms_field(h.get("expires_at")),
         )
 
 
@@ -137,6 +209,14 @@ def ms_field(ms: str | None) -> float | None:
     """A millisecond timestamp field as seconds, or None."""
     try:
         return int(ms) / 1000 if ms else None
+    except ValueError:
+        return None
+
+
+def float_field(text: str | None) -> float | None:
+    """A number field, None when missing or damaged."""
+    try:
+        return float(text) if text else None
     except ValueError:
         return None
 
@@ -184,6 +264,20 @@ class Job(Generic[R]):
         if not h:
             raise UnknownJob(f"no job {self.id!r} in queue {self._tasks.queue!r}")
         return JobRecord.from_hash(self.id, h)
+
+    async def cancel(self, reason: str = "cancelled") -> bool:
+        """Cancel the job: True if it will not run (again), False if it had already finished.
+
+        A job that has not started (queued, scheduled, waiting, or waiting for a retry) is cancelled at once. A
+        running job's worker, in any process, is told through the control stream and cancels its coroutine
+        (within milliseconds; a plain function running in a thread cannot be interrupted and is only not
+        retried); its status becomes ``cancelled`` when the worker settles it. :class:`UnknownJob` if there is
+        no record.
+        """
+        (state,) = await (await self._tasks.broker()).cancel([self.id], reason)
+        if state == "unknown":
+            raise UnknownJob(f"no job {self.id!r} in queue {self._tasks.queue!r}")
+        return state in ("cancelled", "cancelling")
 
     async def status(self) -> JobStatus:
         """The job's current status; :class:`UnknownJob` if there is no record."""

@@ -81,3 +81,30 @@ class Keys:
     def worker(self, worker_id: str) -> str:
         """Heartbeat record of one worker."""
         return f"{self.prefix}worker:{worker_id}"
+
+    @property
+    def control(self) -> str:
+        """Stream of commands to workers (cancel a running job, pause, resume), capped."""
+        return f"{self.prefix}control"
+
+    @property
+    def paused(self) -> str:
+        """Present (with who and when, JSON) while the queue is paused; the claim script reads it."""
+        return f"{self.prefix}paused"
+
+    @property
+    def cron(self) -> str:
+        """Hash of cron state, fields ``<name>:last|next|job|schedule|task``."""
+        return f"{self.prefix}cron"
+
+    def workflow(self, workflow_id: str) -> str:
+        """Hash of one workflow: ``steps`` (JSON name → job id), ``left``, ``name``, ``created_at``."""
+        return f"{self.prefix}wf:{workflow_id}"
+
+    def done(self, status: str) -> str:
+        """Cleanup index of finished jobs of one status: zset of job ids scored by finish time (ms)."""
+        return f"{self.prefix}done:{status}"
+
+    def dedup(self, key: str) -> str:
+        """The job id holding a dedup key."""
+        return f"{self.prefix}dedup:{key}"

@@ -12,6 +12,7 @@ import anyio.to_thread
 
 from aqueue import codec
 from aqueue.backend.broker import Claimed, Outcome
+from aqueue.context import JobContext, _current
 from aqueue.errors import SerializationError
 
 if TYPE_CHECKING:
@@ -40,6 +41,8 @@ async def run_job(tasks: Tasks, c: Claimed) -> Outcome:
         base, cap = opts["backoff"]
         if not isinstance(args, list) or not isinstance(kwargs, dict):
             raise TypeError("arguments must be a list and keyword arguments an object")
+        if c.inputs:
+            args = [codec.decode(c.inputs), *args]  # a workflow step: its parents' results come first
     except (ValueError, TypeError, KeyError) as exc:
         return _dead(c, f"undecodable job spec: {type(exc).__name__}: {exc}")
     task = tasks.get(c.task)
@@ -47,6 +50,7 @@ async def run_job(tasks: Tasks, c: Claimed) -> Outcome:
         known = ", ".join(sorted(tasks.names)[:20])
         return _dead(c, f"unknown task {c.task!r} (this worker knows: {known})")
     deadline: asyncio.Timeout | None = None
+    _current.set(JobContext(tasks, c.job_id, c.task, c.attempt))
     try:
         if timeout is None and task.is_async:
             result = await task.fn(*args, **kwargs)  # no Timeout object for the common case: hot path

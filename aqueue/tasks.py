@@ -4,21 +4,33 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any, Generic, ParamSpec, Protocol, TypeVar, cast, overload
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, Protocol, TypeVar, cast, overload
+
+import orjson
 
 from aqueue import codec
 from aqueue.backend.broker import Broker, EnqueueItem, QueueInfo
 from aqueue.backend.connect import check_url, open_connection, resolve_url
+from aqueue.cron import CronSchedule, parse_every
 from aqueue.errors import ConfigurationError
 from aqueue.events import EventHub
-from aqueue.job import Job, JobOptions, JobSpec
+from aqueue.job import Job, JobOptions, JobSpec, JobStatus
 from aqueue.keys import Keys
+from aqueue.ratelimit import RateLimit
 from aqueue.settings import QueueSettings
 
-__all__ = ["Task", "TaskDecorator", "Tasks"]
+if TYPE_CHECKING:
+    from aqueue.workflow import Workflow, WorkflowHandle
+
+__all__ = ["CronJob", "Task", "TaskDecorator", "Tasks"]
+
+#: Statuses ``cleanup`` removes by default: every finished one.
+FINISHED_STATUSES = ("succeeded", "dead", "cancelled", "expired")
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -28,19 +40,34 @@ def _seconds(value: float | timedelta | None) -> float | None:
     return value.total_seconds() if isinstance(value, timedelta) else value
 
 
+@dataclass(frozen=True, slots=True)
+class CronJob:
+    """A periodic job: its schedule and the arguments each tick's job gets."""
+
+    schedule: CronSchedule
+    args: tuple[Any, ...] = ()
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
 class Task(Generic[P, R]):
     """A registered task: call ``enqueue`` to run it on a worker, ``spec`` to build a job for bulk enqueue."""
 
-    __slots__ = ("_options", "fn", "is_async", "name", "tasks")
+    __slots__ = ("_options", "fn", "is_async", "name", "rate_limit", "tasks")
 
     def __init__(
-        self, tasks: Tasks, fn: Callable[P, Awaitable[R]] | Callable[P, R], name: str, options: JobOptions
+        self,
+        tasks: Tasks,
+        fn: Callable[P, Awaitable[R]] | Callable[P, R],
+        name: str,
+        options: JobOptions,
+        rate_limit: RateLimit | None = None,
     ) -> None:
         self.tasks = tasks
         self.fn = fn
         self.name = name
         self.is_async = inspect.iscoroutinefunction(fn)
         self._options = options
+        self.rate_limit = rate_limit  #: global limit on how often jobs of this task start
 
     def __repr__(self) -> str:
         return f"Task({self.name!r}, queue={self.tasks.queue!r})"
@@ -59,8 +86,15 @@ class Task(Generic[P, R]):
         timeout: float | timedelta | None = None,
         backoff_base: float | None = None,
         backoff_max: float | None = None,
+        dedup_key: str | None = None,
+        dedup_ttl: float | timedelta | None = None,
+        dedup_mode: str | None = None,
+        ttl: float | timedelta | None = None,
     ) -> Task[P, R]:
-        """This task with some options overridden for the jobs it enqueues (the registry is unchanged)."""
+        """This task with some options overridden for the jobs it enqueues (the registry is unchanged).
+
+        See :class:`~aqueue.JobOptions` for ``dedup_key``/``dedup_ttl``/``dedup_mode`` and ``ttl``.
+        """
         override = JobOptions(
             priority=priority,
             delay=_seconds(delay) or 0.0,
@@ -68,10 +102,14 @@ class Task(Generic[P, R]):
             timeout=_seconds(timeout),
             backoff_base=backoff_base,
             backoff_max=backoff_max,
+            dedup_key=dedup_key,
+            dedup_ttl=_seconds(dedup_ttl),
+            dedup_mode=dedup_mode,
+            ttl=_seconds(ttl),
         )
         if priority is not None:
             self.tasks.settings.priority_index(priority)
-        return Task(self.tasks, self.fn, self.name, self._options.merged(override))
+        return Task(self.tasks, self.fn, self.name, self._options.merged(override), self.rate_limit)
 
     def spec(self, *args: P.args, **kwargs: P.kwargs) -> JobSpec[R]:
         """An unsent job with these arguments; raises :class:`SerializationError` if they are not JSON."""
@@ -105,7 +143,12 @@ class Tasks:
     """
 
     def __init__(
-        self, queue: str = "default", redis_url: str | None = None, *, settings: QueueSettings | None = None
+        self,
+        queue: str = "default",
+        redis_url: str | None = None,
+        *,
+        settings: QueueSettings | None = None,
+        rate_limit: str | RateLimit | None = None,
     ) -> None:
         if not queue or any(c in queue for c in "{}: \t\n"):
             raise ConfigurationError(f"queue name {queue!r} must be non-empty without braces, ':' or spaces")
@@ -115,6 +158,9 @@ class Tasks:
             check_url(redis_url)
         self._url = redis_url
         self._registry: dict[str, Task[Any, Any]] = {}
+        self._crons: dict[str, CronJob] = {}
+        #: Global cap on how often jobs of this queue start (every task together), across all workers.
+        self.rate_limit = RateLimit.parse(rate_limit) if rate_limit is not None else None
         self._broker: Broker | None = None
         self._hub: EventHub | None = None
         self._lock: asyncio.Lock | None = None
@@ -161,6 +207,8 @@ class Tasks:
         timeout: float | timedelta | None = None,
         backoff_base: float | None = None,
         backoff_max: float | None = None,
+        ttl: float | timedelta | None = None,
+        rate_limit: str | RateLimit | None = None,
     ) -> TaskDecorator: ...
 
     def task(
@@ -174,10 +222,14 @@ class Tasks:
         timeout: float | timedelta | None = None,
         backoff_base: float | None = None,
         backoff_max: float | None = None,
+        ttl: float | timedelta | None = None,
+        rate_limit: str | RateLimit | None = None,
     ) -> Any:
         """Register a function as a task: ``@tasks.task`` or ``@tasks.task(name=…, priority=…, …)``.
 
         Async functions run on the worker's loop; plain functions run in a worker thread (anyio).
+        ``rate_limit`` (``"100/m"``, ``"5000/s"``, or a :class:`~aqueue.RateLimit`) caps how often jobs of this
+        task start, across every worker of the queue.
         """
         options = JobOptions(
             priority=priority,
@@ -185,19 +237,94 @@ class Tasks:
             timeout=_seconds(timeout),
             backoff_base=backoff_base,
             backoff_max=backoff_max,
+            ttl=_seconds(ttl),
         )
         if priority is not None:
             self.settings.priority_index(priority)
+        limit = RateLimit.parse(rate_limit) if rate_limit is not None else None
 
         def register(f: Callable[..., Any]) -> Task[Any, Any]:
             task_name = name or f"{f.__module__}.{f.__qualname__}"
             if task_name in self._registry:
                 raise ConfigurationError(f"task {task_name!r} is already registered on queue {self.queue!r}")
-            t: Task[Any, Any] = Task(self, f, task_name, options)
+            t: Task[Any, Any] = Task(self, f, task_name, options, limit)
             self._registry[task_name] = t
             return t
 
         return register(fn) if fn is not None else register
+
+    def cron(
+        self,
+        schedule: str | None = None,
+        /,
+        *,
+        every: float | timedelta | None = None,
+        tz: str = "UTC",
+        name: str | None = None,
+        catch_up: int = 0,
+        args: Iterable[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+        priority: str | None = None,
+        max_attempts: int | None = None,
+        timeout: float | timedelta | None = None,
+        ttl: float | timedelta | None = None,
+    ) -> TaskDecorator:
+        """Register a function as a task that workers enqueue periodically: a 5-field cron ``schedule`` (in
+        ``tz``) or ``every`` seconds / timedelta (aligned to the epoch).
+
+        Exactly one job runs per tick however many workers run: the tick is claimed in Redis with the enqueue.
+        Ticks missed while no worker ran are skipped, except the latest ``catch_up`` of them. The schedule's
+        ``name`` defaults to the task name; ``args``/``kwargs`` are passed to every run.
+        """
+        inner = self.task(name=name, priority=priority, max_attempts=max_attempts, timeout=timeout, ttl=ttl)
+
+        def register(f: Callable[..., Any]) -> Task[Any, Any]:
+            t: Task[Any, Any] = inner(f)
+            self.add_cron(t, schedule, every=every, tz=tz, name=name, catch_up=catch_up, args=args, kwargs=kwargs)
+            return t
+
+        return cast(TaskDecorator, register)
+
+    def add_cron(
+        self,
+        task: Task[Any, Any],
+        schedule: str | None = None,
+        /,
+        *,
+        every: float | timedelta | None = None,
+        tz: str = "UTC",
+        name: str | None = None,
+        catch_up: int = 0,
+        args: Iterable[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+    ) -> CronJob:
+        """Run an already registered task periodically (see :meth:`cron`)."""
+        if self._registry.get(task.name) is None or task.tasks is not self:
+            raise ConfigurationError(f"task {task.name!r} is not registered on queue {self.queue!r}")
+        cron_name = name or task.name
+        if cron_name in self._crons:
+            raise ConfigurationError(f"a cron job named {cron_name!r} already exists on queue {self.queue!r}")
+        interval = parse_every(every) if every is not None else None
+        sched = CronSchedule(cron_name, task.name, cron=schedule, every=interval, tz=tz, catch_up=catch_up)
+        job = CronJob(sched, tuple(args), dict(kwargs or {}))
+        task.spec(*job.args, **job.kwargs)  # arguments JSON cannot carry fail here, not at the first tick
+        self._crons[cron_name] = job
+        return job
+
+    @property
+    def crons(self) -> list[CronJob]:
+        """Every periodic job registered on this queue."""
+        return list(self._crons.values())
+
+    def rate_limits_json(self) -> str:
+        """The queue's and tasks' rate limits as the claim script takes them ('' when there are none)."""
+        per_task = {t.name: t.rate_limit.wire() for t in self._registry.values() if t.rate_limit is not None}
+        if self.rate_limit is None and not per_task:
+            return ""
+        out: dict[str, Any] = {"t": per_task} if per_task else {}
+        if self.rate_limit is not None:
+            out["q"] = self.rate_limit.wire()
+        return orjson.dumps(out).decode()
 
     def get(self, name: str) -> Task[Any, Any] | None:
         """The registered task called ``name``, or ``None``."""
@@ -221,27 +348,103 @@ class Tasks:
             ],
         }
         payload = codec.encode({"a": args, "k": kwargs, "o": resolved}, f"arguments of task {task!r}")
-        return JobSpec(task, args, kwargs, options, payload)
+        return JobSpec(task, args, kwargs, options, payload, self)
 
     def _item(self, spec: JobSpec[Any]) -> EnqueueItem:
         priority = spec.options.priority or self.settings.default_priority
         self.settings.priority_index(priority)
-        return EnqueueItem(uuid.uuid4().hex, spec.task, priority, round(spec.options.delay * 1000), spec.payload)
+        return EnqueueItem(
+            uuid.uuid4().hex,
+            spec.task,
+            priority,
+            round(spec.options.delay * 1000),
+            spec.payload,
+            spec.options.script_options(),
+        )
 
     async def enqueue(self, spec: JobSpec[R]) -> Job[R]:
-        """Enqueue one prepared job (one round trip)."""
+        """Enqueue one prepared job (one round trip).
+
+        With a ``dedup_key`` held by an existing job, that job's handle is returned instead (see
+        :class:`~aqueue.JobOptions`).
+        """
         item = self._item(spec)
         broker = await self.broker()
-        await broker.enqueue([item])
-        return Job(self, item.job_id)
+        dups = await broker.enqueue([item])
+        return Job(self, dups.get(0, item.job_id))
 
     async def enqueue_many(self, specs: Iterable[JobSpec[Any]]) -> list[Job[Any]]:
         """Enqueue many prepared jobs, pipelined (one round trip for all); returns their handles in order."""
         items = [self._item(s) for s in specs]
+        dups: dict[int, str] = {}
         if items:
             broker = await self.broker()
-            await broker.enqueue_many(items)
-        return [Job(self, it.job_id) for it in items]
+            dups = await broker.enqueue_many(items)
+        return [Job(self, dups.get(i, it.job_id)) for i, it in enumerate(items)]
+
+    def workflow(self, name: str = "workflow") -> Workflow:
+        """A new workflow (a DAG of jobs of this queue) to build with ``step`` and send with ``enqueue``."""
+        from aqueue.workflow import Workflow
+
+        return Workflow(self, name)
+
+    async def workflow_handle(self, workflow_id: str) -> WorkflowHandle:
+        """A handle on an enqueued workflow by id; :class:`UnknownJob` if there is none (or it expired)."""
+        from aqueue.workflow import WorkflowHandle
+
+        return await WorkflowHandle.load(self, workflow_id)
+
+    # -- control ---------------------------------------------------------------------------------------------
+
+    async def cancel(self, job_id: str, reason: str = "cancelled") -> bool:
+        """Cancel a job by id (see :meth:`Job.cancel`)."""
+        return await self.job(job_id).cancel(reason)
+
+    async def pause(self, by: str = "api") -> bool:
+        """Pause the queue: no worker starts a job until :meth:`resume` (running jobs finish). False if it was
+        already paused. Workers see it at their next claim, which reads the pause flag atomically."""
+        info = codec.encode({"at": time.time(), "by": by})
+        return await (await self.broker()).set_paused(True, info)
+
+    async def resume(self) -> bool:
+        """Resume a paused queue; False if it was not paused."""
+        return await (await self.broker()).set_paused(False, "{}")
+
+    async def paused(self) -> dict[str, Any] | None:
+        """``{"at": unix seconds, "by": who}`` while the queue is paused, else None."""
+        raw = await (await self.broker()).paused()
+        if raw is None:
+            return None
+        try:
+            info = codec.decode(raw)
+        except ValueError:
+            return {"at": None, "by": raw}
+        return info if isinstance(info, dict) else {"at": None, "by": raw}
+
+    async def cleanup(
+        self, older_than: float | timedelta = 0.0, statuses: Iterable[str | JobStatus] = FINISHED_STATUSES
+    ) -> int:
+        """Delete finished job records that ended at least ``older_than`` ago; returns how many.
+
+        Reads the per-status cleanup index (never scans the keyspace), in batches of 1,000. With ``dead``, the
+        dead-letter entries older than that go too. Records also expire on their own after the queue's
+        ``succeeded_ttl`` / ``dead_ttl``.
+        """
+        seconds = _seconds(older_than) or 0.0
+        if seconds < 0:
+            raise ConfigurationError(f"older_than must be >= 0 seconds, got {seconds}")
+        wanted: list[str] = []
+        for st in statuses:
+            name = JobStatus.parse(str(st))
+            if name is None or not name.finished:
+                raise ConfigurationError(f"cleanup status must be one of {', '.join(FINISHED_STATUSES)}, got {st!r}")
+            wanted.append(name.value)
+        broker = await self.broker()
+        total, more = 0, bool(wanted)
+        while more:
+            deleted, more = await broker.cleanup(round(seconds * 1000), wanted)
+            total += deleted
+        return total
 
     def job(self, job_id: str) -> Job[Any]:
         """A handle on an existing job by id."""

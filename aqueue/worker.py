@@ -24,6 +24,7 @@ from aqueue import codec
 from aqueue._aio import cancel_and_wait, retry_unavailable
 from aqueue.backend.broker import Claimed, Outcome
 from aqueue.errors import BrokerUnavailable, ConfigurationError
+from aqueue.periodic import run_crons
 from aqueue.quotas import ReadQuotas
 from aqueue.runner import run_job
 from aqueue.scaling import Strategy, concurrency_bounds
@@ -112,6 +113,9 @@ class Worker:
         self._running: dict[str, Claimed] = {}
         self._outcomes: list[Outcome] = []
         self._quotas = ReadQuotas([p.weight for p in tasks.settings.priorities], tasks.settings.strict_priority)
+        self._cancel_asked: set[str] = set()  # job ids whose cancellation was requested while here
+        self._slot_tasks: dict[str, asyncio.Task[None]] = {}  # job id -> the slot coroutine running it
+        self.paused = False  #: True while the queue is paused (as this worker last saw it)
         self._started_at = 0.0
         self._reset_loop_state()
 
@@ -122,6 +126,7 @@ class Worker:
         self._stopping: asyncio.Event | None = None
         self._force: asyncio.Event | None = None
         self._done: asyncio.Event | None = None
+        self._resumed: asyncio.Event | None = None
         self._claim_task: asyncio.Task[None] | None = None
         self._pool: SlotPool | None = None
         self._blocked = False
@@ -226,6 +231,7 @@ class Worker:
         self._stopping = asyncio.Event()
         self._force = asyncio.Event()
         self._done = asyncio.Event()
+        self._resumed = asyncio.Event()
         self._started_at = time.time()
         loop = asyncio.get_running_loop()
         signals = self._install_signals(loop)  # before connecting, so a signal during start-up is not fatal
@@ -248,10 +254,14 @@ class Worker:
         helpers: list[asyncio.Task[None]] = []
         try:
             await self._heartbeat_once()
+            control_from = await broker.last_control_id()  # before claiming: no cancel of a job of ours is missed
             helpers += [
                 asyncio.create_task(self._heartbeats(), name="aqueue-heartbeat"),
                 asyncio.create_task(promote_due_jobs(broker, self.id), name="aqueue-scheduler"),
+                asyncio.create_task(self._control(control_from), name="aqueue-control"),
             ]
+            if self.tasks.crons:
+                helpers.append(asyncio.create_task(run_crons(self.tasks), name="aqueue-cron"))
             if self.autoscaling:
                 self.supervisor = Supervisor(self, self.strategy, self.scale_interval, self.cooldown)
                 helpers.append(asyncio.create_task(self.supervisor.run(), name="aqueue-supervisor"))
@@ -290,6 +300,8 @@ class Worker:
         self._stopping.set()
         if self._slot_free is not None:
             self._slot_free.set()  # wakes a claim loop waiting for a free slot
+        if self._resumed is not None:
+            self._resumed.set()  # wakes a claim loop waiting for the queue to resume
         if self._blocked and self._claim_task is not None:
             # A blocking read can be abandoned safely: whatever it delivered stays pending and release() at
             # shutdown puts it back.
@@ -344,6 +356,7 @@ class Worker:
         reclaim_every = min(self.lease / 4, 1.0)
         next_reclaim = 0.0
         backoff = 0.1
+        limits = self.tasks.rate_limits_json()
         while not self._stopping.is_set():
             free = self._target + self.prefetch - self._busy
             if free <= 0:
@@ -355,9 +368,17 @@ class Worker:
                 reclaim = now >= next_reclaim
                 if reclaim:
                     next_reclaim = now + reclaim_every
-                jobs, cursors = await broker.claim(
-                    self.id, self._quotas.split(free), cursors, lease_ms if reclaim else 0
+                jobs, cursors, paused = await broker.claim(
+                    self.id, self._quotas.split(free), cursors, lease_ms if reclaim else 0, limits
                 )
+                if paused:
+                    if burst and self._busy == 0:
+                        return
+                    await self._wait_resumed()
+                    continue
+                if self.paused:
+                    self.paused = False
+                    log.info("worker %s: queue %s resumed", self.id, self.tasks.queue)
                 if jobs:
                     self._dispatch(jobs)
                     continue
@@ -371,7 +392,10 @@ class Worker:
                 finally:
                     self._blocked = False
                 if delivered:
-                    self._dispatch(await broker.start(self.id, delivered))
+                    started, paused = await broker.start(self.id, delivered, limits)
+                    self._dispatch(started)
+                    if paused:
+                        await self._wait_resumed()
                 backoff = 0.1
             except BrokerUnavailable as exc:
                 log.warning("worker %s: %s; retrying in %.1fs", self.id, exc, backoff)
@@ -381,6 +405,49 @@ class Worker:
                 if "NOGROUP" not in str(exc):
                     raise
                 await broker.ensure_groups()  # the streams were deleted (e.g. FLUSHALL): recreate and go on
+
+    async def _wait_resumed(self) -> None:
+        """The queue is paused: wait for a ``resume`` command (or re-check after a second)."""
+        assert self._resumed is not None
+        if not self.paused:
+            self.paused = True
+            log.info("worker %s: queue %s is paused; running jobs finish, no new ones start", self.id,
+                     self.tasks.queue)  # fmt: skip
+        self._resumed.clear()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(1.0):
+                await self._resumed.wait()
+
+    async def _control(self, last_id: str) -> None:
+        """Follow the control stream: cancel running jobs of this worker, wake up on ``resume``."""
+        broker = await self.tasks.broker()
+        backoff = 0.1
+        while True:
+            try:
+                commands = await broker.read_control(last_id, _BLOCK_SECONDS)
+                backoff = 0.1
+            except BrokerUnavailable as exc:
+                log.warning("worker %s: control stream: %s; retrying in %.1fs", self.id, exc, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            for command_id, fields in commands:
+                last_id = command_id
+                cmd = fields.get("cmd")
+                if cmd == "cancel":
+                    self._cancel_running(fields.get("job", ""))
+                elif cmd == "resume" and self._resumed is not None:
+                    self._resumed.set()
+
+    def _cancel_running(self, job_id: str) -> None:
+        if not any(c.job_id == job_id for c in self._running.values()):
+            return  # not ours
+        self._cancel_asked.add(job_id)
+        slot = self._slot_tasks.get(job_id)
+        if slot is not None:
+            log.info("worker %s: cancelling running job %s on request", self.id, job_id)
+            slot.cancel()
+        # else: claimed but not started yet; _run_one sees the request before running it
 
     async def _burst_done(self) -> bool:
         """In burst mode with nothing claimable: wait for running jobs, then check nothing became due."""
@@ -407,14 +474,16 @@ class Worker:
     async def _run_one(self, c: Claimed) -> None:
         assert self._settle_wakeup is not None and self._slot_free is not None
         started = time.perf_counter()
-        outcome = await run_job(self.tasks, c)
+        outcome = await self._run_cancellable(c)
         took = time.perf_counter() - started
         # The autoscaler sizes from this: weighted so a change of workload shows within ~20 jobs.
         self._service_time = took if self._service_time is None else 0.95 * self._service_time + 0.05 * took
         self._running.pop(c.msg_id, None)
         self._outcomes.append(outcome)
         self.processed += 1
-        if outcome.kind != "ok":
+        if outcome.kind == "cancel":
+            log.info("job %s (%s) cancelled while running", c.job_id, c.task)
+        elif outcome.kind != "ok":
             self.failed += 1
             log.warning("job %s (%s) attempt %d failed: %s%s", c.job_id, c.task, c.attempt, outcome.x,
                         " (will retry)" if outcome.kind == "retry" else " (dead-lettered)")  # fmt: skip
@@ -423,6 +492,26 @@ class Worker:
         self._slot_free.set()
         if self.observers:
             self._observe(c, took, outcome.kind)
+
+    async def _run_cancellable(self, c: Claimed) -> Outcome:
+        """Run a job; a cancellation requested for it (``job.cancel()``) ends it as ``cancel``, nothing else."""
+        if self._cancel_asked and c.job_id in self._cancel_asked:
+            self._cancel_asked.discard(c.job_id)
+            return Outcome("cancel", c.stream, c.msg_id, c.job_id)
+        slot = asyncio.current_task()
+        assert slot is not None
+        self._slot_tasks[c.job_id] = slot
+        try:
+            return await run_job(self.tasks, c)
+        except asyncio.CancelledError:
+            if c.job_id not in self._cancel_asked:
+                raise  # shutdown or shrinking: not ours to swallow
+            self._cancel_asked.discard(c.job_id)
+            if slot.uncancel() > 0:
+                raise  # a shutdown cancellation arrived as well
+            return Outcome("cancel", c.stream, c.msg_id, c.job_id)
+        finally:
+            del self._slot_tasks[c.job_id]
 
     def _observe(self, c: Claimed, took: float, kind: str) -> None:
         # The message id is the (Redis clock) time the job entered its stream: wait = that until it started here.

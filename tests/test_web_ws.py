@@ -304,7 +304,7 @@ def test_event_filter_and_query_parsing() -> None:
     [
         ("since=garbage", "'garbage' is not an event id"),
         ("since=12-x", "not an event id"),
-        ("types=bogus", "unknown event type 'bogus'; known types: cancelled, dead"),
+        ("types=bogus", "unknown event type 'bogus'; known types: cancelled, cancelling, cleanup, cron, dead"),
         ("types=,", "types= must name at least one event type"),
         ("job=a&job=b", "job= is given 2 times"),
         ("task=", "task= must be 1 to 512 characters"),

@@ -30,7 +30,13 @@ T = TypeVar("T")
 #: Approximate cap of the stream that keeps scaling decisions apart from the (much busier) events stream.
 SCALING_MAXLEN = 1000
 
-_SCRIPTS = ("enqueue", "claim", "settle", "promote", "heartbeat", "release", "snapshot", "requeue")
+_SCRIPTS = (
+    "enqueue", "claim", "settle", "promote", "heartbeat", "release", "snapshot", "requeue", "cancel", "progress",
+    "cleanup", "cron",
+)  # fmt: skip
+
+#: Approximate cap of the control stream (worker commands: cancel a running job, resume).
+CONTROL_MAXLEN = 1000
 
 
 def _load_sources() -> dict[str, str]:
@@ -57,13 +63,19 @@ def unavailable(fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
 
 @dataclass(frozen=True, slots=True)
 class EnqueueItem:
-    """One job to write: id, task name, priority level, delay in ms and the encoded spec."""
+    """One job to write: id, task name, priority level, delay in ms, the encoded spec, and the options the
+    enqueue script applies (dedup, ttl, workflow links; see ``enqueue_one`` in ``_prelude.lua``)."""
 
     job_id: str
     task: str
     priority: str
     delay_ms: int
     spec: str
+    options: dict[str, Any] | None = None
+
+    def wire(self) -> tuple[Any, ...]:
+        """The JSON array the scripts read."""
+        return (self.job_id, self.task, self.priority, self.delay_ms, self.spec, self.options or 0)
 
 
 # Claimed and Outcome are made once per job on the hot path: plain slotted classes, cheaper than frozen ones.
@@ -77,11 +89,12 @@ class Claimed:
     task: str
     spec: str
     attempt: int
+    inputs: str = ""  # JSON a workflow step receives from its parents ('' when none)
 
 
 @dataclass(slots=True)
 class Outcome:
-    """How an attempt ended, as the settle script takes it: kind ``ok``, ``retry`` or ``dead``."""
+    """How an attempt ended, as the settle script takes it: kind ``ok``, ``retry``, ``dead`` or ``cancel``."""
 
     kind: str
     stream: int
@@ -189,29 +202,42 @@ class Broker:
 
     # -- producer side ---------------------------------------------------------------------------------------
 
-    def _enqueue_args(self, items: Sequence[EnqueueItem]) -> tuple[list[str], list[Any]]:
+    def _enqueue_args(self, items: Sequence[EnqueueItem], workflow: str = "") -> tuple[list[str], list[Any]]:
         k = self.keys
-        jobs = orjson.dumps([(it.job_id, it.task, it.priority, it.delay_ms, it.spec) for it in items])
-        return [k.events, k.scheduled, k.stats, k.wake], [k.prefix, self.settings.events_maxlen, jobs]
+        jobs = orjson.dumps([it.wire() for it in items])
+        return [k.events, k.scheduled, k.stats, k.wake], [k.prefix, self.settings.events_maxlen, jobs, workflow]
+
+    @staticmethod
+    def _duplicates(flat: list[Any], offset: int = 0) -> dict[int, str]:
+        return {int(flat[i]) - 1 + offset: str(flat[i + 1]) for i in range(0, len(flat), 2)}
 
     @unavailable
-    async def enqueue(self, items: Sequence[EnqueueItem]) -> None:
-        """Write jobs in one script call (one round trip)."""
-        await self._script("enqueue", *self._enqueue_args(items))
+    async def enqueue(self, items: Sequence[EnqueueItem], workflow: str = "") -> dict[int, str]:
+        """Write jobs in one script call (one round trip); returns {index: existing job id} for duplicates.
+
+        ``workflow`` is '' or the JSON header ``[id, steps JSON, step count, name]`` of a workflow whose steps
+        ``items`` are (parents before children).
+        """
+        dups = await self._script("enqueue", *self._enqueue_args(items, workflow))
         self._bump()
+        return self._duplicates(dups)
 
     @unavailable
-    async def enqueue_many(self, items: Sequence[EnqueueItem], chunk: int = 500) -> None:
-        """Write many jobs: one script call per ``chunk`` jobs, all pipelined in one round trip."""
+    async def enqueue_many(self, items: Sequence[EnqueueItem], chunk: int = 500) -> dict[int, str]:
+        """Write many jobs: one script call per ``chunk`` jobs, all pipelined in one round trip.
+
+        Returns {index: existing job id} for the items that were duplicates of a job holding their dedup key.
+        """
         if not self._sha:
             await self.prepare()
+        replies: list[Any] = []
         for attempt in (1, 2):
             async with self.redis.pipeline(transaction=False) as pipe:
                 for i in range(0, len(items), chunk):
                     keys, args = self._enqueue_args(items[i : i + chunk])
                     pipe.evalsha(self._sha["enqueue"], len(keys), *keys, *args)
                 try:
-                    await pipe.execute()
+                    replies = await pipe.execute()
                     break
                 except rexc.NoScriptError:
                     # The script cache was lost, so no call of this pipeline ran: load and send it again.
@@ -219,6 +245,10 @@ class Broker:
                         raise
                     await self.prepare(force=True)
         self._bump()
+        dups: dict[int, str] = {}
+        for n, flat in enumerate(replies):
+            dups.update(self._duplicates(flat, n * chunk))
+        return dups
 
     @unavailable
     async def get_record(self, job_id: str) -> dict[str, str]:
@@ -228,44 +258,50 @@ class Broker:
 
     # -- worker side -----------------------------------------------------------------------------------------
 
-    def _claim_args(self, consumer: str, mode: str, lease_ms: int) -> tuple[list[str], list[Any]]:
+    def _claim_args(self, consumer: str, mode: str, lease_ms: int, limits: str) -> tuple[list[str], list[Any]]:
         k, s = self.keys, self.settings
         keys = [k.events, k.stats, k.dead, *k.streams]
         args: list[Any] = [
             k.prefix, GROUP, consumer, s.events_maxlen, s.dead_maxlen,
-            int(s.dead_ttl * 1000), s.max_reclaims, mode, lease_ms,
+            int(s.dead_ttl * 1000), s.max_reclaims, mode, lease_ms, int(s.succeeded_ttl * 1000), limits,
         ]  # fmt: skip
         return keys, args
 
     @staticmethod
     def _claimed(flat: list[Any]) -> list[Claimed]:
         return [
-            Claimed(int(flat[i]), flat[i + 1], flat[i + 2], flat[i + 3], flat[i + 4], int(flat[i + 5]))
-            for i in range(0, len(flat), 6)
+            Claimed(int(flat[i]), flat[i + 1], flat[i + 2], flat[i + 3], flat[i + 4], int(flat[i + 5]), flat[i + 6])
+            for i in range(0, len(flat), 7)
         ]
 
     @unavailable
     async def claim(
-        self, consumer: str, quotas: Sequence[int], cursors: Sequence[str], lease_ms: int
-    ) -> tuple[list[Claimed], list[str]]:
-        """Claim up to ``sum(quotas)`` jobs (taking back idle ones first when ``lease_ms`` > 0)."""
-        keys, args = self._claim_args(consumer, "read", lease_ms)
+        self, consumer: str, quotas: Sequence[int], cursors: Sequence[str], lease_ms: int, limits: str = ""
+    ) -> tuple[list[Claimed], list[str], bool]:
+        """Claim up to ``sum(quotas)`` jobs (taking back idle ones first when ``lease_ms`` > 0).
+
+        ``limits`` is '' or the JSON of the queue's rate limits (:meth:`Tasks.rate_limits_json`). Returns the jobs,
+        the reclaim cursors, and whether the queue is paused (then nothing was claimed).
+        """
+        keys, args = self._claim_args(consumer, "read", lease_ms, limits)
         args += [*quotas, *cursors]
-        cur, flat, n_dead = await self._script("claim", keys, args)
-        if flat or n_dead:
+        cur, flat, changed, paused = await self._script("claim", keys, args)
+        if flat or changed:
             self._bump()  # only on change: idle workers of one process must not wake each other in a loop
-        return self._claimed(flat), list(cur)
+        return self._claimed(flat), list(cur), bool(paused)
 
     @unavailable
-    async def start(self, consumer: str, delivered: Sequence[tuple[int, str, str]]) -> list[Claimed]:
-        """Mark jobs delivered by :meth:`wait_for_work` active and fetch their specs."""
-        keys, args = self._claim_args(consumer, "given", 0)
+    async def start(
+        self, consumer: str, delivered: Sequence[tuple[int, str, str]], limits: str = ""
+    ) -> tuple[list[Claimed], bool]:
+        """Mark jobs delivered by :meth:`wait_for_work` active and fetch their specs (or, paused, give them back)."""
+        keys, args = self._claim_args(consumer, "given", 0, limits)
         for item in delivered:
             args += item
-        _, flat, n_dead = await self._script("claim", keys, args)
-        if flat or n_dead:
+        _, flat, changed, paused = await self._script("claim", keys, args)
+        if flat or changed or paused:
             self._bump()
-        return self._claimed(flat)
+        return self._claimed(flat), bool(paused)
 
     @unavailable
     async def wait_for_work(self, consumer: str, timeout: float) -> list[tuple[int, str, str]]:
@@ -299,7 +335,9 @@ class Broker:
         """Move due scheduled jobs to their streams; report the next due time (Redis clock)."""
         k = self.keys
         n, nxt, now, wake_id = await self._script(
-            "promote", [k.scheduled, k.events, k.wake], [k.prefix, limit, self.settings.events_maxlen]
+            "promote",
+            [k.scheduled, k.events, k.wake],
+            [k.prefix, limit, self.settings.events_maxlen, int(self.settings.succeeded_ttl * 1000)],
         )
         if int(n):
             self._bump()
@@ -526,3 +564,114 @@ class Broker:
         if requeued:
             self._bump()
         return list(requeued), [(flat[i], flat[i + 1]) for i in range(0, len(flat), 2)]
+
+    # -- job control -----------------------------------------------------------------------------------------
+
+    @unavailable
+    async def cancel(self, job_ids: Sequence[str], reason: str = "cancelled") -> list[str]:
+        """Cancel jobs; one status per job: ``cancelled``, ``cancelling`` (running), ``unknown`` or its end state."""
+        k, s = self.keys, self.settings
+        out = await self._script(
+            "cancel",
+            [k.events, k.scheduled, k.stats],
+            [k.prefix, s.events_maxlen, int(s.succeeded_ttl * 1000), reason, *job_ids],
+        )
+        self._bump()
+        return [str(x) for x in out]
+
+    @unavailable
+    async def progress(self, job_id: str, value: float, message: str) -> bool:
+        """Record a running job's progress (and its ``progress`` event); False if the job is not running."""
+        k = self.keys
+        done = await self._script(
+            "progress", [k.events], [k.prefix, self.settings.events_maxlen, job_id, repr(float(value)), message]
+        )
+        self._bump()
+        return bool(done)
+
+    @unavailable
+    async def cleanup(self, older_than_ms: int, statuses: Sequence[str], limit: int = 1000) -> tuple[int, bool]:
+        """Delete up to ``limit`` finished records of ``statuses`` older than ``older_than_ms``; (deleted, more)."""
+        k = self.keys
+        deleted, more = await self._script(
+            "cleanup", [k.events], [k.prefix, self.settings.events_maxlen, older_than_ms, limit, *statuses]
+        )
+        return int(deleted), bool(more)
+
+    @unavailable
+    async def set_paused(self, paused: bool, info: str) -> bool:
+        """Pause or resume the queue, with its event and control command, atomically; False if already so."""
+        k = self.keys
+        async with self.redis.pipeline(transaction=True) as pipe:
+            if paused:
+                pipe.set(k.paused, info, nx=True)
+            else:
+                pipe.delete(k.paused)
+            changed = bool((await pipe.execute())[0])
+        if changed:
+            cmd = "pause" if paused else "resume"
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.xadd(k.control, {"cmd": cmd}, maxlen=CONTROL_MAXLEN, approximate=True)
+                pipe.xadd(
+                    k.events,
+                    {"type": "paused" if paused else "resumed", "info": info},
+                    maxlen=self.settings.events_maxlen,
+                    approximate=True,
+                )
+                await pipe.execute()
+            self._bump()
+        return changed
+
+    @unavailable
+    async def paused(self) -> str | None:
+        """The pause record (JSON) while the queue is paused, else None."""
+        value: str | None = await self.redis.get(self.keys.paused)
+        return value
+
+    @unavailable
+    async def last_control_id(self) -> str:
+        """Id of the newest control command, or ``0-0``."""
+        last = await self.redis.xrevrange(self.keys.control, count=1)
+        return str(last[0][0]) if last else "0-0"
+
+    @unavailable
+    async def read_control(self, last_id: str, timeout: float) -> list[tuple[str, dict[str, str]]]:
+        """Control commands after ``last_id``, waiting up to ``timeout`` seconds for the first one."""
+        key = self.keys.control
+        if self._local is not None:
+            reply = await self.redis.xread({key: last_id}, count=100)
+            if not reply:
+                await self._local.wait(timeout)
+                reply = await self.redis.xread({key: last_id}, count=100)
+        else:
+            reply = await self.redis.xread({key: last_id}, count=100, block=max(1, int(timeout * 1000)))
+        return [(eid, fields) for _, entries in reply or () for eid, fields in entries]
+
+    @unavailable
+    async def cron_tick(
+        self, name: str, tick_ms: int, next_ms: int, description: str, task: str, item: EnqueueItem | None
+    ) -> bool:
+        """Enqueue the job of one cron tick unless another worker did (``item`` None: record the schedule only)."""
+        k = self.keys
+        job = orjson.dumps(item.wire()).decode() if item is not None else ""
+        args = [k.prefix, self.settings.events_maxlen, name, tick_ms, next_ms, description, task, job]
+        fired = await self._script("cron", [k.events, k.stats], args)
+        if fired:
+            self._bump()
+        return bool(fired)
+
+    @unavailable
+    async def cron_state(self) -> dict[str, dict[str, str]]:
+        """Recorded state of every cron job: {name: {"last", "next", "job", "schedule", "task"}}."""
+        raw: dict[str, str] = await self.redis.hgetall(self.keys.cron)
+        out: dict[str, dict[str, str]] = {}
+        for field_name, value in raw.items():
+            name, _, what = field_name.rpartition(":")
+            out.setdefault(name, {})[what] = value
+        return out
+
+    @unavailable
+    async def workflow(self, workflow_id: str) -> dict[str, str]:
+        """The workflow's hash (``steps`` JSON, ``left``, ``name``, ``created_at``…), {} if there is none."""
+        result: dict[str, str] = await self.redis.hgetall(self.keys.workflow(workflow_id))
+        return result

@@ -23,7 +23,7 @@ local function field(fields, name)
   return nil
 end
 
-local TERMINAL = {succeeded = true, dead = true, cancelled = true}
+local TERMINAL = {succeeded = true, dead = true, cancelled = true, expired = true}
 
 -- Per-task lifetime counters: a Lua table {[counter .. ':' .. task] = n} filled while a script runs, written with
 -- one HINCRBY per distinct field at the end (a batch usually holds few tasks).
@@ -34,4 +34,210 @@ end
 
 local function flush_task_counts(prefix, counts)
   for f, n in pairs(counts) do redis.call('HINCRBY', prefix .. 'stats:task', f, n) end
+end
+
+local function event(prefix, maxlen, ...)
+  redis.call('XADD', prefix .. 'events', 'MAXLEN', '~', maxlen, '*', ...)
+end
+
+-- Ready a job: on its stream now, or in the scheduled set for delay_ms (waking schedulers if earlier).
+local function make_ready(c, id, rec, prio, task, delay_ms)
+  if delay_ms and delay_ms > 0 then
+    local due = c.now + delay_ms
+    redis.call('HSET', rec, 'status', 'scheduled', 'due_at', int(due))
+    redis.call('ZADD', c.prefix .. 'scheduled', int(due), id)
+    redis.call('XADD', c.prefix .. 'wake', 'MAXLEN', '1', '*', 'due_at', int(due))
+    event(c.prefix, c.maxlen, 'type', 'scheduled', 'job', id, 'task', task, 'due_at', int(due))
+  else
+    redis.call('HSET', rec, 'status', 'queued')
+    redis.call('XADD', c.prefix .. 'stream:' .. prio, '*', 'j', id)
+    event(c.prefix, c.maxlen, 'type', 'queued', 'job', id, 'task', task)
+  end
+end
+
+-- After a job reached a terminal status (its record already says so): index it for cleanup, release its dedup
+-- key, count its workflow down, and resolve the workflow steps that wait on it. Steps cancelled here are handled
+-- the same way in turn (a worklist, not recursion). ``c`` = {prefix, maxlen, now, ok_ttl}.
+-- How a step ended, for its dependants: 'ok' (succeeded), 'fail' (dead, expired, cancelled), 'skip' (a failure
+-- handler not needed because nothing it watched failed: its own dependants are skipped, never alerted).
+local function finish(c, jobid, status)
+  local work = {{jobid, status, status == 'succeeded' and 'ok' or 'fail'}}
+  local i = 1
+  while i <= #work do
+    local id, st, how = work[i][1], work[i][2], work[i][3]
+    i = i + 1
+    local rec = c.prefix .. 'job:' .. id
+    local f = redis.call('HMGET', rec, 'dedup', 'dedup_hold', 'wf', 'next', 'task', 'error')
+    redis.call('ZADD', c.prefix .. 'done:' .. st, int(c.now), id)
+    if f[1] and f[2] == '1' then
+      local dk = c.prefix .. 'dedup:' .. f[1]
+      if redis.call('GET', dk) == id then redis.call('DEL', dk) end
+    end
+    if f[3] then
+      local wf = c.prefix .. 'wf:' .. f[3]
+      if redis.call('HINCRBY', wf, 'left', -1) <= 0 then
+        redis.call('HSET', wf, 'finished_at', int(c.now))
+        redis.call('PEXPIRE', wf, c.ok_ttl)
+        event(c.prefix, c.maxlen, 'type', 'workflow_finished', 'workflow', f[3], 'job', id, 'task', f[5] or '')
+      end
+    end
+    if f[4] then
+      for child, mode in string.gmatch(f[4], '([^,:]+):(%a)') do
+        local crec = c.prefix .. 'job:' .. child
+        local cf = redis.call('HMGET', crec, 'status', 'priority', 'task', 'delay', 'pass', 'parents')
+        if cf[1] == 'waiting' then
+          local fire, skip_reason = false, nil
+          if mode == 's' then
+            if how == 'ok' then
+              fire = redis.call('HINCRBY', crec, 'need', -1) <= 0
+            elseif how == 'skip' then
+              skip_reason = 'skipped: step ' .. id .. ' was skipped'
+            else
+              skip_reason = 'cancelled: step ' .. id .. ' ended ' .. st
+            end
+          else  -- 'f': a failure handler of this step
+            if how == 'fail' then
+              fire = true
+            elseif redis.call('HINCRBY', crec, 'watch', -1) <= 0 then
+              skip_reason = 'skipped: no step it handles failed'
+            end
+          end
+          if fire then
+            if cf[5] == '1' or cf[5] == 'n' then
+              local inputs
+              if mode == 'f' then
+                inputs = cjson.encode({job = id, task = f[5] or '', status = st, error = f[6] or ''})
+              else
+                local parts = {}
+                for p in string.gmatch(cf[6] or '', '[^,]+') do
+                  parts[#parts + 1] = redis.call('HGET', c.prefix .. 'job:' .. p, 'result') or 'null'
+                end
+                if cf[5] == '1' then inputs = parts[1] or 'null' else inputs = '[' .. table.concat(parts, ',') .. ']' end
+              end
+              redis.call('HSET', crec, 'inputs', inputs)
+            end
+            make_ready(c, child, crec, cf[2], cf[3] or '', tonumber(cf[4]) or 0)
+          elseif skip_reason then
+            redis.call('HSET', crec, 'status', 'cancelled', 'error', skip_reason, 'finished_at', int(c.now))
+            redis.call('PEXPIRE', crec, c.ok_ttl)
+            event(c.prefix, c.maxlen, 'type', 'cancelled', 'job', child, 'task', cf[3] or '', 'reason', skip_reason)
+            work[#work + 1] = {child, 'cancelled', (mode == 'f' or how == 'skip') and 'skip' or 'fail'}
+          end
+        end
+      end
+    end
+  end
+end
+
+-- Write one job (the enqueue and cron scripts). ``job`` = {id, task, priority, delay_ms, spec, options or false};
+-- options (all optional): dk dedup key, dt dedup ttl ms (0: held until the job finishes), dm 'drop'|'replace',
+-- x ttl ms, wf workflow id, name step name, after {parent ids} (success dependencies), on {step ids} (this step
+-- handles their failure), pass '1'|'n' (prepend the parent's result / the parents' results as first argument).
+-- Returns the id of an existing job when this one was a duplicate, else nil.
+local function enqueue_one(c, job, per_task)
+  local id, task, prio, delay, spec, o = job[1], job[2], job[3], job[4], job[5], job[6]
+  local rec = c.prefix .. 'job:' .. id
+  if type(o) ~= 'table' then o = nil end
+  if o and o.dk then
+    local dk = c.prefix .. 'dedup:' .. o.dk
+    local existing = redis.call('GET', dk)
+    if existing then
+      local erec = c.prefix .. 'job:' .. existing
+      local est = redis.call('HGET', erec, 'status')
+      if est and o.dm == 'replace' and (est == 'queued' or est == 'scheduled') then
+        redis.call('HSET', erec, 'spec', spec)
+        if delay > 0 then
+          local due = c.now + delay
+          -- a queued job's stream entry is now stale: claim drops it because the status is not 'queued'
+          redis.call('HSET', erec, 'status', 'scheduled', 'due_at', int(due))
+          redis.call('ZADD', c.prefix .. 'scheduled', int(due), existing)
+          redis.call('XADD', c.prefix .. 'wake', 'MAXLEN', '1', '*', 'due_at', int(due))
+        elseif est == 'scheduled' then
+          redis.call('ZREM', c.prefix .. 'scheduled', existing)
+          redis.call('HSET', erec, 'status', 'queued')
+          redis.call('HDEL', erec, 'due_at')
+          redis.call('XADD', c.prefix .. 'stream:' .. prio, '*', 'j', existing)
+        end
+        event(c.prefix, c.maxlen, 'type', 'duplicate', 'job', existing, 'task', task, 'key', o.dk, 'mode', 'replace')
+        return existing
+      elseif est and o.dm ~= 'replace' then
+        event(c.prefix, c.maxlen, 'type', 'duplicate', 'job', existing, 'task', task, 'key', o.dk, 'mode', 'drop')
+        return existing
+      end
+      -- no record any more, or 'replace' of a job that already started: a new job takes the key
+    end
+    if o.dt and o.dt > 0 then
+      redis.call('SET', dk, id, 'PX', int(o.dt))
+    else
+      redis.call('SET', dk, id)
+    end
+    redis.call('HSET', rec, 'dedup', o.dk, 'dedup_hold', (o.dt and o.dt > 0) and '0' or '1')
+  end
+  local now_s = int(c.now)
+  if o and o.x then redis.call('HSET', rec, 'expires_at', int(c.now + delay + o.x)) end
+  if o and o.wf then
+    redis.call('HSET', rec, 'wf', o.wf, 'step', o.name or id)
+    local need, watch = 0, 0
+    if o.after then
+      for _, p in ipairs(o.after) do
+        redis.call('HSET', c.prefix .. 'job:' .. p, 'next',
+          (redis.call('HGET', c.prefix .. 'job:' .. p, 'next') or '') .. id .. ':s,')
+        need = need + 1
+      end
+      redis.call('HSET', rec, 'parents', table.concat(o.after, ','))
+    end
+    if o.on then
+      for _, p in ipairs(o.on) do
+        redis.call('HSET', c.prefix .. 'job:' .. p, 'next',
+          (redis.call('HGET', c.prefix .. 'job:' .. p, 'next') or '') .. id .. ':f,')
+        watch = watch + 1
+      end
+    end
+    if o.pass then redis.call('HSET', rec, 'pass', o.pass) end
+    if need + watch > 0 then
+      redis.call('HSET', rec, 'task', task, 'spec', spec, 'priority', prio, 'status', 'waiting',
+        'attempts', 0, 'enqueued_at', now_s, 'need', need, 'watch', watch, 'delay', delay)
+      event(c.prefix, c.maxlen, 'type', 'waiting', 'job', id, 'task', task, 'workflow', o.wf)
+      count_task(per_task, 'enqueued', task)
+      return nil
+    end
+  end
+  if delay > 0 then
+    local due = c.now + delay
+    redis.call('HSET', rec, 'task', task, 'spec', spec, 'priority', prio, 'status', 'scheduled',
+      'attempts', 0, 'enqueued_at', now_s, 'due_at', int(due))
+    redis.call('ZADD', c.prefix .. 'scheduled', int(due), id)
+    event(c.prefix, c.maxlen, 'type', 'scheduled', 'job', id, 'task', task, 'due_at', int(due))
+    if c.earliest == nil or due < c.earliest then c.earliest = due end
+  else
+    redis.call('HSET', rec, 'task', task, 'spec', spec, 'priority', prio, 'status', 'queued',
+      'attempts', 0, 'enqueued_at', now_s)
+    redis.call('XADD', c.prefix .. 'stream:' .. prio, '*', 'j', id)
+    event(c.prefix, c.maxlen, 'type', 'enqueued', 'job', id, 'task', task, 'priority', prio)
+  end
+  count_task(per_task, 'enqueued', task)
+  return nil
+end
+
+-- Global rate limits (GCRA with reservations). ``limits`` = {q = {interval_ms, tolerance_ms} or nil,
+-- t = {[task] = {interval_ms, tolerance_ms}}}. Returns the time (ms) the job may start: now, or a reserved slot
+-- in the future that it is scheduled for (so limited jobs wait in the scheduled set, not in a worker's slot).
+local function rate_slot(c, limits, task)
+  local ls = {}
+  if limits.q then ls[#ls + 1] = {c.prefix .. 'rate:queue', limits.q} end
+  local tl = limits.t and limits.t[task]
+  if tl then ls[#ls + 1] = {c.prefix .. 'rate:task:' .. task, tl} end
+  if #ls == 0 then return c.now end
+  local at = c.now
+  local tats = {}
+  for k, l in ipairs(ls) do
+    local tat = math.max(tonumber(redis.call('GET', l[1])) or c.now, c.now)
+    tats[k] = tat
+    at = math.max(at, tat - l[2][2])
+  end
+  for k, l in ipairs(ls) do
+    local nxt = math.max(tats[k], at) + l[2][1]
+    redis.call('SET', l[1], string.format('%.3f', nxt), 'PX', int(nxt - c.now + 1000))
+  end
+  return at
 end

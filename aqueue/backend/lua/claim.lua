@@ -1,20 +1,43 @@
 -- Claim jobs and mark them active, atomically, returning what a worker needs to run them.
 -- KEYS: events, stats, dead, stream_1 .. stream_n (highest priority first)
--- ARGV: prefix, group, consumer, events_maxlen, dead_maxlen, dead_ttl_ms, max_reclaims, mode, lease_ms, ...
+-- ARGV: prefix, group, consumer, events_maxlen, dead_maxlen, dead_ttl_ms, max_reclaims, mode, lease_ms,
+--   ok_ttl_ms, rate limits ('' or JSON, see rate_slot in the prelude), ...
 --   mode 'read':  quota_1 .. quota_n, cursor_1 .. cursor_n  (reclaim idle messages first when lease_ms > 0,
 --                 then read new ones: each level up to its quota, then any level in order for what is left)
 --   mode 'given': triples (stream index, message id, job id) already delivered by a blocking XREADGROUP
--- Returns {cursors, jobs, dead-lettered count}; jobs is flat: stream index, message id, job id, task, spec, attempt.
+-- While the queue is paused nothing starts: 'read' reads nothing, 'given' puts the delivered messages back.
+-- A job past its TTL is expired instead of started; a rate-limited one is scheduled for its reserved slot.
+-- Returns {cursors, jobs, dead-lettered count, paused 0|1}; jobs is flat: stream index, message id, job id,
+-- task, spec, attempt, inputs (the JSON a workflow step receives from its parents, or '').
 local events, stats, dead = KEYS[1], KEYS[2], KEYS[3]
 local prefix, group, consumer = ARGV[1], ARGV[2], ARGV[3]
 local maxlen, dead_maxlen, dead_ttl = ARGV[4], ARGV[5], tonumber(ARGV[6])
 local max_reclaims, mode, lease = tonumber(ARGV[7]), ARGV[8], tonumber(ARGV[9])
+local limits = nil
+if ARGV[11] ~= '' then limits = cjson.decode(ARGV[11]) end
 local n = #KEYS - 3
 local now = now_ms()
 local now_s = int(now)
+local c = {prefix = prefix, maxlen = maxlen, now = now, ok_ttl = ARGV[10]}
 local out = {}
-local n_dead = 0
+local n_dead, n_expired = 0, 0
 local per_task = {}
+local earliest = nil
+
+if redis.call('EXISTS', prefix .. 'paused') == 1 then
+  if mode == 'given' then
+    for i = 12, #ARGV, 3 do
+      local stream = KEYS[3 + tonumber(ARGV[i])]
+      redis.call('XACK', stream, group, ARGV[i + 1])
+      redis.call('XDEL', stream, ARGV[i + 1])
+      if ARGV[i + 2] ~= '' then redis.call('XADD', stream, '*', 'j', ARGV[i + 2]) end
+    end
+    return {{}, {}, 0, 1}
+  end
+  local cursors = {}
+  for i = 1, n do cursors[i] = ARGV[11 + n + i] end
+  return {cursors, {}, 0, 1}
+end
 
 local function drop(stream, msgid)
   redis.call('XACK', stream, group, msgid)
@@ -28,6 +51,7 @@ local function dead_letter(stream, msgid, jobid, task, reason)
     local rec = prefix .. 'job:' .. jobid
     redis.call('HSET', rec, 'status', 'dead', 'error', reason, 'finished_at', now_s)
     redis.call('PEXPIRE', rec, dead_ttl)
+    finish(c, jobid, 'dead')
   end
   redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'type', 'dead', 'job', jobid, 'task', task,
     'error', reason)
@@ -42,15 +66,55 @@ local function start(si, msgid, jobid, reclaimed)
     return
   end
   local rec = prefix .. 'job:' .. jobid
-  local f = redis.call('HMGET', rec, 'task', 'spec', 'status', 'attempts', 'reclaims')
+  local f = redis.call('HMGET', rec, 'task', 'spec', 'status', 'attempts', 'reclaims', 'expires_at', 'rl', 'inputs',
+    'cancel')
   local task, spec, status = f[1], f[2], f[3]
   if not task or not spec then
     dead_letter(stream, msgid, jobid, task or '', 'job record missing or incomplete')
     return
   end
-  if TERMINAL[status] then
-    drop(stream, msgid)  -- a stale message of a job that already ended (e.g. cancelled while queued)
+  if status ~= 'queued' and not (reclaimed and status == 'active') then
+    -- A stale message: the job ended (e.g. cancelled while queued), went back to the scheduled set (debounced),
+    -- or another entry of it already started.
+    drop(stream, msgid)
     return
+  end
+  if f[9] then  -- cancelled while its worker was gone: do not start it again
+    drop(stream, msgid)
+    redis.call('HSET', rec, 'status', 'cancelled', 'error', 'cancelled', 'finished_at', now_s)
+    redis.call('PEXPIRE', rec, c.ok_ttl)
+    redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'type', 'cancelled', 'job', jobid, 'task', task)
+    finish(c, jobid, 'cancelled')
+    return
+  end
+  local expires = tonumber(f[6])
+  if expires and (tonumber(f[4]) or 0) == 0 and now > expires then
+    drop(stream, msgid)
+    local why = 'expired: not started within its ttl (' .. int(now - expires) .. ' ms late)'
+    redis.call('HSET', rec, 'status', 'expired', 'error', why, 'finished_at', now_s)
+    redis.call('PEXPIRE', rec, c.ok_ttl)
+    redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'type', 'expired', 'job', jobid, 'task', task)
+    n_expired = n_expired + 1
+    count_task(per_task, 'expired', task)
+    finish(c, jobid, 'expired')
+    return
+  end
+  if limits then
+    local reserved = tonumber(f[7])
+    if reserved and now + 5 >= reserved then
+      redis.call('HDEL', rec, 'rl')  -- its reserved slot has come
+    else
+      local at = rate_slot(c, limits, task)
+      if at > now then
+        drop(stream, msgid)
+        redis.call('HSET', rec, 'status', 'scheduled', 'due_at', int(at), 'rl', int(at))
+        redis.call('ZADD', prefix .. 'scheduled', int(at), jobid)
+        redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'type', 'throttled', 'job', jobid, 'task', task,
+          'due_at', int(at))
+        if earliest == nil or at < earliest then earliest = at end
+        return
+      end
+    end
   end
   if reclaimed then
     local r = (tonumber(f[5]) or 0) + 1
@@ -70,19 +134,20 @@ local function start(si, msgid, jobid, reclaimed)
   out[#out + 1] = task
   out[#out + 1] = spec
   out[#out + 1] = attempt
+  out[#out + 1] = f[8] or ''
 end
 
 local cursors = {}
 if mode == 'given' then
-  for i = 10, #ARGV, 3 do
+  for i = 12, #ARGV, 3 do
     start(tonumber(ARGV[i]), ARGV[i + 1], ARGV[i + 2], false)
   end
 else
   local quotas, total = {}, 0
   for i = 1, n do
-    quotas[i] = tonumber(ARGV[9 + i])
+    quotas[i] = tonumber(ARGV[11 + i])
     total = total + quotas[i]
-    cursors[i] = ARGV[9 + n + i]
+    cursors[i] = ARGV[11 + n + i]
   end
   local left = total
   if lease > 0 then
@@ -116,5 +181,7 @@ else
   end
 end
 if n_dead > 0 then redis.call('HINCRBY', stats, 'dead', n_dead) end
+if n_expired > 0 then redis.call('HINCRBY', stats, 'expired', n_expired) end
+if earliest ~= nil then redis.call('XADD', prefix .. 'wake', 'MAXLEN', '1', '*', 'due_at', int(earliest)) end
 flush_task_counts(prefix, per_task)
-return {cursors, out, n_dead}
+return {cursors, out, n_dead + n_expired, 0}

@@ -1,16 +1,26 @@
 -- Move due jobs from the scheduled set to their ready streams.
 -- KEYS: scheduled, events, wake
--- ARGV: prefix, limit, events_maxlen
+-- ARGV: prefix, limit, events_maxlen, ok_ttl_ms
+-- A job whose TTL passed before it was first due is expired here instead.
 -- Returns {promoted, next due ms or -1, now ms, id of the latest wake entry or '0-0'}.
 local scheduled, events, wake = KEYS[1], KEYS[2], KEYS[3]
 local prefix, limit, maxlen = ARGV[1], ARGV[2], ARGV[3]
 local now = now_ms()
+local c = {prefix = prefix, maxlen = maxlen, now = now, ok_ttl = ARGV[4]}
 local due = redis.call('ZRANGEBYSCORE', scheduled, '-inf', int(now), 'LIMIT', 0, limit)
 local n = 0
 for _, id in ipairs(due) do
   local rec = prefix .. 'job:' .. id
-  local f = redis.call('HMGET', rec, 'priority', 'status', 'task')
-  if f[1] and (f[2] == 'scheduled' or f[2] == 'failed') then
+  local f = redis.call('HMGET', rec, 'priority', 'status', 'task', 'expires_at', 'attempts')
+  local expires = tonumber(f[4])
+  if f[2] == 'scheduled' and expires and now > expires and (tonumber(f[5]) or 0) == 0 then
+    redis.call('HSET', rec, 'status', 'expired', 'error', 'expired: not started within its ttl',
+      'finished_at', int(now))
+    redis.call('PEXPIRE', rec, c.ok_ttl)
+    redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'type', 'expired', 'job', id, 'task', f[3])
+    redis.call('HINCRBY', prefix .. 'stats', 'expired', 1)
+    finish(c, id, 'expired')
+  elseif f[1] and (f[2] == 'scheduled' or f[2] == 'failed') then
     redis.call('XADD', prefix .. 'stream:' .. f[1], '*', 'j', id)
     redis.call('HSET', rec, 'status', 'queued')
     redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'type', 'queued', 'job', id, 'task', f[3])

@@ -9,12 +9,17 @@
 --   kind 'ok':    x = result JSON
 --   kind 'retry': x = error, y = traceback, z = delay ms
 --   kind 'dead':  x = error, y = traceback
+--   kind 'cancel': the running attempt was cancelled on request (job.cancel()); never retried
+-- A 'retry' of a job whose cancellation was requested while it ran is recorded as cancelled instead.
+-- Terminal jobs go through finish() (prelude): cleanup index, dedup key, workflow dependants.
 -- Returns {succeeded, retried, dead, skipped}.
 local events, stats, scheduled, dead, wake = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local prefix, group, maxlen, dead_maxlen = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local ok_ttl, dead_ttl = ARGV[5], ARGV[6]
 local now = now_ms()
 local now_s = int(now)
+local c = {prefix = prefix, maxlen = maxlen, now = now, ok_ttl = ok_ttl}
+local n_cancel = 0
 local n_ok, n_retry, n_dead, n_skip = 0, 0, 0, 0
 local earliest = nil
 local per_task = {}
@@ -28,10 +33,19 @@ for _, o in ipairs(cjson.decode(ARGV[7])) do
   else
     acked[si] = acked[si] or {}
     table.insert(acked[si], msgid)
-    local f = redis.call('HMGET', rec, 'task', 'status', 'attempts')
+    local f = redis.call('HMGET', rec, 'task', 'status', 'attempts', 'cancel')
     local task, status, attempt = f[1] or '', f[2], f[3] or '0'
+    if kind == 'retry' and f[4] then kind = 'cancel' end
     if status == nil or status == false or TERMINAL[status] then
       n_skip = n_skip + 1  -- expired or cancelled meanwhile: nothing to record
+    elseif kind == 'cancel' then
+      redis.call('HSET', rec, 'status', 'cancelled', 'error', 'cancelled while running', 'finished_at', now_s)
+      redis.call('PEXPIRE', rec, ok_ttl)
+      redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'type', 'cancelled', 'job', jobid, 'task', task,
+        'attempt', attempt)
+      n_cancel = n_cancel + 1
+      count_task(per_task, 'cancelled', task)
+      finish(c, jobid, 'cancelled')
     elseif kind == 'ok' then
       redis.call('HSET', rec, 'status', 'succeeded', 'result', x, 'finished_at', now_s)
       redis.call('PEXPIRE', rec, ok_ttl)
@@ -39,6 +53,7 @@ for _, o in ipairs(cjson.decode(ARGV[7])) do
         'attempt', attempt)
       n_ok = n_ok + 1
       count_task(per_task, 'succeeded', task)
+      finish(c, jobid, 'succeeded')
     elseif kind == 'retry' then
       local due = now + tonumber(z)
       redis.call('HSET', rec, 'status', 'failed', 'error', x, 'traceback', y, 'due_at', int(due))
@@ -60,6 +75,7 @@ for _, o in ipairs(cjson.decode(ARGV[7])) do
       n_dead = n_dead + 1
       count_task(per_task, 'dead', task)
       count_task(per_task, 'failed', task)
+      finish(c, jobid, 'dead')
     end
   end
 end
@@ -75,5 +91,11 @@ if n_retry > 0 then
 end
 if n_retry + n_dead > 0 then redis.call('HINCRBY', stats, 'failed', n_retry + n_dead) end
 if n_dead > 0 then redis.call('HINCRBY', stats, 'dead', n_dead) end
+if n_cancel > 0 then redis.call('HINCRBY', stats, 'cancelled', n_cancel) end
+-- Records expire on their own; their entries in the cleanup index go once they are older than the retention.
+redis.call('ZREMRANGEBYSCORE', prefix .. 'done:succeeded', '-inf', int(now - tonumber(ok_ttl)))
+redis.call('ZREMRANGEBYSCORE', prefix .. 'done:cancelled', '-inf', int(now - tonumber(ok_ttl)))
+redis.call('ZREMRANGEBYSCORE', prefix .. 'done:expired', '-inf', int(now - tonumber(ok_ttl)))
+redis.call('ZREMRANGEBYSCORE', prefix .. 'done:dead', '-inf', int(now - tonumber(dead_ttl)))
 flush_task_counts(prefix, per_task)
 return {n_ok, n_retry, n_dead, n_skip}

@@ -1,0 +1,41 @@
+-- Cancel jobs. One that has not started (queued, scheduled, waiting in a workflow, or failed and waiting for its
+-- retry) is cancelled at once and never runs: its stale stream entry is dropped by the next claim. One that is
+-- running is marked, and a 'cancel' command on the control stream tells its worker to cancel the coroutine; the
+-- worker settles it as cancelled (a retry of a marked job is recorded as cancelled too).
+-- KEYS: events, scheduled, stats
+-- ARGV: prefix, events_maxlen, ok_ttl_ms, reason, job ids...
+-- Returns one status per job: 'cancelled', 'cancelling' (running; its worker was told), 'unknown', or the
+-- terminal status it already had.
+local events, scheduled, stats = KEYS[1], KEYS[2], KEYS[3]
+local c = {prefix = ARGV[1], maxlen = ARGV[2], now = now_ms(), ok_ttl = ARGV[3]}
+local reason = ARGV[4]
+local out = {}
+for i = 5, #ARGV do
+  local id = ARGV[i]
+  local rec = c.prefix .. 'job:' .. id
+  local f = redis.call('HMGET', rec, 'status', 'task', 'worker')
+  local status, task = f[1], f[2] or ''
+  if not status then
+    out[#out + 1] = 'unknown'
+  elseif TERMINAL[status] then
+    out[#out + 1] = status
+  elseif status == 'active' then
+    redis.call('HSET', rec, 'cancel', '1')
+    redis.call('XADD', c.prefix .. 'control', 'MAXLEN', '~', 1000, '*', 'cmd', 'cancel', 'job', id,
+      'worker', f[3] or '')
+    redis.call('XADD', events, 'MAXLEN', '~', c.maxlen, '*', 'type', 'cancelling', 'job', id, 'task', task,
+      'worker', f[3] or '', 'reason', reason)
+    out[#out + 1] = 'cancelling'
+  else
+    redis.call('ZREM', scheduled, id)
+    redis.call('HSET', rec, 'status', 'cancelled', 'error', reason, 'finished_at', int(c.now))
+    redis.call('PEXPIRE', rec, c.ok_ttl)
+    redis.call('XADD', events, 'MAXLEN', '~', c.maxlen, '*', 'type', 'cancelled', 'job', id, 'task', task,
+      'reason', reason, 'from', status)
+    redis.call('HINCRBY', stats, 'cancelled', 1)
+    redis.call('HINCRBY', c.prefix .. 'stats:task', 'cancelled:' .. task, 1)
+    finish(c, id, 'cancelled')
+    out[#out + 1] = 'cancelled'
+  end
+end
+return out
