@@ -5,6 +5,8 @@ them on coroutines and settles them atomically (ack, retry with backoff, dead-le
 """
 
 from aqueue.backend.broker import QueueInfo
+from aqueue.context import JobContext, current_job, progress
+from aqueue.cron import CronSchedule
 from aqueue.errors import (
     AqueueError,
     BrokerUnavailable,
@@ -17,19 +19,25 @@ from aqueue.errors import (
 )
 from aqueue.events import EVENT_TYPES
 from aqueue.job import Job, JobOptions, JobRecord, JobSpec, JobStatus
+from aqueue.ratelimit import RateLimit
 from aqueue.scaling import Decision, MetricsSnapshot, Strategy
 from aqueue.settings import Priority, QueueSettings, RetryPolicy
-from aqueue.tasks import Task, Tasks
+from aqueue.tasks import CronJob, Task, Tasks
 from aqueue.worker import Worker
+from aqueue.workflow import Chain, Step, Workflow, WorkflowHandle, workflow
 
 __all__ = [
     "EVENT_TYPES",
     "AqueueError",
     "BrokerUnavailable",
+    "Chain",
     "ConfigurationError",
+    "CronJob",
+    "CronSchedule",
     "Decision",
     "Job",
     "JobCancelled",
+    "JobContext",
     "JobFailed",
     "JobOptions",
     "JobRecord",
@@ -39,14 +47,21 @@ __all__ = [
     "Priority",
     "QueueInfo",
     "QueueSettings",
+    "RateLimit",
     "ResultTimeout",
     "RetryPolicy",
     "SerializationError",
+    "Step",
     "Strategy",
     "Task",
     "Tasks",
     "UnknownJob",
     "Worker",
+    "Workflow",
+    "WorkflowHandle",
+    "current_job",
+    "progress",
+    "workflow",
 ]
 
 __version__ = "0.1.0"

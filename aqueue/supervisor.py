@@ -166,6 +166,8 @@ class Supervisor:
         self._history.append(snapshot)
         if self.worker.scale_override is not None:
             return None  # a manual target holds until released
+        if self.worker.paused:
+            return None  # the backlog grows while paused, but no slot could start a job: hold
         decision = self.strategy.decide(snapshot, history)
         self.last_decision = decision
         target, note = self.governor.govern(snapshot.concurrency, decision.target, snapshot.t)

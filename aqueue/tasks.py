@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
@@ -403,12 +402,11 @@ class Tasks:
     async def pause(self, by: str = "api") -> bool:
         """Pause the queue: no worker starts a job until :meth:`resume` (running jobs finish). False if it was
         already paused. Workers see it at their next claim, which reads the pause flag atomically."""
-        info = codec.encode({"at": time.time(), "by": by})
-        return await (await self.broker()).set_paused(True, info)
+        return await (await self.broker()).set_paused(True, by)
 
     async def resume(self) -> bool:
         """Resume a paused queue; False if it was not paused."""
-        return await (await self.broker()).set_paused(False, "{}")
+        return await (await self.broker()).set_paused(False, "")
 
     async def paused(self) -> dict[str, Any] | None:
         """``{"at": unix seconds, "by": who}`` while the queue is paused, else None."""

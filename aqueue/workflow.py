@@ -31,7 +31,7 @@ from aqueue.job import Job, JobRecord, JobSpec, JobStatus
 if TYPE_CHECKING:
     from aqueue.tasks import Tasks
 
-__all__ = ["Chain", "Step", "Workflow", "WorkflowHandle"]
+__all__ = ["Chain", "Step", "Workflow", "WorkflowHandle", "workflow"]
 
 #: Most steps one workflow may have (it is written in one script call).
 MAX_STEPS = 1000
@@ -137,6 +137,11 @@ class Workflow:
         return WorkflowHandle(self.tasks, self.id, self.name, jobs)
 
 
+def workflow(tasks: Tasks, name: str = "workflow") -> Workflow:
+    """A new, empty workflow of ``tasks``' queue: add steps with :meth:`Workflow.step`, then ``await .enqueue()``."""
+    return Workflow(tasks, name)
+
+
 class Chain:
     """Jobs run one after another, each receiving the previous one's result as its first argument."""
 
@@ -193,7 +198,13 @@ class WorkflowHandle:
         broker = await self.tasks.broker()
         names = list(self.jobs)
         fields = await broker.record_fields([self.jobs[n].id for n in names], _RECORD_FIELDS)
-        return {n: JobRecord.from_hash(self.jobs[n].id, f) if f else None for n, f in zip(names, fields, strict=True)}
+        out: dict[str, JobRecord | None] = {}
+        for n, f in zip(names, fields, strict=True):
+            try:
+                out[n] = JobRecord.from_hash(self.jobs[n].id, f) if f else None
+            except ValueError:  # a record with an unknown status (written by something else): unreadable
+                out[n] = None
+        return out
 
     async def status(self) -> dict[str, JobStatus | None]:
         """Every step's status, by step name (None where the record expired)."""
@@ -220,5 +231,5 @@ class WorkflowHandle:
 
 _RECORD_FIELDS = (
     "task", "spec", "status", "priority", "attempts", "enqueued_at", "started_at", "finished_at", "worker", "result",
-    "error", "wf", "step", "progress", "progress_message",
+    "error", "traceback", "wf", "step", "progress", "progress_message", "due_at", "expires_at",
 )  # fmt: skip

@@ -569,7 +569,8 @@ class Broker:
 
     @unavailable
     async def cancel(self, job_ids: Sequence[str], reason: str = "cancelled") -> list[str]:
-        """Cancel jobs; one status per job: ``cancelled``, ``cancelling`` (running), ``unknown`` or its end state."""
+        """Cancel jobs; one state per job: ``cancelled`` (now), ``cancelling`` (running: its worker was told),
+        ``unknown`` (no record), or ``already-<status>`` for a job that had finished (``already-cancelled``, …)."""
         k, s = self.keys, self.settings
         out = await self._script(
             "cancel",
@@ -596,12 +597,19 @@ class Broker:
         deleted, more = await self._script(
             "cleanup", [k.events], [k.prefix, self.settings.events_maxlen, older_than_ms, limit, *statuses]
         )
+        if int(deleted):
+            self._bump()
         return int(deleted), bool(more)
 
     @unavailable
-    async def set_paused(self, paused: bool, info: str) -> bool:
-        """Pause or resume the queue, with its event and control command, atomically; False if already so."""
+    async def set_paused(self, paused: bool, by: str) -> bool:
+        """Pause or resume the queue, with its event and control command; False if it already was so.
+
+        The pause record is ``{"at": Redis time in s, "by": by}``.
+        """
         k = self.keys
+        sec, usec = await self.redis.time()
+        info = codec.encode({"at": round(int(sec) + int(usec) / 1e6, 3), "by": by}) if paused else "{}"
         async with self.redis.pipeline(transaction=True) as pipe:
             if paused:
                 pipe.set(k.paused, info, nx=True)

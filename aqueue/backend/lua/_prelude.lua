@@ -60,14 +60,18 @@ end
 -- the same way in turn (a worklist, not recursion). ``c`` = {prefix, maxlen, now, ok_ttl}.
 -- How a step ended, for its dependants: 'ok' (succeeded), 'fail' (dead, expired, cancelled), 'skip' (a failure
 -- handler not needed because nothing it watched failed: its own dependants are skipped, never alerted).
-local function finish(c, jobid, status)
+-- ``known``, when given, holds the record's fields FINISH_FIELDS already read by the caller (saves a read).
+local FINISH_FIELDS = {'dedup', 'dedup_hold', 'wf', 'next', 'task', 'error'}
+local function finish(c, jobid, status, known)
   local work = {{jobid, status, status == 'succeeded' and 'ok' or 'fail'}}
   local i = 1
   while i <= #work do
     local id, st, how = work[i][1], work[i][2], work[i][3]
     i = i + 1
     local rec = c.prefix .. 'job:' .. id
-    local f = redis.call('HMGET', rec, 'dedup', 'dedup_hold', 'wf', 'next', 'task', 'error')
+    local f = known
+    known = nil
+    if f == nil then f = redis.call('HMGET', rec, unpack(FINISH_FIELDS)) end
     redis.call('ZADD', c.prefix .. 'done:' .. st, int(c.now), id)
     if f[1] and f[2] == '1' then
       local dk = c.prefix .. 'dedup:' .. f[1]
@@ -121,6 +125,8 @@ local function finish(c, jobid, status)
             redis.call('HSET', crec, 'status', 'cancelled', 'error', skip_reason, 'finished_at', int(c.now))
             redis.call('PEXPIRE', crec, c.ok_ttl)
             event(c.prefix, c.maxlen, 'type', 'cancelled', 'job', child, 'task', cf[3] or '', 'reason', skip_reason)
+            redis.call('HINCRBY', c.prefix .. 'stats', 'cancelled', 1)
+            redis.call('HINCRBY', c.prefix .. 'stats:task', 'cancelled:' .. (cf[3] or ''), 1)
             work[#work + 1] = {child, 'cancelled', (mode == 'f' or how == 'skip') and 'skip' or 'fail'}
           end
         end

@@ -4,8 +4,8 @@
 -- worker settles it as cancelled (a retry of a marked job is recorded as cancelled too).
 -- KEYS: events, scheduled, stats
 -- ARGV: prefix, events_maxlen, ok_ttl_ms, reason, job ids...
--- Returns one status per job: 'cancelled', 'cancelling' (running; its worker was told), 'unknown', or the
--- terminal status it already had.
+-- Returns one status per job: 'cancelled' (now), 'cancelling' (running; its worker was told), 'unknown', or
+-- 'already-' and the terminal status it already had ('already-succeeded', 'already-cancelled', ...).
 local events, scheduled, stats = KEYS[1], KEYS[2], KEYS[3]
 local c = {prefix = ARGV[1], maxlen = ARGV[2], now = now_ms(), ok_ttl = ARGV[3]}
 local reason = ARGV[4]
@@ -18,7 +18,7 @@ for i = 5, #ARGV do
   if not status then
     out[#out + 1] = 'unknown'
   elseif TERMINAL[status] then
-    out[#out + 1] = status
+    out[#out + 1] = 'already-' .. status
   elseif status == 'active' then
     redis.call('HSET', rec, 'cancel', '1')
     redis.call('XADD', c.prefix .. 'control', 'MAXLEN', '~', 1000, '*', 'cmd', 'cancel', 'job', id,

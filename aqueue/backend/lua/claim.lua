@@ -84,6 +84,8 @@ local function start(si, msgid, jobid, reclaimed)
     redis.call('HSET', rec, 'status', 'cancelled', 'error', 'cancelled', 'finished_at', now_s)
     redis.call('PEXPIRE', rec, c.ok_ttl)
     redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'type', 'cancelled', 'job', jobid, 'task', task)
+    redis.call('HINCRBY', stats, 'cancelled', 1)
+    count_task(per_task, 'cancelled', task)
     finish(c, jobid, 'cancelled')
     return
   end

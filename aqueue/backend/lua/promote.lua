@@ -19,6 +19,7 @@ for _, id in ipairs(due) do
     redis.call('PEXPIRE', rec, c.ok_ttl)
     redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'type', 'expired', 'job', id, 'task', f[3])
     redis.call('HINCRBY', prefix .. 'stats', 'expired', 1)
+    redis.call('HINCRBY', prefix .. 'stats:task', 'expired:' .. (f[3] or ''), 1)
     finish(c, id, 'expired')
   elseif f[1] and (f[2] == 'scheduled' or f[2] == 'failed') then
     redis.call('XADD', prefix .. 'stream:' .. f[1], '*', 'j', id)

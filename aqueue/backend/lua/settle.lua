@@ -33,9 +33,10 @@ for _, o in ipairs(cjson.decode(ARGV[7])) do
   else
     acked[si] = acked[si] or {}
     table.insert(acked[si], msgid)
-    local f = redis.call('HMGET', rec, 'task', 'status', 'attempts', 'cancel')
+    local f = redis.call('HMGET', rec, 'task', 'status', 'attempts', 'cancel', unpack(FINISH_FIELDS))
     local task, status, attempt = f[1] or '', f[2], f[3] or '0'
     if kind == 'retry' and f[4] then kind = 'cancel' end
+    local known = {f[5], f[6], f[7], f[8], f[9], f[10]}
     if status == nil or status == false or TERMINAL[status] then
       n_skip = n_skip + 1  -- expired or cancelled meanwhile: nothing to record
     elseif kind == 'cancel' then
@@ -53,7 +54,7 @@ for _, o in ipairs(cjson.decode(ARGV[7])) do
         'attempt', attempt)
       n_ok = n_ok + 1
       count_task(per_task, 'succeeded', task)
-      finish(c, jobid, 'succeeded')
+      finish(c, jobid, 'succeeded', known)
     elseif kind == 'retry' then
       local due = now + tonumber(z)
       redis.call('HSET', rec, 'status', 'failed', 'error', x, 'traceback', y, 'due_at', int(due))
