@@ -1,4 +1,5 @@
-"""The ``aqueue`` command: ``worker`` (optionally ``--web``), ``web``, ``enqueue``, ``info`` and ``demo``.
+"""The ``aqueue`` command: ``worker`` (optionally ``--web``), ``web``, ``enqueue``, ``info``, ``demo``, and the
+job-control commands of :mod:`aqueue.cli_control` (``dead-letter``, ``cancel``, ``pause``, ``resume``, ``cleanup``).
 
 Every user error (bad ``MODULE:ATTR``, bad flag or environment value, unreachable Redis) ends as one line
 ``aqueue: error: …`` on stderr and exit code 2, never a traceback. Logging is configured here and only here:
@@ -33,6 +34,8 @@ from aqueue.worker import Worker
 if TYPE_CHECKING:
     from aiohttp import web
 
+    from aqueue.backend.broker import QueueInfo
+
 __all__ = ["CliError", "main"]
 
 log = logging.getLogger("aqueue.cli")
@@ -45,6 +48,19 @@ class CliError(Exception):
 
 
 class _Parser(argparse.ArgumentParser):
+    _intermixing = False
+
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
+        # A command's positionals may follow its options (`aqueue cancel app:tasks --queue q ID…`): plain argparse
+        # would give a `nargs="*"` positional nothing right after MODULE:ATTR and reject the ids that come later.
+        if self._subparsers is not None or self._intermixing:
+            return super().parse_known_args(args, namespace)
+        self._intermixing = True  # parse_known_intermixed_args calls back in here
+        try:
+            return self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._intermixing = False
+
     def error(self, message: str) -> NoReturn:
         # argparse would print the usage block too; the contract is a single line.
         raise CliError(message)
@@ -383,16 +399,26 @@ def cmd_enqueue(args: argparse.Namespace) -> int:
 def cmd_info(args: argparse.Namespace) -> int:
     """Print a queue's depths, counters and live workers, as a table or as JSON."""
     tasks = _prepare(args, "ask the process that runs the worker")
-    info = _session(tasks, tasks.info)
-    assert info is not None
+
+    async def read() -> tuple[QueueInfo, dict[str, Any] | None]:
+        return await tasks.info(), await tasks.paused()
+
+    got = _session(tasks, read)
+    assert got is not None
+    info, paused = got
     now = time.time()
     data: dict[str, Any] = {"queue": tasks.queue, "redis_url": _redact(tasks.redis_url), **dataclasses.asdict(info)}
+    data["paused"] = paused
     for w in data["workers"]:
         w["heartbeat_age"] = round(now - float(w.get("heartbeat_at", now)), 3)
     if args.json:
         print(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode())
         return 0
     print(f"queue      {data['queue']} on {data['redis_url']}")
+    if paused is not None:
+        from aqueue.cli_control import describe_pause
+
+        print(f"paused     {describe_pause(paused)}")
     print("queued     " + "  ".join(f"{name} {n}" for name, n in data["queued"].items()))
     for key in ("active", "scheduled", "dead"):
         print(f"{key:<10} {data[key]}")
@@ -434,8 +460,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"aqueue {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def command(name: str, handler: Callable[[argparse.Namespace], int], help: str, log_level: str) -> Any:
-        p = sub.add_parser(name, help=help, description=help, allow_abbrev=False)
+    def command(
+        name: str, handler: Callable[[argparse.Namespace], int], help: str, log_level: str, within: Any = sub
+    ) -> Any:
+        p = within.add_parser(name, help=help, description=help, allow_abbrev=False)
         p.set_defaults(handler=handler)
         if name != "demo":
             p.add_argument("target", metavar="MODULE:ATTR", help="the aqueue.Tasks, e.g. myapp.jobs:tasks")
@@ -488,6 +516,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     i = command("info", cmd_info, "show a queue's depths, counters and workers", "warning")
     i.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    from aqueue.cli_control import add_commands  # it imports this module
+
+    add_commands(command, sub)
 
     d = command("demo", cmd_demo, "run a self-contained demo on in-process memory://", "error")
     d.add_argument("--jobs", type=_count, default=2000, metavar="N", help="jobs to enqueue (default 2000)")
