@@ -36,10 +36,10 @@ __all__ = [
 
 log = logging.getLogger("aqueue.web")
 
-#: Event types a ``?types=`` filter may name: the core's job events, the worker's ``scaling``, and the types the
-#: control and worker-lifecycle features write (listed here so a filter for them is not refused).
-# Types later features write (progress, pause/resume, worker up/down) are accepted in filters already.
-KNOWN_EVENT_TYPES = EVENT_TYPES | {"progress", "paused", "resumed", "worker_up", "worker_down"}
+#: Event types a ``?types=`` filter may name: every type the core writes (job, workflow, control, cron and cleanup
+#: events, the worker's ``scaling``) and the worker-lifecycle types reserved for a later feature (accepted in
+#: filters already, so a client written for them is not refused).
+KNOWN_EVENT_TYPES = EVENT_TYPES | {"worker_up", "worker_down"}
 
 #: A stream id as a comparable pair: ``"1700000000000-3"`` → ``(1700000000000, 3)``.
 EventId = tuple[int, int]

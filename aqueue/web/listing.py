@@ -10,19 +10,37 @@ which ``dead_maxlen`` caps.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from aqueue.backend.broker import Broker
-from aqueue.job import int_field, json_or_text, ms_field
+from aqueue.job import JobStatus, float_field, int_field, json_or_text, ms_field
 
-__all__ = ["SCAN_EVENTS", "JobPage", "dead_entry_view", "find_dead_entries", "job_view", "oldest_dead", "recent_jobs"]
+__all__ = [
+    "SCAN_EVENTS",
+    "JobPage",
+    "dead_entry_view",
+    "find_dead_entries",
+    "job_view",
+    "oldest_dead",
+    "recent_jobs",
+    "workflow_view",
+]
 
 #: Most events one ``GET /jobs`` reads.
 SCAN_EVENTS = 10_000
 _PAGE = 1000
-_SUMMARY = ("task", "status", "priority", "attempts", "enqueued_at", "started_at", "finished_at", "worker", "error")
+_SUMMARY = (
+    "task", "status", "priority", "attempts", "enqueued_at", "started_at", "finished_at", "worker", "error", "progress",
+)  # fmt: skip
+
+
+def _progress(text: str | None) -> float | None:
+    """A job's progress (percent, as the task reported it); None when absent or damaged."""
+    value = float_field(text)
+    return value if value is not None and math.isfinite(value) else None
 
 
 def _summary(job_id: str, h: dict[str, str]) -> dict[str, Any]:
@@ -37,6 +55,7 @@ def _summary(job_id: str, h: dict[str, str]) -> dict[str, Any]:
         "finished_at": ms_field(h.get("finished_at")),
         "worker": h.get("worker"),
         "error": h.get("error"),
+        "progress": _progress(h.get("progress")),
     }
 
 
@@ -52,8 +71,85 @@ def job_view(job_id: str, h: dict[str, str]) -> dict[str, Any]:
         "kwargs": kwargs if isinstance(kwargs, dict) else {},
         "max_attempts": options.get("max_attempts") if isinstance(options.get("max_attempts"), int) else None,
         "due_at": ms_field(h.get("due_at")),
+        "expires_at": ms_field(h.get("expires_at")),
         "result": json_or_text(h.get("result"), None),
         "traceback": h.get("traceback"),
+        "progress_message": h.get("progress_message") or None,
+        "workflow": h.get("wf"),
+        "step": h.get("step"),
+        "dedup_key": h.get("dedup"),
+        "cancel_requested": h.get("cancel") == "1",
+    }
+
+
+_STEP_FIELDS = (
+    "task", "status", "attempts", "started_at", "finished_at", "error", "progress", "progress_message", "next",
+)  # fmt: skip
+
+
+def _edges(text: str | None) -> list[tuple[str, str]]:
+    """A step record's ``next`` field (``<child id>:s,<child id>:f,``) as (child id, ``s`` or ``f``) pairs."""
+    out: list[tuple[str, str]] = []
+    for part in (text or "").split(","):
+        child, _, mode = part.rpartition(":")
+        if child and mode in ("s", "f"):
+            out.append((child, mode))
+    return out
+
+
+async def workflow_view(broker: Broker, workflow_id: str) -> dict[str, Any] | None:
+    """A workflow and its steps (in the order they were added), each with its job's state; None if unknown.
+
+    A step whose record has expired shows ``status`` null. Each step lists the steps it runs after (its success
+    dependencies) and the steps whose failure it handles, read from its parents' records.
+    """
+    h = await broker.workflow(workflow_id)
+    steps = json_or_text(h.get("steps"), None)
+    if not isinstance(steps, dict):
+        return None
+    jobs = {name: job for name, job in steps.items() if isinstance(job, str)}
+    names = list(jobs)
+    records = await broker.record_fields([jobs[n] for n in names], _STEP_FIELDS)
+    step_of = {job: name for name, job in jobs.items()}
+    after: dict[str, list[str]] = {n: [] for n in names}
+    handles: dict[str, list[str]] = {n: [] for n in names}
+    for name, rec in zip(names, records, strict=True):
+        for child, mode in _edges(rec.get("next") if rec else None):
+            if child in step_of:
+                (after if mode == "s" else handles)[step_of[child]].append(name)
+    views: list[dict[str, Any]] = []
+    counts: dict[str, int] = {}
+    for name, rec in zip(names, records, strict=True):
+        r = rec or {}
+        status = JobStatus.parse(r.get("status")) if rec else None
+        key = status.value if status is not None else "unknown"
+        counts[key] = counts.get(key, 0) + 1
+        views.append(
+            {
+                "name": name,
+                "job": jobs[name],
+                "task": r.get("task"),
+                "status": status.value if status is not None else None,
+                "attempts": int_field(r.get("attempts")),
+                "started_at": ms_field(r.get("started_at")),
+                "finished_at": ms_field(r.get("finished_at")),
+                "progress": _progress(r.get("progress")),
+                "progress_message": r.get("progress_message") or None,
+                "error": r.get("error"),
+                "after": after[name],
+                "on_failure_of": handles[name],
+            }
+        )
+    left = h.get("left")
+    return {
+        "id": workflow_id,
+        "name": h.get("name", ""),
+        "created_at": ms_field(h.get("created_at")),
+        "finished_at": ms_field(h.get("finished_at")),
+        "finished": bool(h.get("finished_at")),
+        "left": max(0, int_field(left)) if left is not None else None,
+        "counts": counts,
+        "steps": views,
     }
 
 

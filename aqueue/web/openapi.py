@@ -29,12 +29,11 @@ def _errors(*codes: int) -> dict[str, Any]:
     reasons = {
         400: "malformed JSON, or a body that is not a JSON object",
         401: "missing or invalid bearer token",
-        404: "no such job",
-        409: "the job or the worker is not in a state that allows it",
+        404: "no such job or workflow (never created, or its retention expired)",
+        409: "the job or the worker is not in a state that allows it (the message says which state)",
         413: "request body over the limit",
         415: "body not sent as application/json",
         422: "a value in the request is invalid",
-        501: "not implemented yet",
         503: "Redis is not answering",
     }
     return {str(c): _json_body(ref("Error"), reasons[c]) for c in codes}
@@ -66,6 +65,7 @@ def _query(name: str, schema: dict[str, Any], text: str) -> dict[str, Any]:
 #: Served to anyone: the dashboard page carries no queue data, and probes cannot be expected to hold a token.
 _ALWAYS_OPEN = frozenset({"/", "/health/live", "/health/ready"})
 _JOB_ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string", "minLength": 1}}
+_WORKFLOW_ID = _JOB_ID | {"description": "the workflow's id (WorkflowHandle.id)"}
 _BODY = (400, 413, 415, 422)
 
 
@@ -104,7 +104,17 @@ def _paths() -> dict[str, Any]:
         "/jobs/{id}": {
             "parameters": [_JOB_ID],
             "get": _op("One job", (200, ref("Job"), "the job"), 401, 404, 503),
-            "delete": _op("Cancel a job (not implemented yet)", None, 401, 501),
+            "delete": _op(
+                "Cancel a job: at once if it has not started, by its worker within milliseconds if it is running",
+                (200, ref("Cancelled"), "cancelled, or being cancelled by its worker"),
+                401,
+                404,
+                409,
+                *_BODY,
+                503,
+                body="CancelRequest",
+                optional_body=True,
+            ),
         },
         "/jobs/{id}/retry": {
             "parameters": [_JOB_ID],
@@ -118,6 +128,12 @@ def _paths() -> dict[str, Any]:
                 503,
                 body="Empty",
                 optional_body=True,
+            ),
+        },
+        "/workflows/{id}": {
+            "parameters": [_WORKFLOW_ID],
+            "get": _op(
+                "A workflow and the state of each of its steps", (200, ref("Workflow"), "the workflow"), 401, 404, 503
             ),
         },
         "/dead-letter": {
@@ -151,9 +167,39 @@ def _paths() -> dict[str, Any]:
                 body="ScaleRequest",
             ),
         },
-        "/pause": {"post": _op("Pause the queue (not implemented yet)", None, 401, 501)},
-        "/resume": {"post": _op("Resume the queue (not implemented yet)", None, 401, 501)},
-        "/cleanup": {"post": _op("Delete old finished jobs (not implemented yet)", None, 401, 501)},
+        "/pause": {
+            "post": _op(
+                "Pause the queue: no worker starts a job until it is resumed (running jobs finish)",
+                (200, ref("PauseState"), "paused (changed: false if it already was)"),
+                401,
+                *_BODY,
+                503,
+                body="PauseRequest",
+                optional_body=True,
+            ),
+        },
+        "/resume": {
+            "post": _op(
+                "Resume a paused queue",
+                (200, ref("PauseState"), "not paused (changed: false if it was not)"),
+                401,
+                *_BODY,
+                503,
+                body="Empty",
+                optional_body=True,
+            ),
+        },
+        "/cleanup": {
+            "post": _op(
+                "Delete the records of jobs that finished at least older_than seconds ago",
+                (200, ref("CleanupResult"), "how many records were deleted"),
+                401,
+                *_BODY,
+                503,
+                body="CleanupRequest",
+                optional_body=True,
+            ),
+        },
     }
 
 

@@ -1,6 +1,5 @@
-"""The REST job API: enqueue, inspect, list, retry; the dead-letter list and reprocess; manual scaling.
-
-Endpoints whose feature belongs to a later issue (cancel, pause, resume, cleanup) answer 501 with a message.
+"""The REST job API: enqueue, inspect, list, retry, cancel; workflows; the dead-letter list and reprocess; manual
+scaling; pausing and resuming the queue; deleting old finished records.
 """
 
 from __future__ import annotations
@@ -12,7 +11,7 @@ from aiohttp import web
 
 from aqueue.errors import ConfigurationError, SerializationError
 from aqueue.job import JobStatus
-from aqueue.tasks import Task
+from aqueue.tasks import FINISHED_STATUSES, Task
 from aqueue.web import listing
 from aqueue.web.bodies import (
     MAX_SECONDS,
@@ -33,13 +32,14 @@ routes = web.RouteTableDef()
 
 _MAX_BATCH = 1000  # job ids or jobs one reprocess call may move
 _MAX_ID = 200
+_MAX_TEXT = 500  # a cancellation reason, who paused
 _OPTIONS = ("priority", "delay", "max_attempts", "timeout", "backoff_base", "backoff_max")
 
 
-def _job_id(request: web.Request) -> str:
+def _job_id(request: web.Request, what: str = "job") -> str:
     job_id = request.match_info["id"]
     if not job_id or len(job_id) > _MAX_ID:
-        raise error(web.HTTPNotFound, "no such job")
+        raise error(web.HTTPNotFound, f"no such {what}")
     return job_id
 
 
@@ -127,8 +127,23 @@ async def get_job(request: web.Request) -> web.Response:
 
 @routes.delete("/jobs/{id}")
 async def cancel_job(request: web.Request) -> web.Response:
-    """DELETE /jobs/{id}: cancellation is not built yet."""
-    raise error(web.HTTPNotImplemented, "cancelling a job is not implemented yet (issue 5)")
+    """DELETE /jobs/{id} [{"reason": text}]: cancel a job → {"id", "status": "cancelled" | "cancelling"}.
+
+    A job that has not started is cancelled at once and never runs; a running one is cancelled by its worker
+    within milliseconds (``cancelling``: its record becomes ``cancelled`` when the worker settles it). 409 if the
+    job had already finished.
+    """
+    config = request.config_dict[CONFIG]
+    job_id = _job_id(request)
+    body = await read_object(request, config.max_body, optional=True)
+    reject_unknown(body, ("reason",), "the body")
+    reason = str_field(body, "reason", "the body", max_length=_MAX_TEXT) or "cancelled"
+    (state,) = await (await config.tasks.broker()).cancel([job_id], reason)
+    if state == "unknown":
+        raise error(web.HTTPNotFound, f"no job {job_id!r} (never enqueued, or its retention expired)")
+    if state not in ("cancelled", "cancelling"):  # "already-<status>": it had finished
+        raise error(web.HTTPConflict, f"job {job_id!r} already finished: it is {state.removeprefix('already-')}")
+    return reply({"id": job_id, "status": state})
 
 
 @routes.post("/jobs/{id}/retry")
@@ -148,6 +163,16 @@ async def retry_job(request: web.Request) -> web.Response:
     if not requeued:
         raise error(web.HTTPConflict, skipped[0][1] if skipped else "job could not be retried")
     return reply({"id": job_id, "status": JobStatus.QUEUED.value})
+
+
+@routes.get("/workflows/{id}")
+async def get_workflow(request: web.Request) -> web.Response:
+    """GET /workflows/{id}: the workflow's steps, each with its job id and state; 404 if there is none."""
+    workflow_id = _job_id(request, "workflow")
+    view = await listing.workflow_view(await request.config_dict[CONFIG].tasks.broker(), workflow_id)
+    if view is None:
+        raise error(web.HTTPNotFound, f"no workflow {workflow_id!r} (never enqueued, or its retention expired)")
+    return reply(view)
 
 
 @routes.get("/dead-letter")
@@ -224,23 +249,65 @@ async def scale(request: web.Request) -> web.Response:
     )
 
 
-def _not_yet(what: str) -> web.HTTPException:
-    return error(web.HTTPNotImplemented, f"{what} is not implemented yet (issue 5)")
+async def _pause_reply(request: web.Request, changed: bool) -> web.Response:
+    info = await request.config_dict[CONFIG].tasks.paused()
+    at, by = (info or {}).get("at"), (info or {}).get("by")
+    return reply(
+        {
+            "paused": info is not None,
+            "changed": changed,
+            "at": at if isinstance(at, int | float) and not isinstance(at, bool) else None,
+            "by": str(by) if by is not None else None,
+        }
+    )
 
 
 @routes.post("/pause")
 async def pause(request: web.Request) -> web.Response:
-    """POST /pause: not built yet."""
-    raise _not_yet("pausing the queue")
+    """POST /pause [{"by": who}]: no worker starts a job until resumed (running jobs finish).
+
+    → {"paused": true, "changed", "at", "by"}; ``changed`` is false if the queue was already paused (``at`` and
+    ``by`` are then those of the pause in force).
+    """
+    config = request.config_dict[CONFIG]
+    body = await read_object(request, config.max_body, optional=True)
+    reject_unknown(body, ("by",), "the body")
+    by = str_field(body, "by", "the body", max_length=_MAX_TEXT) or "web"
+    return await _pause_reply(request, await config.tasks.pause(by=by))
 
 
 @routes.post("/resume")
 async def resume(request: web.Request) -> web.Response:
-    """POST /resume: not built yet."""
-    raise _not_yet("resuming the queue")
+    """POST /resume: let workers start jobs again → {"paused": false, "changed"} (false: it was not paused)."""
+    config = request.config_dict[CONFIG]
+    reject_unknown(await read_object(request, config.max_body, optional=True), (), "the body")
+    return await _pause_reply(request, await config.tasks.resume())
 
 
 @routes.post("/cleanup")
 async def cleanup(request: web.Request) -> web.Response:
-    """POST /cleanup: not built yet."""
-    raise _not_yet("cleaning up finished jobs")
+    """POST /cleanup [{"older_than": seconds, "statuses": [...]}]: delete finished job records → {"deleted": n}.
+
+    Deletes the records of jobs that finished (by default with any finished status) at least ``older_than``
+    seconds ago (default 0: every finished job); with ``dead``, the dead-letter entries that old go too.
+    """
+    config = request.config_dict[CONFIG]
+    body = await read_object(request, config.max_body, optional=True)
+    reject_unknown(body, ("older_than", "statuses"), "the body")
+    older_than = number_field(body, "older_than", "the body", minimum=0, maximum=MAX_SECONDS) or 0.0
+    statuses = body.get("statuses")
+    if statuses is None:
+        statuses = list(FINISHED_STATUSES)
+    allowed = ", ".join(FINISHED_STATUSES)
+    if not isinstance(statuses, list) or not statuses:
+        raise invalid(f"statuses must be a non-empty array of finished statuses ({allowed})")
+    for st in statuses:
+        if not isinstance(st, str) or st not in FINISHED_STATUSES:
+            shown = repr(st[:_MAX_ID]) if isinstance(st, str) else repr(st)[:_MAX_ID]
+            raise invalid(f"statuses may only name finished statuses ({allowed}), got {shown}")
+    statuses = list(dict.fromkeys(statuses))
+    try:
+        deleted = await config.tasks.cleanup(older_than=older_than, statuses=statuses)
+    except ConfigurationError as exc:
+        raise invalid(str(exc)) from None
+    return reply({"deleted": deleted, "older_than": older_than, "statuses": statuses})

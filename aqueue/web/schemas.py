@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from aqueue.job import JobStatus
+from aqueue.tasks import FINISHED_STATUSES
 from aqueue.web.state import WebConfig
 
 __all__ = ["INT", "SCHEMAS", "STR", "arr", "obj", "ref", "schemas_for"]
@@ -45,8 +46,11 @@ _JOB_SUMMARY = {
     "finished_at": _SECONDS_NULL,
     "worker": _STR_NULL,
     "error": _STR_NULL,
+    "progress": {"type": "number", "nullable": True, "description": "percent (0-100) the task last reported"},
 }
 _SECONDS = {"type": "number", "minimum": 0, "maximum": 315360000}
+_STATUS_REQUIRED = ["queue", "depths", "scheduled", "active", "dead_letter", "workers", "scaling", "counters"]
+_STATUS_REQUIRED += ["paused", "cron"]
 #: Every component schema, before :func:`schemas_for` narrows them to one app.
 SCHEMAS: dict[str, Any] = {
     "Error": obj({"error": STR}, ("error",)),
@@ -79,14 +83,78 @@ SCHEMAS: dict[str, Any] = {
             "kwargs": {"type": "object", "additionalProperties": True},
             "max_attempts": {"type": "integer", "nullable": True},
             "due_at": _SECONDS_NULL,
+            "expires_at": {**_SECONDS_NULL, "description": "not started by then, the job expires (its ttl)"},
             "result": {"description": "the task's return value"},
             "traceback": _STR_NULL,
+            "progress_message": _STR_NULL,
+            "workflow": {**_STR_NULL, "description": "id of the workflow this job is a step of"},
+            "step": {**_STR_NULL, "description": "its step name in that workflow"},
+            "dedup_key": _STR_NULL,
+            "cancel_requested": {"type": "boolean", "description": "cancellation asked while it runs"},
         },
         tuple(_JOB_SUMMARY),
     ),
     "JobList": obj(
         {"jobs": arr(ref("JobSummary")), "scanned_events": INT, "complete": {"type": "boolean"}},
         ("jobs", "scanned_events", "complete"),
+    ),
+    "CancelRequest": obj({"reason": {"type": "string", "minLength": 1, "maxLength": 500, "nullable": True}}),
+    "Cancelled": obj({"id": STR, "status": {"type": "string", "enum": ["cancelled", "cancelling"]}}, ("id", "status")),
+    "PauseRequest": obj(
+        {"by": {"type": "string", "minLength": 1, "maxLength": 500, "nullable": True, "description": "who pauses"}}
+    ),
+    "PauseState": obj(
+        {
+            "paused": {"type": "boolean"},
+            "changed": {"type": "boolean", "description": "false if the queue already was in that state"},
+            "at": {**_SECONDS_NULL, "description": "when the pause in force began (Unix seconds)"},
+            "by": _STR_NULL,
+        },
+        ("paused", "changed", "at", "by"),
+    ),
+    "CleanupRequest": obj(
+        {
+            "older_than": {**_SECONDS, "nullable": True, "description": "seconds since the job finished (default 0)"},
+            "statuses": arr(
+                {"type": "string", "enum": list(FINISHED_STATUSES)},
+                minItems=1,
+                nullable=True,
+                description="finished statuses to delete (default: all of them)",
+            ),
+        }
+    ),
+    "CleanupResult": obj(
+        {"deleted": INT, "older_than": _NUM, "statuses": arr(STR)}, ("deleted", "older_than", "statuses")
+    ),
+    "WorkflowStep": obj(
+        {
+            "name": STR,
+            "job": STR,
+            "task": _STR_NULL,
+            "status": {"type": "string", "enum": [s.value for s in JobStatus], "nullable": True},
+            "attempts": INT,
+            "started_at": _SECONDS_NULL,
+            "finished_at": _SECONDS_NULL,
+            "progress": {"type": "number", "nullable": True, "description": "percent (0-100)"},
+            "progress_message": _STR_NULL,
+            "error": _STR_NULL,
+            "after": arr(STR, description="steps that must succeed before this one runs"),
+            "on_failure_of": arr(STR, description="steps whose failure this one handles"),
+        },
+        ("name", "job", "status"),
+    ),
+    "Workflow": obj(
+        {
+            "id": STR,
+            "name": STR,
+            "created_at": _SECONDS_NULL,
+            "finished_at": _SECONDS_NULL,
+            "finished": {"type": "boolean"},
+            "left": {"type": "integer", "nullable": True, "description": "steps not finished yet"},
+            "counts": {"type": "object", "additionalProperties": INT, "description": "steps per status"},
+            "steps": arr(ref("WorkflowStep")),
+        },
+        ("id", "name", "finished", "steps"),
     ),
     "DeadEntry": obj(
         {"id": STR, "job": STR, "task": STR, "reason": STR, "dead_at": _NUM},
@@ -129,8 +197,9 @@ SCHEMAS: dict[str, Any] = {
     ),
     "Status": {
         "type": "object",
-        "description": "depths per priority, rates, live workers, the latest scaling decisions and counters",
-        "required": ["queue", "depths", "scheduled", "active", "dead_letter", "workers", "scaling", "counters"],
+        "description": "depths per priority, rates, live workers, the latest scaling decisions, counters, the pause "
+        "and the cron jobs",
+        "required": [*_STATUS_REQUIRED],
         "properties": {
             "queue": STR,
             "time": _NUM,
@@ -147,12 +216,30 @@ SCHEMAS: dict[str, Any] = {
             "rate_window": _NUM,
             "loop_lag": _NUM,
             "attached_worker": _STR_NULL,
+            "paused": {
+                **obj({"at": _SECONDS_NULL, "by": _STR_NULL}),
+                "nullable": True,
+                "description": "null, or since when (Unix seconds) and by whom the queue is paused",
+            },
             "workers": arr({"type": "object"}),
             "scaling": arr({"type": "object"}),
             "counters": {"type": "object", "additionalProperties": INT},
             "tasks": {"type": "object", "additionalProperties": {"type": "object", "additionalProperties": INT}},
+            "cron": arr(ref("CronJob")),
         },
     },
+    "CronJob": obj(
+        {
+            "name": STR,
+            "task": STR,
+            "schedule": STR,
+            "next_run": {**_SECONDS_NULL, "description": "the next tick a worker recorded (Unix seconds)"},
+            "last_run": {**_SECONDS_NULL, "description": "the latest tick that enqueued a job"},
+            "last_job": _STR_NULL,
+            "registered": {"type": "boolean", "description": "registered on this app's Tasks (else only recorded)"},
+        },
+        ("name", "task", "schedule", "next_run", "last_run", "last_job"),
+    ),
     "Health": obj({"status": STR}, ("status",)),
 }
 

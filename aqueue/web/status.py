@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from aqueue.backend.broker import QueueInfo, QueueSample
+from aqueue.backend.broker import Broker, QueueInfo, QueueSample
 from aqueue.web.replies import error, reply
 from aqueue.web.state import CONFIG, WebConfig
 
@@ -21,7 +21,7 @@ __all__ = ["SCALING_SHOWN", "build_status", "health_live", "health_ready", "stat
 
 #: How many of the latest scaling decisions a status lists.
 SCALING_SHOWN = 20
-_COUNTERS = ("enqueued", "succeeded", "failed", "retried", "dead")
+_COUNTERS = ("enqueued", "succeeded", "failed", "retried", "dead", "cancelled", "expired")
 _READY_TIMEOUT = 2.0
 
 
@@ -77,17 +77,60 @@ def _scaling_view(entry_id: str, f: dict[str, str]) -> dict[str, Any]:
     }
 
 
+def _ms_as_seconds(text: str | None) -> float | None:
+    value = _number(text)
+    return value / 1000 if value else None
+
+
+def _cron_view(config: WebConfig, state: dict[str, dict[str, str]]) -> list[dict[str, Any]]:
+    """The cron jobs registered here merged with what workers recorded in Redis (also of jobs registered only in
+    other processes), by name."""
+    local = {job.schedule.name: job.schedule for job in config.tasks.crons}
+    out = []
+    for name in sorted(local.keys() | state.keys()):
+        recorded, schedule = state.get(name, {}), local.get(name)
+        out.append(
+            {
+                "name": name,
+                "task": schedule.task if schedule is not None else recorded.get("task", ""),
+                "schedule": schedule.describe() if schedule is not None else recorded.get("schedule", ""),
+                "next_run": _ms_as_seconds(recorded.get("next")),
+                "last_run": _ms_as_seconds(recorded.get("last")),
+                "last_job": recorded.get("job") or None,
+                "registered": schedule is not None,
+            }
+        )
+    return out
+
+
+def _pause_view(info: dict[str, Any] | None) -> dict[str, Any] | None:
+    if info is None:
+        return None
+    at, by = info.get("at"), info.get("by")
+    return {
+        "at": float(at) if isinstance(at, int | float) and not isinstance(at, bool) else None,
+        "by": str(by) if by is not None else None,
+    }
+
+
+async def _control_state(config: WebConfig, broker: Broker) -> tuple[dict[str, Any] | None, dict[str, dict[str, str]]]:
+    """The pause record and the recorded cron state, read together."""
+    paused, crons = await asyncio.gather(config.tasks.paused(), broker.cron_state())
+    return paused, crons
+
+
 async def build_status(config: WebConfig) -> dict[str, Any]:
-    """The ``/status`` document: depths, rates, workers, scaling decisions and counters of the queue."""
+    """The ``/status`` document: depths, rates, workers, scaling decisions, counters, pause and cron jobs."""
     broker = await config.tasks.broker()
     info: QueueInfo
     sample: QueueSample
-    info, sample, (now_ms, seen), per_task, scaling = await asyncio.gather(
+    info, sample, (now_ms, seen), per_task, scaling, (paused, crons) = await asyncio.gather(
         broker.info(),
         broker.sample(_registry_ttl_ms(config)),
         broker.heartbeats(),
         broker.task_counters(),
         broker.scaling_events(SCALING_SHOWN),
+        _control_state(config, broker),
     )
     counters = {name: info.stats.get(name, 0) for name in _COUNTERS} | info.stats
     rates = config.live.add(counters["enqueued"], counters["succeeded"], counters["failed"])
@@ -108,10 +151,12 @@ async def build_status(config: WebConfig) -> dict[str, Any]:
         "rate_window": rates.window,
         "loop_lag": config.live.loop_lag,
         "attached_worker": config.worker.id if config.worker is not None else None,
+        "paused": _pause_view(paused),
         "workers": [_worker_view(w, seen.get(str(w.get("id"))), now_ms) for w in info.workers],
         "scaling": [_scaling_view(entry_id, f) for entry_id, f in scaling],
         "counters": counters,
         "tasks": {name: {c: per_task[name].get(c, 0) for c in _COUNTERS} for name in sorted(per_task)},
+        "cron": _cron_view(config, crons),
     }
 
 

@@ -8,13 +8,16 @@
   const RECENT = 200; // events asked for on the first connection, so the job list starts filled
   const MAX_SCALING = 50;
   // After a drop for falling behind, the page asks only for these (rare) types; the charts live on metrics.
-  const LOW_VOLUME_TYPES = 'dead,requeued,cancelled,scaling,paused,resumed,worker_up,worker_down';
+  const LOW_VOLUME_TYPES = 'dead,requeued,cancelling,cancelled,expired,scaling,paused,resumed,worker_up,worker_down,'
+    + 'workflow_finished,cron,cleanup';
+  // The job events that change what a job is doing, and the status each one means. Other events naming a job
+  // (duplicate, cron, workflow_finished) say something about it without changing its status.
   const STATUS_OF = {
-    enqueued: 'queued', queued: 'queued', requeued: 'queued', scheduled: 'scheduled', started: 'active',
-    progress: 'active', succeeded: 'succeeded', failed: 'failed', retrying: 'retrying', dead: 'dead',
-    cancelled: 'cancelled',
+    enqueued: 'queued', queued: 'queued', requeued: 'queued', scheduled: 'scheduled', throttled: 'scheduled',
+    waiting: 'waiting', started: 'active', progress: 'active', cancelling: 'cancelling', succeeded: 'succeeded',
+    failed: 'failed', retrying: 'retrying', dead: 'dead', cancelled: 'cancelled', expired: 'expired',
   };
-  const FINISHED = new Set(['succeeded', 'dead', 'cancelled']);
+  const FINISHED = new Set(['succeeded', 'dead', 'cancelled', 'expired']);
 
   const token = new URLSearchParams(location.search).get('token');
   const $ = (id) => document.getElementById(id);
@@ -30,6 +33,7 @@
     targets: new Map(), // worker id -> its latest scaling decision {t, to}
     clockOffset: 0, // Redis clock minus this browser's clock, ms
     selected: null,
+    paused: null, // {at, by} while the queue is paused
     lowVolume: false,
     retries: 0,
     renderPending: false,
@@ -126,6 +130,7 @@
       target: workers.reduce((sum, w) => sum + (Number(w.concurrency) || 0), 0),
       busy: s.active, // claimed jobs, read from Redis now (workers report theirs only with each heartbeat)
       scaling: Array.isArray(s.scaling) ? s.scaling : [],
+      cron: Array.isArray(s.cron) ? s.cron : [],
     };
   }
 
@@ -161,6 +166,7 @@
 
   function onMetrics(status) {
     state.status = status;
+    if ('paused' in status) state.paused = status.paused || null;
     state.seenMetrics = true;
     const now = Number(status.time) * 1000 || Date.now();
     state.clockOffset = now - Date.now(); // charts run on the Redis clock, like the event ids
@@ -180,8 +186,9 @@
     if (event.type === 'scaling') addScaling({ ...event, t }, true);
     if (event.type === 'dead') state.dead.set(event.job, { job: event.job, task: event.task, reason: event.error, t });
     if (event.type === 'requeued' || event.type === 'cancelled') state.dead.delete(event.job);
-    if (event.type === 'paused' || event.type === 'resumed') notice('queue ' + event.type + ' at ' + clock(t));
-    if (event.job) updateJob(event, t);
+    if (event.type === 'paused') state.paused = pauseOf(event.info, t);
+    if (event.type === 'resumed') state.paused = null;
+    if (event.job && Object.hasOwn(STATUS_OF, event.type)) updateJob(event, t);
     scheduleRender();
   }
 
@@ -195,7 +202,10 @@
     if (event.attempt) job.attempt = event.attempt;
     if (event.type === 'started') { job.started = t; job.finished = null; job.progress = null; }
     if (event.type === 'requeued') { job.started = null; job.finished = null; job.progress = null; }
-    if (event.type === 'progress') job.progress = progressOf(event);
+    if (event.type === 'progress') {
+      job.progress = progressOf(event);
+      job.message = event.message || '';
+    }
     if (FINISHED.has(job.status)) { job.finished = t; if (job.status === 'succeeded') job.progress = 1; }
     state.jobs.set(event.job, job);
     while (state.jobs.size > MAX_JOBS) {
@@ -212,10 +222,16 @@
   }
 
   function progressOf(event) {
-    let p = Number(event.progress);
-    if (event.total !== undefined && Number(event.total) > 0) p = Number(event.current ?? event.progress) / Number(event.total);
-    else if (p > 1) p /= 100;
-    return Number.isFinite(p) ? Math.max(0, Math.min(1, p)) : null;
+    const p = Number(event.progress) / 100; // tasks report a percentage
+    return event.progress !== '' && Number.isFinite(p) ? Math.max(0, Math.min(1, p)) : null;
+  }
+
+  function pauseOf(info, t) {
+    // A paused event's info is JSON {at, by}, written by whoever paused; anything else still means paused.
+    let parsed = null;
+    try { parsed = JSON.parse(info); } catch (e) { parsed = null; }
+    if (!parsed || typeof parsed !== 'object') return { at: t / 1000, by: null };
+    return { at: Number(parsed.at) || t / 1000, by: parsed.by === undefined || parsed.by === null ? null : String(parsed.by) };
   }
 
   function addScaling(d, live) {
@@ -243,9 +259,23 @@
         drawConcurrency();
       }
     }
+    renderPaused();
     renderJobs();
     renderDead();
     renderScaling();
+    if (state.status) renderCron(figures(state.status).cron);
+  }
+
+  function renderPaused() {
+    const banner = $('paused-banner');
+    const p = state.paused;
+    banner.hidden = !p;
+    $('pause').disabled = Boolean(p);
+    $('resume').disabled = !p;
+    if (!p) return;
+    const since = p.at ? ' since ' + clock(Number(p.at) * 1000) : '';
+    banner.textContent = 'Queue paused' + (p.by ? ' by ' + p.by : '') + since
+      + ': no job starts until it is resumed (running jobs finish).';
   }
 
   function card(label, value, kind) {
@@ -306,13 +336,14 @@
 
   function progressBar(job) {
     if (job.progress === null || job.progress === undefined) {
-      if (job.status !== 'active') return '';
+      if (job.status !== 'active' && job.status !== 'cancelling') return '';
       return h('span', { class: 'progress running', title: 'running' }, h('span'));
     }
     const bar = h('span');
     bar.style.width = Math.round(100 * job.progress) + '%';
-    const kind = job.status === 'succeeded' ? ' done' : job.status === 'dead' ? ' bad' : '';
-    return h('span', { class: 'progress' + kind, title: Math.round(100 * job.progress) + '%' }, bar);
+    const kind = job.status === 'succeeded' ? ' done' : FINISHED.has(job.status) ? ' bad' : '';
+    const title = Math.round(100 * job.progress) + '%' + (job.message ? ': ' + job.message : '');
+    return h('span', { class: 'progress' + kind, title }, bar);
   }
 
   function renderJobs() {
@@ -323,7 +354,7 @@
       const selected = job.id === state.selected;
       return {
         key: job.id,
-        sig: [job.updated, job.status, job.attempt, job.progress, took, selected].join('|'),
+        sig: [job.updated, job.status, job.attempt, job.progress, job.message, took, selected].join('|'),
         build: () => {
           const row = h('tr', { class: selected ? 'selected' : null, 'data-job': job.id },
             h('td', { text: clock(job.updated) }), h('td', { class: 'mono', title: job.id, text: job.id.slice(0, 8) }),
@@ -349,6 +380,18 @@
         h('td', { title: d.task, text: d.task }), h('td', { title: d.reason, text: d.reason ?? '' }),
         h('td', null, h('button', { type: 'button', class: 'small reprocess', onclick: (e) => reprocess(d.job, e.target), text: 'Reprocess' }))),
     })), 5, 'the dead-letter queue is empty');
+  }
+
+  function renderCron(crons) {
+    const at = (s) => (s ? new Date(Number(s) * 1000).toLocaleString() : '–');
+    syncRows('cron', crons.map((c) => {
+      const cells = [c.name, c.task, c.schedule, at(c.next_run), at(c.last_run), c.last_job ? String(c.last_job).slice(0, 12) : '–'];
+      return {
+        key: c.name,
+        sig: JSON.stringify(cells),
+        build: () => h('tr', null, ...cells.map((text, i) => h('td', { class: i === 5 ? 'mono' : null, title: text, text }))),
+      };
+    }), 6, 'no cron job');
   }
 
   function renderScaling() {
@@ -388,12 +431,20 @@
       return;
     }
     const when = (s) => (s ? new Date(s * 1000).toLocaleString() : '–');
+    const status = h('span', { class: 'badge ' + job.status, text: job.status });
+    const statusCell = FINISHED.has(job.status) ? status : h('span', null, status, ' ',
+      h('button', { type: 'button', class: 'small cancel', onclick: (e) => cancel(job.id, e.target), text: 'Cancel' }));
     const fields = [
-      ['task', job.task], ['status', h('span', { class: 'badge ' + job.status, text: job.status })],
+      ['task', job.task], ['status', statusCell],
       ['priority', job.priority], ['attempts', job.attempts], ['worker', job.worker || '–'],
       ['enqueued', when(job.enqueued_at)], ['started', when(job.started_at)], ['finished', when(job.finished_at)],
-      ['args', pre(job.args)], ['kwargs', pre(job.kwargs)],
     ];
+    if (job.progress !== null && job.progress !== undefined) {
+      fields.push(['progress', num(job.progress, 0) + '%' + (job.progress_message ? ' – ' + job.progress_message : '')]);
+    }
+    if (job.workflow) fields.push(['workflow', (job.step ? job.step + ' of ' : '') + job.workflow]);
+    if (job.expires_at && !FINISHED.has(job.status)) fields.push(['expires', when(job.expires_at)]);
+    fields.push(['args', pre(job.args)], ['kwargs', pre(job.kwargs)]);
     if (job.result !== null && job.result !== undefined) fields.push(['result', pre(job.result)]);
     if (job.error) fields.push(['error', pre(job.error)]);
     if (job.traceback) fields.push(['traceback', pre(job.traceback)]);
@@ -507,10 +558,11 @@
 
   // -- actions: the only HTTP requests the page makes --------------------------------------------------------
 
-  async function post(path, body) {
+  async function post(path, body, method) {
     const headers = { 'Content-Type': 'application/json' };
     if (token) headers.Authorization = 'Bearer ' + token;
-    const response = await fetch(new URL(path, location.href), { method: 'POST', headers, body: JSON.stringify(body || {}) });
+    const init = { method: method || 'POST', headers, body: JSON.stringify(body || {}) };
+    const response = await fetch(new URL(path, location.href), init);
     let data = null;
     try { data = await response.json(); } catch (e) { data = null; }
     return { ok: response.ok, status: response.status, data };
@@ -531,11 +583,26 @@
     }
   }
 
+  async function cancel(job, button) {
+    button.disabled = true;
+    try {
+      const r = await post('jobs/' + encodeURIComponent(job), { reason: 'cancelled from the dashboard' }, 'DELETE');
+      if (!r.ok) notice('Cancel failed (' + r.status + '): ' + ((r.data && r.data.error) || 'no message'));
+      else notice('Job ' + job.slice(0, 12) + (r.data && r.data.status === 'cancelling' ? ' is being cancelled' : ' cancelled'));
+    } catch (e) {
+      notice('Cancel failed: ' + e);
+    } finally {
+      button.disabled = false;
+    }
+  }
+
   async function control(action) {
     try {
       const r = await post(action, {});
+      if (r.ok && r.data) state.paused = r.data.paused ? { at: r.data.at, by: r.data.by } : null;
       notice(r.ok ? 'Queue ' + (action === 'pause' ? 'paused' : 'resumed')
         : action + ': ' + r.status + ' ' + ((r.data && r.data.error) || ''));
+      scheduleRender();
     } catch (e) {
       notice(action + ' failed: ' + e);
     }
