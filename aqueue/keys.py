@@ -102,7 +102,8 @@ class Keys:
         return f"{self.prefix}wf:{workflow_id}"
 
     def done(self, status: str) -> str:
-        """Cleanup index of finished jobs of one status: zset of job ids scored by finish time (ms)."""
+        """Cleanup index of finished jobs of one status: a stream, one entry (``ids``: comma-joined) per script
+        call that finished some, so entry ids are finish times; trimmed to the retention as it grows."""
         return f"{self.prefix}done:{status}"
 
     def dedup(self, key: str) -> str:

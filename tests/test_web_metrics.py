@@ -199,7 +199,7 @@ async def test_per_task_counters_come_from_every_script(make_tasks: Callable[...
     assert counters[""] == {"dead": 1}
     from aqueue.backend.broker import Outcome
 
-    await broker.settle([Outcome("ok", c.stream, c.msg_id, c.job_id, "3") for c in claimed])
+    await broker.settle("c1", [Outcome("ok", c.stream, c.msg_id, c.job_id, "3") for c in claimed])
     assert (await broker.task_counters())["add"] == {"enqueued": 2, "succeeded": 2}
 
 

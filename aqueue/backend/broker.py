@@ -318,12 +318,12 @@ class Broker:
         return out
 
     @unavailable
-    async def settle(self, outcomes: Sequence[Outcome]) -> list[int]:
-        """Settle a batch of attempts in one script call; returns [succeeded, retried, dead, skipped]."""
+    async def settle(self, consumer: str, outcomes: Sequence[Outcome]) -> list[int]:
+        """Settle a batch of ``consumer``'s attempts in one script call; returns [succeeded, retried, dead, skipped]."""
         k, s = self.keys, self.settings
         args: list[Any] = [
             k.prefix, GROUP, s.events_maxlen, s.dead_maxlen, int(s.succeeded_ttl * 1000), int(s.dead_ttl * 1000),
-            orjson.dumps([(o.kind, o.stream, o.msg_id, o.job_id, o.x, o.y, o.z) for o in outcomes]),
+            orjson.dumps([(o.kind, o.stream, o.msg_id, o.job_id, o.x, o.y, o.z) for o in outcomes]), consumer,
         ]  # fmt: skip
         keys = [k.events, k.stats, k.scheduled, k.dead, k.wake, *k.streams]
         counts = await self._script("settle", keys, args)

@@ -23,17 +23,41 @@ local function field(fields, name)
   return nil
 end
 
+-- Stream ids 'ms-seq' compared as numbers; id_next is the smallest id after one.
+local function id_parts(id)
+  local dash = string.find(id, '-', 1, true)
+  return tonumber(string.sub(id, 1, dash - 1)), tonumber(string.sub(id, dash + 1))
+end
+
+local function id_less(a, b)
+  local am, as = id_parts(a)
+  local bm, bs = id_parts(b)
+  return am < bm or (am == bm and as < bs)
+end
+
+local function id_next(id)
+  local ms, seq = id_parts(id)
+  return int(ms) .. '-' .. int(seq + 1)
+end
+
 local TERMINAL = {succeeded = true, dead = true, cancelled = true, expired = true}
 
 -- Per-task lifetime counters: a Lua table {[counter .. ':' .. task] = n} filled while a script runs, written with
 -- one HINCRBY per distinct field at the end (a batch usually holds few tasks).
 local function count_task(counts, counter, task)
-  local f = counter .. ':' .. (task or '')
-  counts[f] = (counts[f] or 0) + 1
+  local per = counts[counter]
+  if not per then
+    per = {}
+    counts[counter] = per
+  end
+  task = task or ''
+  per[task] = (per[task] or 0) + 1
 end
 
 local function flush_task_counts(prefix, counts)
-  for f, n in pairs(counts) do redis.call('HINCRBY', prefix .. 'stats:task', f, n) end
+  for counter, per in pairs(counts) do
+    for task, n in pairs(per) do redis.call('HINCRBY', prefix .. 'stats:task', counter .. ':' .. task, n) end
+  end
 end
 
 local function event(prefix, maxlen, ...)
@@ -60,9 +84,25 @@ end
 -- the same way in turn (a worklist, not recursion). ``c`` = {prefix, maxlen, now, ok_ttl}.
 -- How a step ended, for its dependants: 'ok' (succeeded), 'fail' (dead, expired, cancelled), 'skip' (a failure
 -- handler not needed because nothing it watched failed: its own dependants are skipped, never alerted).
--- ``known``, when given, holds the record's fields FINISH_FIELDS already read by the caller (saves a read).
+-- ``known``, when given, holds the record's fields FINISH_FIELDS already read by the caller (saves a read), from
+-- index ``at`` on. A job with no dedup key and no workflow (the common case) is only indexed: no tables made.
 local FINISH_FIELDS = {'dedup', 'dedup_hold', 'wf', 'next', 'task', 'error'}
-local function finish(c, jobid, status, known)
+local function finish(c, jobid, status, known, at)
+  if known then
+    if not known[at] and not known[at + 2] and not known[at + 3] then
+      c.done = c.done or {}
+      local list = c.done[status]
+      if not list then
+        list = {}
+        c.done[status] = list
+      end
+      list[#list + 1] = jobid
+      return
+    end
+    local f = {}
+    for k = 1, 6 do f[k] = known[at + k - 1] end
+    known = f
+  end
   local work = {{jobid, status, status == 'succeeded' and 'ok' or 'fail'}}
   local i = 1
   while i <= #work do
@@ -72,7 +112,9 @@ local function finish(c, jobid, status, known)
     local f = known
     known = nil
     if f == nil then f = redis.call('HMGET', rec, unpack(FINISH_FIELDS)) end
-    redis.call('ZADD', c.prefix .. 'done:' .. st, int(c.now), id)
+    c.done = c.done or {}
+    c.done[st] = c.done[st] or {}
+    table.insert(c.done[st], id)
     if f[1] and f[2] == '1' then
       local dk = c.prefix .. 'dedup:' .. f[1]
       if redis.call('GET', dk) == id then redis.call('DEL', dk) end
@@ -133,6 +175,19 @@ local function finish(c, jobid, status, known)
       end
     end
   end
+end
+
+-- Write the cleanup index entries of the jobs finish() saw in this script call: one entry per status, its ids
+-- comma-joined, in the stream done:<status> (entry ids are finish times), trimmed to the retention as it grows.
+local function flush_done(c)
+  if not c.done then return end
+  for st, ids in pairs(c.done) do
+    local key = c.prefix .. 'done:' .. st
+    redis.call('XADD', key, '*', 'ids', table.concat(ids, ','))
+    local ttl = tonumber(st == 'dead' and c.dead_ttl or c.ok_ttl)
+    if ttl then redis.call('XTRIM', key, 'MINID', int(c.now - ttl)) end
+  end
+  c.done = nil
 end
 
 -- Write one job (the enqueue and cron scripts). ``job`` = {id, task, priority, delay_ms, spec, options or false};

@@ -38,4 +38,5 @@ for i = 5, #ARGV do
     out[#out + 1] = 'cancelled'
   end
 end
+flush_done(c)
 return out

@@ -18,7 +18,7 @@ if ARGV[11] ~= '' then limits = cjson.decode(ARGV[11]) end
 local n = #KEYS - 3
 local now = now_ms()
 local now_s = int(now)
-local c = {prefix = prefix, maxlen = maxlen, now = now, ok_ttl = ARGV[10]}
+local c = {prefix = prefix, maxlen = maxlen, now = now, ok_ttl = ARGV[10], dead_ttl = dead_ttl}
 local out = {}
 local n_dead, n_expired = 0, 0
 local per_task = {}
@@ -186,4 +186,5 @@ if n_dead > 0 then redis.call('HINCRBY', stats, 'dead', n_dead) end
 if n_expired > 0 then redis.call('HINCRBY', stats, 'expired', n_expired) end
 if earliest ~= nil then redis.call('XADD', prefix .. 'wake', 'MAXLEN', '1', '*', 'due_at', int(earliest)) end
 flush_task_counts(prefix, per_task)
+flush_done(c)
 return {cursors, out, n_dead + n_expired, 0}

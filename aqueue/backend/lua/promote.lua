@@ -29,6 +29,7 @@ for _, id in ipairs(due) do
   end
   redis.call('ZREM', scheduled, id)
 end
+flush_done(c)
 local nxt = redis.call('ZRANGE', scheduled, 0, 0, 'WITHSCORES')
 local next_due = -1
 if #nxt > 0 then next_due = tonumber(nxt[2]) end

@@ -23,7 +23,6 @@ for _, item in ipairs(cjson.decode(ARGV[4])) do
     redis.call('ZREM', scheduled, jobid)
     redis.call('HDEL', rec, 'error', 'traceback', 'result', 'finished_at', 'started_at', 'due_at', 'worker', 'cancel',
       'rl', 'progress', 'progress_message', 'expires_at')
-    redis.call('ZREM', prefix .. 'done:' .. status, jobid)
     redis.call('HSET', rec, 'status', 'queued', 'attempts', 0, 'reclaims', 0)
     redis.call('PERSIST', rec)  -- a dead record was set to expire; a queued one must not
     redis.call('XADD', prefix .. 'stream:' .. prio, '*', 'j', jobid)

@@ -1,9 +1,11 @@
 -- Settle a batch of finished attempts atomically: ack + delete the message, update the record, write events
 -- and counters (queue and per task); retries go to the scheduled set, dead jobs to the dead-letter stream.
--- A message that is no longer pending (another worker settled it after taking it back) is skipped, so a job
--- is settled at most once even when it ran twice.
+-- An attempt is recorded only if the record still says this worker runs it ('active', worker = consumer): a job
+-- another worker took back is left to that worker (its message is not acknowledged here), and a job settled
+-- already (a retried call, a cancelled or expired job) is only acknowledged. So a job is settled at most once
+-- even when it ran twice. Messages are acknowledged and deleted with one XACK and one XDEL per stream.
 -- KEYS: events, stats, scheduled, dead, wake, stream_1 .. stream_n
--- ARGV: prefix, group, events_maxlen, dead_maxlen, succeeded_ttl_ms, dead_ttl_ms, outcomes
+-- ARGV: prefix, group, events_maxlen, dead_maxlen, succeeded_ttl_ms, dead_ttl_ms, outcomes, consumer
 --   outcomes is one JSON array (one argument is far cheaper to build than 7 per job) of
 --   [kind, stream index, message id, job id, x, y, z]:
 --   kind 'ok':    x = result JSON
@@ -18,7 +20,8 @@ local prefix, group, maxlen, dead_maxlen = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local ok_ttl, dead_ttl = ARGV[5], ARGV[6]
 local now = now_ms()
 local now_s = int(now)
-local c = {prefix = prefix, maxlen = maxlen, now = now, ok_ttl = ok_ttl}
+local consumer = ARGV[8]
+local c = {prefix = prefix, maxlen = maxlen, now = now, ok_ttl = ok_ttl, dead_ttl = dead_ttl}
 local n_cancel = 0
 local n_ok, n_retry, n_dead, n_skip = 0, 0, 0, 0
 local earliest = nil
@@ -28,17 +31,16 @@ for _, o in ipairs(cjson.decode(ARGV[7])) do
   local kind, si, msgid, jobid, x, y, z = o[1], o[2], o[3], o[4], o[5], o[6], o[7]
   local stream = KEYS[5 + si]
   local rec = prefix .. 'job:' .. jobid
-  if redis.call('XACK', stream, group, msgid) == 0 then
-    n_skip = n_skip + 1
+  local f = redis.call('HMGET', rec, 'task', 'status', 'attempts', 'cancel', 'worker', unpack(FINISH_FIELDS))
+  if f[5] ~= consumer then
+    n_skip = n_skip + 1  -- taken back by another worker meanwhile: its message and its record are that worker's
   else
     acked[si] = acked[si] or {}
     table.insert(acked[si], msgid)
-    local f = redis.call('HMGET', rec, 'task', 'status', 'attempts', 'cancel', unpack(FINISH_FIELDS))
     local task, status, attempt = f[1] or '', f[2], f[3] or '0'
     if kind == 'retry' and f[4] then kind = 'cancel' end
-    local known = {f[5], f[6], f[7], f[8], f[9], f[10]}
-    if status == nil or status == false or TERMINAL[status] then
-      n_skip = n_skip + 1  -- expired or cancelled meanwhile: nothing to record
+    if status ~= 'active' then
+      n_skip = n_skip + 1  -- settled already (a retried call), or cancelled or expired meanwhile
     elseif kind == 'cancel' then
       redis.call('HSET', rec, 'status', 'cancelled', 'error', 'cancelled while running', 'finished_at', now_s)
       redis.call('PEXPIRE', rec, ok_ttl)
@@ -54,7 +56,7 @@ for _, o in ipairs(cjson.decode(ARGV[7])) do
         'attempt', attempt)
       n_ok = n_ok + 1
       count_task(per_task, 'succeeded', task)
-      finish(c, jobid, 'succeeded', known)
+      finish(c, jobid, 'succeeded', f, 6)
     elseif kind == 'retry' then
       local due = now + tonumber(z)
       redis.call('HSET', rec, 'status', 'failed', 'error', x, 'traceback', y, 'due_at', int(due))
@@ -80,9 +82,29 @@ for _, o in ipairs(cjson.decode(ARGV[7])) do
     end
   end
 end
+-- Acknowledge, then remove the settled entries. Entries below both the oldest still-pending one and the newest
+-- one settled here have all been delivered (one group reads in order) and none is pending, so one exact XTRIM
+-- MINID drops them (whole stream nodes at once, far cheaper than XDEL per entry); the settled entries above that
+-- point (a job that finished before an older one still running) are deleted one by one.
 for si, ids in pairs(acked) do
+  local stream = KEYS[5 + si]
   for j = 1, #ids, 1000 do
-    redis.call('XDEL', KEYS[5 + si], unpack(ids, j, math.min(j + 999, #ids)))
+    redis.call('XACK', stream, group, unpack(ids, j, math.min(j + 999, #ids)))
+  end
+  local newest = ids[1]
+  for j = 2, #ids do
+    if id_less(newest, ids[j]) then newest = ids[j] end
+  end
+  local cut = id_next(newest)
+  local oldest_pending = redis.call('XPENDING', stream, group)[2]
+  if oldest_pending and id_less(oldest_pending, cut) then cut = oldest_pending end
+  redis.call('XTRIM', stream, 'MINID', cut)
+  local rest = {}
+  for j = 1, #ids do
+    if not id_less(ids[j], cut) then rest[#rest + 1] = ids[j] end
+  end
+  for j = 1, #rest, 1000 do
+    redis.call('XDEL', stream, unpack(rest, j, math.min(j + 999, #rest)))
   end
 end
 if n_ok > 0 then redis.call('HINCRBY', stats, 'succeeded', n_ok) end
@@ -93,10 +115,6 @@ end
 if n_retry + n_dead > 0 then redis.call('HINCRBY', stats, 'failed', n_retry + n_dead) end
 if n_dead > 0 then redis.call('HINCRBY', stats, 'dead', n_dead) end
 if n_cancel > 0 then redis.call('HINCRBY', stats, 'cancelled', n_cancel) end
--- Records expire on their own; their entries in the cleanup index go once they are older than the retention.
-redis.call('ZREMRANGEBYSCORE', prefix .. 'done:succeeded', '-inf', int(now - tonumber(ok_ttl)))
-redis.call('ZREMRANGEBYSCORE', prefix .. 'done:cancelled', '-inf', int(now - tonumber(ok_ttl)))
-redis.call('ZREMRANGEBYSCORE', prefix .. 'done:expired', '-inf', int(now - tonumber(ok_ttl)))
-redis.call('ZREMRANGEBYSCORE', prefix .. 'done:dead', '-inf', int(now - tonumber(dead_ttl)))
+flush_done(c)
 flush_task_counts(prefix, per_task)
 return {n_ok, n_retry, n_dead, n_skip}
