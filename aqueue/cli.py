@@ -205,8 +205,20 @@ def _prepare(args: argparse.Namespace, needs_server: str | None) -> Tasks:
     return tasks
 
 
-def _session(tasks: Tasks, body: Callable[[], Awaitable[T]] | None = None) -> T | None:
-    """Connect (one clear error if Redis does not answer), run ``body`` and close, in a fresh event loop."""
+def _loop_factory(loop: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    if loop == "asyncio":
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        raise CliError("--loop uvloop needs uvloop: pip install 'aqueue[uvloop]'") from None
+    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    return factory
+
+
+def _session(tasks: Tasks, body: Callable[[], Awaitable[T]] | None = None, loop: str = "asyncio") -> T | None:
+    """Connect (one clear error if Redis does not answer), run ``body`` and close, in a fresh event loop
+    (``loop`` ``uvloop`` runs it on uvloop)."""
 
     async def session() -> T | None:
         try:
@@ -218,7 +230,8 @@ def _session(tasks: Tasks, body: Callable[[], Awaitable[T]] | None = None) -> T 
         finally:
             await tasks.close()
 
-    return asyncio.run(session())
+    with asyncio.Runner(loop_factory=_loop_factory(loop)) as runner:
+        return runner.run(session())
 
 
 def _token(args: argparse.Namespace) -> str | None:
@@ -274,7 +287,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
             shutdown_timeout=args.shutdown_timeout,
         )
         if args.web is None:
-            _session(tasks, lambda: worker.run(burst=args.burst))
+            _session(tasks, lambda: worker.run(burst=args.burst), args.loop)
             return 0
         token = _token(args)
 
@@ -288,7 +301,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
             finally:
                 await runner.cleanup()
 
-        _session(tasks, serve_both)
+        _session(tasks, serve_both, args.loop)
         return 0
     _session(tasks)  # one clear error here rather than one per child
     return _supervise(args, tasks)
@@ -298,7 +311,7 @@ def _supervise(args: argparse.Namespace, tasks: Tasks) -> int:
     cmd = [sys.executable, "-m", "aqueue", "worker", args.target, "--processes", "1", "--queue", tasks.queue,
            "--shutdown-timeout", str(args.shutdown_timeout), "--strategy", args.strategy,
            "--scale-interval", str(args.scale_interval), "--cooldown", str(args.cooldown),
-           "--prefetch", str(args.prefetch), "--log-level", args.log_level,
+           "--prefetch", str(args.prefetch), "--log-level", args.log_level, "--loop", args.loop,
            "--log-format", args.log_format]  # fmt: skip
     for flag, value in (
         ("--lease", args.lease),
@@ -495,6 +508,8 @@ def build_parser() -> argparse.ArgumentParser:
     _option(w, "--burst", "AQUEUE_BURST", False, "exit once nothing is queued, due or running",
             action="store_true")  # fmt: skip
     _option(w, "--processes", "AQUEUE_PROCESSES", 1, "worker processes (default 1)", type=_count, metavar="N")
+    _option(w, "--loop", "AQUEUE_LOOP", "asyncio", "event loop: asyncio or uvloop (pip install 'aqueue[uvloop]')",
+            type=_choice("asyncio", "uvloop"))  # fmt: skip
     _option(w, "--lease", "AQUEUE_LEASE", None, "seconds before a silent worker's jobs are taken back",
             type=_positive, metavar="S")  # fmt: skip
     _option(w, "--shutdown-timeout", "AQUEUE_SHUTDOWN_TIMEOUT", 10.0, "seconds running jobs get to finish "

@@ -40,6 +40,7 @@ log = logging.getLogger("aqueue.worker")
 T = TypeVar("T")
 
 _BLOCK_SECONDS = 5.0  # longest single blocking read; an idle worker wakes at once when work arrives
+_TRICKLE_WAIT = 0.002  # a blocking read that waited longer than this found an empty queue: work trickles in
 
 #: Called after every attempt with (task, seconds it ran, seconds it waited in the stream, outcome kind ``ok``,
 #: ``retry`` or ``dead``); it runs on the slot's path, so it must be quick and must not block.
@@ -265,8 +266,9 @@ class Worker:
             if self.autoscaling:
                 self.supervisor = Supervisor(self, self.strategy, self.scale_interval, self.cooldown)
                 helpers.append(asyncio.create_task(self.supervisor.run(), name="aqueue-supervisor"))
-            log.info("worker %s up: queue=%s concurrency=%d [%d..%d] lease=%.1fs", self.id, self.tasks.queue,
-                     self._target, self.min_concurrency, self.max_concurrency, self.lease)  # fmt: skip
+            log.info("worker %s up: queue=%s concurrency=%d [%d..%d] lease=%.1fs loop=%s", self.id, self.tasks.queue,
+                     self._target, self.min_concurrency, self.max_concurrency, self.lease,
+                     type(asyncio.get_running_loop()).__module__)  # fmt: skip
             self._claim_task = asyncio.create_task(self._claim_loop(burst), name="aqueue-claim")
             await self._claim_task
         except asyncio.CancelledError:
@@ -357,6 +359,7 @@ class Worker:
         next_reclaim = 0.0
         backoff = 0.1
         limits = self.tasks.rate_limits_json()
+        trickle = False
         while not self._stopping.is_set():
             free = self._target + self.prefetch - self._busy
             if free <= 0:
@@ -365,36 +368,44 @@ class Worker:
                 continue
             try:
                 now = time.monotonic()
-                reclaim = now >= next_reclaim
-                if reclaim:
-                    next_reclaim = now + reclaim_every
-                jobs, cursors, paused = await broker.claim(
-                    self.id, self._quotas.split(free), cursors, lease_ms if reclaim else 0, limits
-                )
-                if paused:
-                    if burst and self._busy == 0:
-                        return
-                    await self._wait_resumed()
-                    continue
-                if self.paused:
-                    self.paused = False
-                    log.info("worker %s: queue %s resumed", self.id, self.tasks.queue)
-                if jobs:
-                    self._dispatch(jobs)
-                    continue
-                if burst:
-                    if await self._burst_done():
-                        return
-                    continue
+                # At low load the queue was empty when the last blocking read began and that read waited: block
+                # again at once instead of first claiming (an empty claim is a round trip per job at low rates).
+                # When a blocking read returns at once, work is flowing: claim in batches again.
+                if not (trickle and now < next_reclaim):
+                    reclaim = now >= next_reclaim
+                    if reclaim:
+                        next_reclaim = now + reclaim_every
+                    jobs, cursors, paused = await broker.claim(
+                        self.id, self._quotas.split(free), cursors, lease_ms if reclaim else 0, limits
+                    )
+                    if paused:
+                        if burst and self._busy == 0:
+                            return
+                        await self._wait_resumed()
+                        continue
+                    if self.paused:
+                        self.paused = False
+                        log.info("worker %s: queue %s resumed", self.id, self.tasks.queue)
+                    if jobs:
+                        trickle = False
+                        self._dispatch(jobs)
+                        continue
+                    if burst:
+                        if await self._burst_done():
+                            return
+                        continue
                 self._blocked = True
+                began = time.monotonic()
                 try:
                     delivered = await broker.wait_for_work(self.id, min(_BLOCK_SECONDS, reclaim_every))
                 finally:
                     self._blocked = False
+                trickle = bool(delivered) and time.monotonic() - began > _TRICKLE_WAIT
                 if delivered:
                     started, paused = await broker.start(self.id, delivered, limits)
                     self._dispatch(started)
                     if paused:
+                        trickle = False
                         await self._wait_resumed()
                 backoff = 0.1
             except BrokerUnavailable as exc:
@@ -527,7 +538,7 @@ class Worker:
         while self._outcomes:
             batch, self._outcomes = self._outcomes, []
             try:
-                await (await self.tasks.broker()).settle(batch)
+                await (await self.tasks.broker()).settle(self.id, batch)
             except BaseException:
                 self._outcomes[:0] = batch  # keep them: settling is idempotent, so a retry is safe
                 raise

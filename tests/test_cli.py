@@ -239,6 +239,22 @@ async def test_burst_worker_drains_the_queue_and_logs_json(app_dir: Path, queue:
     assert any(line["logger"] == "aqueue.worker" and " up: " in line["message"] for line in lines)
 
 
+@pytest.mark.parametrize("processes", ["1", "2"])
+async def test_worker_runs_on_uvloop(app_dir: Path, queue: str, processes: str) -> None:
+    async with producer(queue) as tasks:
+        add = tasks.get("add")
+        assert add is not None
+        jobs = await tasks.enqueue_many([add.spec(i, 1) for i in range(40)])
+        code, _, err = await run_cli_async(
+            app_dir, "worker", "app:tasks", "--burst", "--queue", queue, "--loop", "uvloop", "--processes", processes,
+            "--log-level", "debug",
+        )  # fmt: skip
+        assert code == 0, err
+        assert [await j.result(timeout=1) for j in jobs] == [i + 1 for i in range(40)]
+        assert (await tasks.info()).stats["succeeded"] == 40
+    assert err.count("loop=uvloop") == int(processes), err  # every worker process ran on uvloop
+
+
 @pytest.mark.parametrize("shutdown_timeout", ["0.1", "5"])
 async def test_sigterm_stops_the_worker_and_loses_nothing(app_dir: Path, queue: str, shutdown_timeout: str) -> None:
     async with producer(queue) as tasks:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -104,12 +105,25 @@ def open_connection(url: str) -> Connection:
             mem = _memory_servers[name] = _MemoryServer(fakeredis.FakeServer())
         fake: aioredis.Redis = fakeredis.FakeAsyncRedis(server=mem.server, decode_responses=True)
         return Connection(fake, url, mem.signal)
-    # Blocking reads wait up to MAX_BLOCK seconds; the socket timeout must outlast them (redis-py 8 defaults to 5 s).
+    # No socket timeout: with one, redis-py wraps every send in asyncio.wait_for (a task per command on 3.11) and
+    # every read in a timeout context, which measured 157 -> 236 us per PING on a 2-core box. A dead peer is found
+    # by TCP keepalive instead (idle 10 s, then 3 probes 5 s apart); a restarted Redis resets the connection at
+    # once. Blocking reads carry their own server-side timeouts (at most MAX_BLOCK).
     client = aioredis.Redis.from_url(
         url,
         decode_responses=True,
         health_check_interval=30,
-        socket_timeout=MAX_BLOCK + 10.0,
+        socket_timeout=None,
         socket_connect_timeout=5.0,
+        socket_keepalive=True,
+        socket_keepalive_options=_KEEPALIVE,
     )
     return Connection(client, url, None)
+
+
+def _keepalive_options() -> dict[int, int]:
+    options = {"TCP_KEEPIDLE": 10, "TCP_KEEPINTVL": 5, "TCP_KEEPCNT": 3}
+    return {getattr(socket, name): value for name, value in options.items() if hasattr(socket, name)}
+
+
+_KEEPALIVE = _keepalive_options()
