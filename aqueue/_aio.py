@@ -41,7 +41,7 @@ async def retry_unavailable(what: str, fn: Callable[[], Awaitable[T]], attempts:
         except BrokerUnavailable as exc:
             if i == attempts - 1:
                 raise
-            log.warning("%s failed: %s; retrying in %.1fs", what, exc, delay)
+            log.log(exc.log_level, "%s failed: %s; retrying in %.1fs", what, exc, delay)
             await asyncio.sleep(delay)
             delay *= 2
     raise AssertionError("unreachable")

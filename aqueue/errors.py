@@ -14,6 +14,8 @@ Every error derives from :class:`AqueueError`, so ``except aqueue.AqueueError`` 
 
 from __future__ import annotations
 
+import logging
+
 __all__ = [
     "AqueueError",
     "BrokerUnavailable",
@@ -39,7 +41,19 @@ class SerializationError(AqueueError, TypeError):
 
 
 class BrokerUnavailable(AqueueError, ConnectionError):
-    """Redis could not be reached; nothing was written."""
+    """Redis could not be reached; nothing was written.
+
+    While the connection's circuit breaker is open (Redis has failed repeatedly), calls fail at once with this error
+    without trying Redis, except one probe now and then; ``quiet`` is then True: the breaker has already logged the
+    outage once, so retry loops log it at debug level only (no log storm).
+    """
+
+    quiet: bool = False
+
+    @property
+    def log_level(self) -> int:
+        """WARNING for a fresh failure, DEBUG while the outage is already reported."""
+        return logging.DEBUG if self.quiet else logging.WARNING
 
 
 class UnknownJob(AqueueError, LookupError):

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from aqueue._aio import cancel_and_wait
+from aqueue.backend.breaker import MAX_RETRY_DELAY as _MAX_RETRY_DELAY
 from aqueue.errors import BrokerUnavailable
 
 if TYPE_CHECKING:
@@ -85,9 +86,9 @@ class EventHub:
                     self._dispatch((event_id, fields))
                 backoff = 0.1
             except BrokerUnavailable as exc:
-                log.warning("event reader: %s; retrying in %.1f s", exc, backoff)
+                log.log(exc.log_level, "event reader: %s; retrying in %.1f s", exc, backoff)
                 await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
+                backoff = min(backoff * 2, _MAX_RETRY_DELAY)
 
     def _dispatch(self, event: Event) -> None:
         fields = event[1]

@@ -15,6 +15,7 @@ import time
 from typing import TYPE_CHECKING
 
 from aqueue._aio import retry_unavailable
+from aqueue.backend.breaker import MAX_RETRY_DELAY as _MAX_RETRY_DELAY
 from aqueue.errors import BrokerUnavailable
 
 if TYPE_CHECKING:
@@ -57,9 +58,9 @@ async def run_crons(tasks: Tasks) -> None:
             state = await broker.cron_state()
             break
         except BrokerUnavailable as exc:
-            log.warning("cron: Redis unavailable: %s; retrying in %.1fs", exc, backoff)
+            log.log(exc.log_level, "cron: Redis unavailable: %s; retrying in %.1fs", exc, backoff)
             await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, 5.0)
+            backoff = min(backoff * 2, _MAX_RETRY_DELAY)
     now = _now_ms()
     next_at: dict[str, int] = {}
     for job in crons:
@@ -89,5 +90,5 @@ async def run_crons(tasks: Tasks) -> None:
                 if ticks:
                     await _fire(tasks, job, ticks[-1])
             except BrokerUnavailable as exc:
-                log.warning("cron %s: tick %d not enqueued, Redis unavailable: %s", name, ticks[-1], exc)
+                log.log(exc.log_level, "cron %s: tick %d not enqueued, Redis unavailable: %s", name, ticks[-1], exc)
             next_at[name] = job.schedule.next_after(now)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from aqueue.backend.breaker import MAX_RETRY_DELAY as _MAX_RETRY_DELAY
 from aqueue.backend.broker import Broker
 from aqueue.backend.connect import MAX_BLOCK
 from aqueue.errors import BrokerUnavailable
@@ -35,6 +36,6 @@ async def promote_due_jobs(broker: Broker, worker_id: str) -> None:
             await broker.wait_wake(state.wake_id, wait)
             backoff = 0.1
         except BrokerUnavailable as exc:
-            log.warning("worker %s: scheduler: %s; retrying in %.1fs", worker_id, exc, backoff)
+            log.log(exc.log_level, "worker %s: scheduler: %s; retrying in %.1fs", worker_id, exc, backoff)
             await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, 5.0)
+            backoff = min(backoff * 2, _MAX_RETRY_DELAY)

@@ -127,7 +127,7 @@ class Supervisor:
             try:
                 await self.tick()
             except BrokerUnavailable as exc:
-                log.warning("worker %s: supervisor: %s", self.worker.id, exc)
+                log.log(exc.log_level, "worker %s: supervisor: %s", self.worker.id, exc)
             except Exception:
                 # A faulty (custom) strategy must not end autoscaling silently: report it and keep ticking.
                 if loop.time() - self._last_error_log >= 60.0:

@@ -22,6 +22,7 @@ from typing import TypeVar
 
 from aqueue import codec
 from aqueue._aio import cancel_and_wait, retry_unavailable
+from aqueue.backend.breaker import MAX_RETRY_DELAY as _MAX_RETRY_DELAY
 from aqueue.backend.broker import Claimed, Outcome
 from aqueue.errors import BrokerUnavailable, ConfigurationError
 from aqueue.periodic import run_crons
@@ -213,7 +214,7 @@ class Worker:
         try:
             await (await self.tasks.broker()).record_scaling(fields)
         except BrokerUnavailable as exc:
-            log.warning("worker %s: scaling event not written: %s", self.id, exc)
+            log.log(exc.log_level, "worker %s: scaling event not written: %s", self.id, exc)
         return record
 
     # -- lifecycle -------------------------------------------------------------------------------------------
@@ -409,9 +410,9 @@ class Worker:
                         await self._wait_resumed()
                 backoff = 0.1
             except BrokerUnavailable as exc:
-                log.warning("worker %s: %s; retrying in %.1fs", self.id, exc, backoff)
+                log.log(exc.log_level, "worker %s: %s; retrying in %.1fs", self.id, exc, backoff)
                 await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
+                backoff = min(backoff * 2, _MAX_RETRY_DELAY)
             except Exception as exc:
                 if "NOGROUP" not in str(exc):
                     raise
@@ -438,9 +439,9 @@ class Worker:
                 commands = await broker.read_control(last_id, _BLOCK_SECONDS)
                 backoff = 0.1
             except BrokerUnavailable as exc:
-                log.warning("worker %s: control stream: %s; retrying in %.1fs", self.id, exc, backoff)
+                log.log(exc.log_level, "worker %s: control stream: %s; retrying in %.1fs", self.id, exc, backoff)
                 await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
+                backoff = min(backoff * 2, _MAX_RETRY_DELAY)
                 continue
             for command_id, fields in commands:
                 last_id = command_id
@@ -553,9 +554,9 @@ class Worker:
                 await self._flush()
                 backoff = 0.1
             except BrokerUnavailable as exc:
-                log.warning("worker %s: settle failed: %s; retrying in %.1fs", self.id, exc, backoff)
+                log.log(exc.log_level, "worker %s: settle failed: %s; retrying in %.1fs", self.id, exc, backoff)
                 await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
+                backoff = min(backoff * 2, _MAX_RETRY_DELAY)
                 self._settle_wakeup.set()
 
     # -- background duties -----------------------------------------------------------------------------------
@@ -598,4 +599,4 @@ class Worker:
             try:
                 await self._heartbeat_once()
             except BrokerUnavailable as exc:
-                log.warning("worker %s: heartbeat failed: %s", self.id, exc)
+                log.log(exc.log_level, "worker %s: heartbeat failed: %s", self.id, exc)

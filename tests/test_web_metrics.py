@@ -43,6 +43,8 @@ FAMILIES = {
     "aqueue_event_loop_lag_seconds": "gauge",
     "aqueue_redis_errors": "counter",
     "aqueue_redis_up": "gauge",
+    "aqueue_redis_circuit_open": "gauge",
+    "aqueue_redis_circuit_opened": "counter",
 }
 
 

@@ -140,7 +140,7 @@ async def test_ready_needs_redis_and_a_running_worker(serve: Serve, make_tasks: 
     assert "not running" in (await json_of(await client.get("/health/ready"), 503))["error"]
     run = asyncio.create_task(worker.run())
     await wait_until(lambda: worker.is_running)
-    assert await json_of(await client.get("/health/ready"), 200) == {"status": "ready"}
+    assert await json_of(await client.get("/health/ready"), 200) == {"status": "ready", "redis_circuit": "closed"}
     await worker.stop()
     await run
     assert "not running" in (await json_of(await client.get("/health/ready"), 503))["error"]

@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Awaitable, Callable, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any, ParamSpec, TypeVar
+from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 import redis.exceptions as rexc
 
 from aqueue import codec
+from aqueue.backend.breaker import CircuitBreaker
 from aqueue.backend.connect import Connection
 from aqueue.errors import BrokerUnavailable
 from aqueue.keys import GROUP, Keys
@@ -48,17 +51,42 @@ def _load_sources() -> dict[str, str]:
 _SOURCES = _load_sources()
 
 
+_inside: ContextVar[bool] = ContextVar("aqueue_broker_call", default=False)
+
+
 def unavailable(fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
-    """Turn redis-py connection failures into :class:`BrokerUnavailable` with the cause attached."""
+    """Pass a broker method through its circuit breaker, and turn redis-py connection failures into
+    :class:`BrokerUnavailable` with the cause attached (quiet once the breaker has reported the outage)."""
 
     @functools.wraps(fn)
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
-        try:
+        if _inside.get():  # a broker call made by another one (e.g. reloading scripts): the outer one counts
             return await fn(*args, **kwargs)
+        breaker: CircuitBreaker = getattr(args[0], "breaker")  # noqa: B009 - args[0] is the Broker
+        breaker.before_call()
+        token = _inside.set(True)
+        try:
+            result = await fn(*args, **kwargs)
+        except BrokerUnavailable:
+            raise
         except (rexc.ConnectionError, rexc.TimeoutError, OSError) as exc:
-            raise BrokerUnavailable(f"Redis is not answering: {exc}") from exc
+            error = BrokerUnavailable(f"Redis is not answering: {exc}")
+            error.quiet = breaker.failed(exc)
+            raise error from exc
+        finally:
+            _inside.reset(token)
+        breaker.succeeded()
+        return result
 
     return wrapper
+
+
+def _redacted(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +182,8 @@ class Broker:
         self.settings = settings
         self._local = conn.local
         self._sha: dict[str, str] = {}
+        #: Reports an outage once, fails calls fast while Redis is down, probes for its return.
+        self.breaker = CircuitBreaker(_redacted(conn.url))
         self._stream_index = {name: i + 1 for i, name in enumerate(keys.streams)}
 
     @property

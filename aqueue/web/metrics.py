@@ -20,6 +20,7 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from aqueue.backend.breaker import CircuitBreaker
 from aqueue.backend.broker import QueueInfo, QueueSample
 from aqueue.errors import BrokerUnavailable
 from aqueue.web.live import LiveFigures
@@ -56,6 +57,7 @@ class _QueueCollector(Collector):
         self.queue = queue
         self.live = live
         self.reading: _Reading | None = None
+        self.breaker: CircuitBreaker | None = None  # the broker's, once connected
 
     def collect(self) -> Iterator[Metric]:
         yield _gauge(
@@ -65,6 +67,15 @@ class _QueueCollector(Collector):
         errors.add_metric([], self.live.redis_errors)
         yield errors
         yield _gauge("aqueue_redis_up", "1 if Redis answered this scrape, else 0", 0 if self.reading is None else 1)
+        if self.breaker is not None:
+            yield _gauge(
+                "aqueue_redis_circuit_open",
+                "1 while this process's Redis circuit breaker is open (Redis failing; calls fail fast)",
+                1 if self.breaker.is_open else 0,
+            )
+            opened = CounterMetricFamily("aqueue_redis_circuit_opened", "Times this process's Redis circuit opened")
+            opened.add_metric([], self.breaker.opened_total)
+            yield opened
         if self.reading is not None:
             yield from self._queue_families(self.reading)
 
@@ -167,6 +178,7 @@ class WebMetrics:
         """Read the queue's figures from Redis for the next exposition (on failure, expose ``aqueue_redis_up 0``)."""
         try:
             broker = await self.config.tasks.broker()
+            self._collector.breaker = broker.breaker
             info, sample, per_task = await asyncio.gather(broker.info(), broker.sample(0), broker.task_counters())
         except BrokerUnavailable:
             self.config.live.redis_errors += 1

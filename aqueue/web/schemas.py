@@ -240,7 +240,13 @@ SCHEMAS: dict[str, Any] = {
         },
         ("name", "task", "schedule", "next_run", "last_run", "last_job"),
     ),
-    "Health": obj({"status": STR}, ("status",)),
+    "Health": obj(
+        {
+            "status": STR,
+            "redis_circuit": {"type": "string", "enum": ["closed", "open"], "description": "the Redis circuit breaker"},
+        },
+        ("status",),
+    ),
 }
 
 

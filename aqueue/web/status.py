@@ -184,4 +184,4 @@ async def health_ready(request: web.Request) -> web.Response:
     worker = config.worker
     if worker is not None and not worker.is_running:
         raise error(web.HTTPServiceUnavailable, f"worker {worker.id} is not running")
-    return reply({"status": "ready"})
+    return reply({"status": "ready", "redis_circuit": (await config.tasks.broker()).breaker.state})

@@ -1,0 +1,184 @@
+"""Redis outages: a Redis the test runs itself (appendonly, fsync always) is restarted mid-run and then stopped for
+10 s while a producer enqueues and a worker drains. Nothing ``enqueue`` acknowledged is lost, enqueue during the
+outage raises ``BrokerUnavailable``, the circuit breaker reports the outage once (no log storm) and closes again,
+and ``/health/ready`` and ``/metrics`` show its state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+import aqueue
+
+pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs the redis-server binary")
+
+
+class RedisProcess:
+    """A redis-server on a free loopback port, with an append-only file in ``workdir``."""
+
+    def __init__(self, workdir: Path) -> None:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.workdir = workdir
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes",
+             "--appendfsync", "always", "--dir", str(self.workdir)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                if redis.Redis(port=self.port, socket_timeout=1).ping():
+                    return
+            except redis.ConnectionError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("redis-server did not start")
+            time.sleep(0.02)
+
+    def stop(self, kill: bool = False) -> None:
+        assert self.proc is not None
+        if kill:
+            self.proc.kill()
+        else:
+            self.proc.terminate()
+        self.proc.wait(10)
+        self.proc = None
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[RedisProcess]:
+    server = RedisProcess(tmp_path)
+    server.start()
+    yield server
+    if server.proc is not None:
+        server.stop()
+
+
+async def test_restart_and_a_10s_outage_lose_no_acknowledged_job(
+    own_redis: RedisProcess, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="aqueue")
+    tasks = aqueue.Tasks("outage", own_redis.url)
+    ran: set[int] = set()
+
+    @tasks.task
+    async def work(n: int) -> int:
+        await asyncio.sleep(0.005)
+        ran.add(n)
+        return n
+
+    # A claim whose reply is lost with the connection leaves its job pending for this worker until the lease
+    # passes, when the worker takes it back: a short lease keeps the test short.
+    worker = aqueue.Worker(tasks, concurrency=20, shutdown_timeout=5, lease=3.0)
+    running = asyncio.create_task(worker.run())
+    acknowledged: dict[int, aqueue.Job[int]] = {}
+    refused: list[BaseException] = []
+    stop_producing = asyncio.Event()
+
+    async def produce() -> None:
+        n = 0
+        while not stop_producing.is_set():
+            n += 1
+            try:
+                acknowledged[n] = await work.enqueue(n)
+            except aqueue.BrokerUnavailable as exc:
+                refused.append(exc)
+            await asyncio.sleep(0.004)
+
+    producer = asyncio.create_task(produce())
+    loop = asyncio.get_running_loop()
+    try:
+        await asyncio.sleep(2.0)
+        await loop.run_in_executor(None, own_redis.stop)  # a clean restart: SIGTERM, AOF flushed
+        await loop.run_in_executor(None, own_redis.start)
+        await asyncio.sleep(2.0)
+        outage_from = len(caplog.records)
+        await loop.run_in_executor(None, lambda: own_redis.stop(kill=True))  # a crash: SIGKILL
+        await asyncio.sleep(10.0)
+        broker = await tasks.broker()
+        assert broker.breaker.is_open
+        outage_logs = [r for r in caplog.records[outage_from:] if r.levelno >= logging.WARNING]
+        await loop.run_in_executor(None, own_redis.start)
+        await asyncio.sleep(2.0)
+        stop_producing.set()
+        await producer
+        deadline = time.monotonic() + 60
+        while set(acknowledged) - ran:
+            assert time.monotonic() < deadline, f"{len(set(acknowledged) - ran)} acknowledged jobs never ran"
+            await asyncio.sleep(0.1)
+        statuses: set[aqueue.JobStatus] = set()
+        while statuses != {aqueue.JobStatus.SUCCEEDED}:  # their settles, retried since Redis came back
+            assert time.monotonic() < deadline, statuses
+            await asyncio.sleep(0.2)
+            statuses = {await job.status() for job in acknowledged.values()}
+        print(f"\n{len(acknowledged)} jobs acknowledged, {len(refused)} enqueues refused during the outages, "
+              f"{len(outage_logs)} warning+ log lines in the 10 s outage, breaker opened "
+              f"{broker.breaker.opened_total} times")  # fmt: skip
+        assert statuses == {aqueue.JobStatus.SUCCEEDED}
+        assert refused and all(isinstance(e, aqueue.BrokerUnavailable) for e in refused)
+        assert not broker.breaker.is_open and broker.breaker.opened_total >= 1
+        assert len(outage_logs) <= 20, [r.getMessage() for r in outage_logs]
+        assert any("circuit open" in r.getMessage() for r in outage_logs)
+        assert any("circuit closed" in r.getMessage() for r in caplog.records)
+        # Also every job written but not acknowledged (the connection died before the reply) ends, none stays held.
+        info = await tasks.info()
+        while not (info.active == 0 and info.stats["succeeded"] == info.stats["enqueued"]):
+            assert time.monotonic() < deadline, info
+            await asyncio.sleep(0.2)
+            info = await tasks.info()
+        assert sum(info.queued.values()) == 0
+    finally:
+        stop_producing.set()
+        await asyncio.gather(producer, return_exceptions=True)
+        await worker.stop()
+        await running
+        await tasks.close()
+
+
+async def test_ready_and_metrics_show_the_circuit(own_redis: RedisProcess) -> None:
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from aqueue.web import create_app
+
+    tasks = aqueue.Tasks("outage-web", own_redis.url)
+    client = TestClient(TestServer(create_app(tasks)))
+    await client.start_server()
+    try:
+        ready = await client.get("/health/ready")
+        assert ready.status == 200 and (await ready.json())["redis_circuit"] == "closed"
+        own_redis.stop(kill=True)
+        for _ in range(4):  # enough failures to open the circuit
+            assert (await client.get("/health/ready")).status == 503
+        down = await client.get("/health/ready")
+        assert down.status == 503 and "circuit open" in (await down.json())["error"]
+        text = await (await client.get("/metrics")).text()
+        assert "aqueue_redis_circuit_open 1.0" in text and "aqueue_redis_up 0.0" in text
+        own_redis.start()
+        deadline = time.monotonic() + 10
+        while (await client.get("/health/ready")).status != 200:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.2)
+        text = await (await client.get("/metrics")).text()
+        assert "aqueue_redis_circuit_open 0.0" in text and "aqueue_redis_circuit_opened_total 1.0" in text
+    finally:
+        await client.close()
+        await tasks.close()
