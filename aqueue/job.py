@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -75,6 +76,10 @@ class JobOptions:
     ttl: float | None = None
 
     def __post_init__(self) -> None:
+        for name in ("delay", "timeout", "backoff_base", "backoff_max", "dedup_ttl", "ttl"):
+            value = getattr(self, name)
+            if value is not None and not math.isfinite(value):
+                raise ConfigurationError(f"{name} must be a finite number of seconds, got {value}")
         if self.dedup_key is not None and not 0 < len(self.dedup_key) <= 512:
             raise ConfigurationError("dedup_key must be a non-empty string of at most 512 characters")
         if self.dedup_ttl is not None and self.dedup_ttl <= 0:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import math
 import random
 import traceback
 from typing import TYPE_CHECKING, Any
@@ -22,7 +23,12 @@ __all__ = ["run_job"]
 
 
 def _backoff_ms(attempt: int, base: float, cap: float) -> int:
-    return round(min(cap, base * 2.0 ** max(0, attempt - 1)) * random.uniform(0.5, 1.0) * 1000)
+    # Capped at a day and computed without overflow: base * 2 ** (attempt - 1) can exceed a float.
+    try:
+        delay = min(cap, base * 2.0 ** min(max(0, attempt - 1), 1000))
+    except OverflowError:
+        delay = cap
+    return round(min(delay, 86_400.0) * random.uniform(0.5, 1.0) * 1000)
 
 
 def _dead(c: Claimed, error: str, tb: str = "") -> Outcome:
@@ -38,7 +44,11 @@ async def run_job(tasks: Tasks, c: Claimed) -> Outcome:
         opts: dict[str, Any] = spec["o"]
         max_attempts = int(opts["max_attempts"])
         timeout: float | None = opts.get("timeout")
-        base, cap = opts["backoff"]
+        base, cap = (float(v) for v in opts["backoff"])
+        if not (math.isfinite(base) and math.isfinite(cap) and base >= 0 and cap >= 0):
+            raise ValueError(f"backoff must be finite numbers >= 0, got {opts['backoff']!r}")
+        if timeout is not None and not (isinstance(timeout, int | float) and math.isfinite(timeout) and timeout > 0):
+            raise ValueError(f"timeout must be a finite number > 0, got {timeout!r}")
         if not isinstance(args, list) or not isinstance(kwargs, dict):
             raise TypeError("arguments must be a list and keyword arguments an object")
         if c.inputs:

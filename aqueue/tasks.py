@@ -110,15 +110,15 @@ class Task(Generic[P, R]):
             self.tasks.settings.priority_index(priority)
         return Task(self.tasks, self.fn, self.name, self._options.merged(override), self.rate_limit)
 
-    def spec(self, *args: P.args, **kwargs: P.kwargs) -> JobSpec[R]:
+    def spec(self, /, *args: P.args, **kwargs: P.kwargs) -> JobSpec[R]:
         """An unsent job with these arguments; raises :class:`SerializationError` if they are not JSON."""
         return self.tasks._make_spec(self.name, args, kwargs, self._options)
 
-    async def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> Job[R]:
+    async def enqueue(self, /, *args: P.args, **kwargs: P.kwargs) -> Job[R]:
         """Enqueue one job (one Redis round trip) and return its handle."""
         return await self.tasks.enqueue(self.spec(*args, **kwargs))
 
-    async def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+    async def __call__(self, /, *args: P.args, **kwargs: P.kwargs) -> R:
         """Run the function here, now (for tests and composition); no queue involved."""
         if self.is_async:
             return await cast(Callable[P, Awaitable[R]], self.fn)(*args, **kwargs)

@@ -39,7 +39,9 @@ def _unauthorized() -> web.HTTPException:
 
 
 def _same(given: str, token: str) -> bool:
-    return hmac.compare_digest(given.encode(), token.encode())  # constant time: the token cannot be guessed by timing
+    # Constant time, so the token cannot be guessed by timing; a header that is not text (undecodable bytes) is
+    # simply a wrong token, never an error.
+    return hmac.compare_digest(given.encode("utf-8", "replace"), token.encode("utf-8", "replace"))
 
 
 def _bearer(request: web.Request) -> str | None:
