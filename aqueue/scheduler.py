@@ -16,6 +16,8 @@ log = logging.getLogger("aqueue.scheduler")
 
 #: Jobs moved per promotion call; a full batch is followed by another at once.
 PROMOTE_LIMIT = 1000
+#: Waits this short are timed by this process, not by a blocking read in Redis (see promote_due_jobs).
+_LOCAL_TIMER = 0.1
 
 
 async def promote_due_jobs(broker: Broker, worker_id: str) -> None:
@@ -33,7 +35,12 @@ async def promote_due_jobs(broker: Broker, worker_id: str) -> None:
             wait = MAX_BLOCK
             if state.next_due_ms is not None:
                 wait = min(wait, max(0.001, (state.next_due_ms - state.now_ms + 1) / 1000))
-            await broker.wait_wake(state.wake_id, wait)
+            if wait <= _LOCAL_TIMER:
+                await asyncio.sleep(wait)
+            else:
+                # Redis ends a blocking read's timeout on its own timer (every 100 ms at the default hz 10), so it
+                # can return up to 100 ms late: block until shortly before the due time, then sleep locally.
+                await broker.wait_wake(state.wake_id, wait - _LOCAL_TIMER)
             backoff = 0.1
         except BrokerUnavailable as exc:
             log.log(exc.log_level, "worker %s: scheduler: %s; retrying in %.1fs", worker_id, exc, backoff)

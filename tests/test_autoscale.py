@@ -39,8 +39,9 @@ async def test_burst_raises_concurrency_from_min_within_two_seconds_then_returns
     assert loop.time() - burst_at <= 2.0
     await jobs[-1].result(timeout=30)
     peak = max(r.new for r in worker.scaling_history)
-    # Sized from the backlog in one step, not +1 per tick: 1,500 jobs x 20 ms over a 5 s drain target = 6.
-    assert worker.scaling_history[0].new >= 5, worker.scaling_history
+    # Sized from the backlog, not +1 per tick: 1,500 jobs x 20 ms over a 5 s drain target = 6. The first decision
+    # may be the probe taken before any job finished (service time still unknown); the next one sizes it.
+    assert max(r.new for r in list(worker.scaling_history)[:2]) >= 5, worker.scaling_history
     assert peak <= 60
     await wait_until(lambda: worker.concurrency == 2, 20.0)
     events = await _scaling_events(tasks)
