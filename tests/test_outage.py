@@ -129,7 +129,10 @@ async def test_restart_and_a_10s_outage_lose_no_acknowledged_job(
         while statuses != {aqueue.JobStatus.SUCCEEDED}:  # their settles, retried since Redis came back
             assert time.monotonic() < deadline, statuses
             await asyncio.sleep(0.2)
-            statuses = {await job.status() for job in acknowledged.values()}
+            try:
+                statuses = {await job.status() for job in acknowledged.values()}
+            except aqueue.BrokerUnavailable:
+                continue  # a pooled connection the restart closed fails once; the next read reconnects
         print(f"\n{len(acknowledged)} jobs acknowledged, {len(refused)} enqueues refused during the outages, "
               f"{len(outage_logs)} warning+ log lines in the 10 s outage, breaker opened "
               f"{broker.breaker.opened_total} times")  # fmt: skip
