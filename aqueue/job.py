@@ -54,6 +54,13 @@ _FINISHED = frozenset({JobStatus.SUCCEEDED, JobStatus.DEAD, JobStatus.CANCELLED,
 DEDUP_MODES = ("drop", "replace")
 
 
+#: The longest delay, timeout, backoff, TTL or dedup hold a job may ask for (100 years, in seconds): far beyond any
+#: real use, and small enough that every due time stays an exact integer of milliseconds in Redis.
+MAX_SECONDS = 100 * 365 * 86_400
+#: The most attempts a job may ask for.
+MAX_ATTEMPTS = 1_000_000
+
+
 @dataclass(frozen=True, slots=True)
 class JobOptions:
     """Per-job options; ``None`` means "the task's default".
@@ -78,16 +85,31 @@ class JobOptions:
     def __post_init__(self) -> None:
         for name in ("delay", "timeout", "backoff_base", "backoff_max", "dedup_ttl", "ttl"):
             value = getattr(self, name)
-            if value is not None and not math.isfinite(value):
-                raise ConfigurationError(f"{name} must be a finite number of seconds, got {value}")
-        if self.dedup_key is not None and not 0 < len(self.dedup_key) <= 512:
-            raise ConfigurationError("dedup_key must be a non-empty string of at most 512 characters")
-        if self.dedup_ttl is not None and self.dedup_ttl <= 0:
-            raise ConfigurationError(f"dedup_ttl must be > 0 seconds, got {self.dedup_ttl}")
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ConfigurationError(f"{name} must be a number of seconds, got {value!r}")
+            if not math.isfinite(value) or abs(value) > MAX_SECONDS:
+                raise ConfigurationError(f"{name} must be a finite number of seconds up to {MAX_SECONDS}, got {value}")
+        if self.max_attempts is not None and (
+            isinstance(self.max_attempts, bool) or not isinstance(self.max_attempts, int)
+        ):
+            raise ConfigurationError(f"max_attempts must be an integer, got {self.max_attempts!r}")
+        if self.max_attempts is not None and self.max_attempts > MAX_ATTEMPTS:
+            raise ConfigurationError(f"max_attempts must be <= {MAX_ATTEMPTS}, got {self.max_attempts}")
+        if self.dedup_key is not None:
+            if not isinstance(self.dedup_key, str) or not 0 < len(self.dedup_key) <= 512:
+                raise ConfigurationError("dedup_key must be a non-empty string of at most 512 characters")
+            try:
+                self.dedup_key.encode()
+            except UnicodeEncodeError:
+                raise ConfigurationError(f"dedup_key {self.dedup_key!r} is not valid Unicode text") from None
+        if self.dedup_ttl is not None and self.dedup_ttl < 0.001:  # 0 ms would mean "hold until the job finishes"
+            raise ConfigurationError(f"dedup_ttl must be at least 0.001 seconds, got {self.dedup_ttl}")
         if self.dedup_mode is not None and self.dedup_mode not in DEDUP_MODES:
             raise ConfigurationError(f"dedup_mode must be one of {', '.join(DEDUP_MODES)}, got {self.dedup_mode!r}")
-        if self.ttl is not None and self.ttl <= 0:
-            raise ConfigurationError(f"ttl must be > 0 seconds, got {self.ttl}")
+        if self.ttl is not None and self.ttl < 0.001:
+            raise ConfigurationError(f"ttl must be at least 0.001 seconds, got {self.ttl}")
         if self.delay < 0:
             raise ConfigurationError(f"delay must be >= 0 seconds, got {self.delay}")
         if self.max_attempts is not None and self.max_attempts < 1:

@@ -15,7 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from aqueue import codec
+import orjson
+
 from aqueue.errors import BrokerUnavailable
 from aqueue.scaling import Decision, MetricsSnapshot, Strategy
 
@@ -193,4 +194,4 @@ def _inputs(s: MetricsSnapshot, d: Decision) -> str:
         "workers": s.workers,
     }
     figures.update(d.details)
-    return codec.encode(figures)
+    return orjson.dumps(figures).decode()  # not codec: a NaN figure is written as null, not refused

@@ -115,11 +115,15 @@ async def element(driver: WebDriver, css: str, timeout: float = 5.0) -> WebEleme
 
 
 async def click(driver: WebDriver, css: str) -> None:
-    """Click the element ``css`` (found again if the page re-rendered it in between)."""
+    """Click the element ``css`` once it is enabled (found again if the page re-rendered it in between): a click on
+    a button the page has not enabled yet (Resume, just after Pause answered) does nothing."""
 
     def find_and_click() -> bool:
         try:
-            driver.find_element(By.CSS_SELECTOR, css).click()
+            element = driver.find_element(By.CSS_SELECTOR, css)
+            if not element.is_enabled():
+                return False
+            element.click()
         except (StaleElementReferenceException, NoSuchElementException):
             return False
         return True
