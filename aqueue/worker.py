@@ -37,6 +37,8 @@ from aqueue.tasks import Tasks
 
 __all__ = ["Worker"]
 
+#: What Redis answers a read of streams that were deleted under the worker.
+_STREAMS_GONE = ("NOGROUP", "UNBLOCKED", "requires the key to exist")
 log = logging.getLogger("aqueue.worker")
 T = TypeVar("T")
 
@@ -414,9 +416,13 @@ class Worker:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, _MAX_RETRY_DELAY)
             except Exception as exc:
-                if "NOGROUP" not in str(exc):
+                # The streams were deleted (FLUSHALL, a DEL of the queue's keys): a later read finds no group
+                # (NOGROUP; fakeredis: "requires the key to exist"); one blocked at that moment is woken with
+                # UNBLOCKED. Recreate the groups and go on.
+                if not any(sign in str(exc) for sign in _STREAMS_GONE):
                     raise
-                await broker.ensure_groups()  # the streams were deleted (e.g. FLUSHALL): recreate and go on
+                log.warning("worker %s: the queue's streams were deleted: %s; recreating them", self.id, exc)
+                await broker.ensure_groups()
 
     async def _wait_resumed(self) -> None:
         """The queue is paused: wait for a ``resume`` command (or re-check after a second)."""

@@ -1,4 +1,9 @@
-"""Fixtures: every integration test runs on in-process ``memory://`` and on the real Redis at 127.0.0.1:6379."""
+"""Fixtures: every integration test runs on in-process ``memory://`` and on the real Redis at 127.0.0.1:6379.
+
+A test module that sets ``ON_CLUSTER = True`` runs on a third backend as well: a 3-master Redis Cluster on loopback
+ports, started once per session by :func:`redis_cluster` (``redis-server --cluster-enabled yes`` x3, then
+``redis-cli --cluster create``) and shut down at the end.
+"""
 
 from __future__ import annotations
 
@@ -9,19 +14,20 @@ import subprocess
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
-import redis.asyncio as aioredis
 
 import aqueue
+from aqueue.backend.connect import open_connection
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
-def _redis_answers() -> bool:
+def _redis_answers(port: int = 6379) -> bool:
     try:
-        with socket.create_connection(("127.0.0.1", 6379), timeout=0.5) as sock:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
             sock.sendall(b"PING\r\n")
             return sock.recv(16).startswith(b"+PONG")
     except OSError:
@@ -49,11 +55,108 @@ def real_redis() -> Iterator[None]:
         subprocess.run([shutil.which("redis-cli") or "redis-cli", "-p", "6379", "shutdown", "nosave"], check=False)
 
 
-@pytest.fixture(params=["memory", "redis"])
+def _free_port_pair(start: int) -> int:
+    """The first port from ``start`` that is free, and whose cluster bus port (+10000) is free too."""
+    port = start
+    while True:
+        try:
+            for p in (port, port + 10000):
+                with socket.socket() as sock:
+                    sock.bind(("127.0.0.1", p))
+            return port
+        except OSError:
+            port += 1
+
+
+def _cluster_ok(port: int) -> bool:
+    info = subprocess.run(["redis-cli", "-p", str(port), "cluster", "info"], capture_output=True, text=True)
+    return "cluster_state:ok" in info.stdout
+
+
+class LocalCluster:
+    """A Redis Cluster of ``masters`` nodes on free loopback ports, each in its own directory under ``root``."""
+
+    def __init__(self, root: Path, masters: int = 3, first_port: int = 7101, appendonly: bool = False) -> None:
+        server, cli = shutil.which("redis-server"), shutil.which("redis-cli")
+        assert server and cli, "the cluster tests need redis-server and redis-cli"
+        self.server, self.cli, self.root = server, cli, root
+        self.appendonly = appendonly
+        self.ports: list[int] = []
+        for _ in range(masters):
+            self.ports.append(_free_port_pair((self.ports[-1] + 1) if self.ports else first_port))
+
+    @property
+    def url(self) -> str:
+        return "redis+cluster://" + ",".join(f"127.0.0.1:{p}" for p in self.ports)
+
+    def start_node(self, port: int) -> None:
+        """Start (or restart) one node; its nodes.conf keeps its place in the cluster across restarts."""
+        node = self.root / str(port)
+        node.mkdir(exist_ok=True)
+        subprocess.run(
+            [self.server, "--port", str(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes",
+             "--cluster-config-file", "nodes.conf", "--save", "", "--appendonly", "yes" if self.appendonly else "no",
+             "--appendfsync", "always", "--daemonize", "yes",
+             "--dir", str(node), "--logfile", str(node / "log")],
+            check=True,
+        )  # fmt: skip
+        deadline = time.monotonic() + 10
+        while not _redis_answers(port):
+            assert time.monotonic() < deadline, f"cluster node {port} did not start"
+            time.sleep(0.05)
+
+    def stop_node(self, port: int) -> None:
+        subprocess.run([self.cli, "-p", str(port), "shutdown", "nosave"], check=False, capture_output=True)
+
+    def wait_ok(self, timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not all(_cluster_ok(p) for p in self.ports):
+            assert time.monotonic() < deadline, "the cluster did not reach cluster_state:ok"
+            time.sleep(0.1)
+
+    def start(self) -> None:
+        for port in self.ports:
+            self.start_node(port)
+        nodes = [f"127.0.0.1:{p}" for p in self.ports]
+        subprocess.run(
+            [self.cli, "--cluster", "create", *nodes, "--cluster-replicas", "0", "--cluster-yes"],
+            check=True,
+            capture_output=True,
+        )
+        self.wait_ok()
+
+    def stop(self) -> None:
+        for port in self.ports:
+            self.stop_node(port)
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A 3-master Redis Cluster on loopback, for the session: its ``redis+cluster://`` URL."""
+    cluster = LocalCluster(tmp_path_factory.mktemp("cluster"))
+    try:
+        cluster.start()
+        yield cluster.url
+    finally:
+        cluster.stop()
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """``backend``: memory and the real Redis everywhere, plus the cluster in modules that set ``ON_CLUSTER``."""
+    chosen = any("backend" in str(mark.args[0]) for mark in metafunc.definition.iter_markers("parametrize"))
+    if "backend" in metafunc.fixturenames and not chosen:  # a test may pick its backends itself
+        names = ["memory", "redis", *(["cluster"] if getattr(metafunc.module, "ON_CLUSTER", False) else [])]
+        metafunc.parametrize("backend", names, indirect=True)
+
+
+@pytest.fixture
 def backend(request: pytest.FixtureRequest) -> str:
-    """The URL of one backend: a fresh in-process memory server, or the real Redis."""
+    """The URL of one backend: a fresh in-process memory server, the real Redis, or the test cluster."""
     if request.param == "memory":
         return f"memory://test-{uuid.uuid4().hex[:8]}"
+    if request.param == "cluster":
+        url: str = request.getfixturevalue("redis_cluster")
+        return url
     return REDIS_URL
 
 
@@ -66,7 +169,7 @@ async def delete_queue(url: str, queue: str) -> None:
     """Remove every key of a queue from the real Redis (memory servers are thrown away with the test)."""
     if not url.startswith("redis"):
         return
-    r = aioredis.Redis.from_url(url)
+    r = open_connection(url).client
     try:
         keys = [k async for k in r.scan_iter(match=f"aqueue:{{{queue}}}:*", count=1000)]
         for i in range(0, len(keys), 500):

@@ -12,6 +12,7 @@ import pytest
 import aqueue
 from tests.conftest import RunningWorker, wait_until
 
+ON_CLUSTER = True
 MakeTasks = Callable[..., aqueue.Tasks]
 StartWorker = Callable[..., Awaitable[RunningWorker]]
 

@@ -12,6 +12,9 @@ import pytest
 import aqueue
 from tests.conftest import RunningWorker, wait_until
 
+#: These tests run on the 3-master Redis Cluster too (see tests/conftest.py).
+ON_CLUSTER = True
+
 MakeTasks = Callable[..., aqueue.Tasks]
 StartWorker = Callable[..., Awaitable[RunningWorker]]
 

@@ -19,6 +19,7 @@ import aqueue
 from aqueue._aio import cancel_and_wait
 from tests.conftest import REDIS_URL, RunningWorker, delete_queue, wait_until
 
+ON_CLUSTER = True
 MakeTasks = Callable[..., aqueue.Tasks]
 StartWorker = Callable[..., Awaitable[RunningWorker]]
 LEASE = 1.0
@@ -256,3 +257,27 @@ async def test_second_stop_request_cancels_running_jobs_at_once_and_puts_them_ba
     await asyncio.wait_for(rw.task, 5)
     record = await job.record()
     assert (record.status, record.attempts) == (aqueue.JobStatus.QUEUED, 0)
+
+
+async def test_deleting_the_queues_keys_under_a_blocked_worker_does_not_kill_it(
+    make_tasks: MakeTasks, start_worker: StartWorker
+) -> None:
+    """A worker blocked reading its streams when they are deleted (FLUSHALL, a DEL of the queue's keys) is woken
+    with ``UNBLOCKED`` or finds ``NOGROUP`` next; it recreates its groups and runs the jobs enqueued after."""
+    tasks = make_tasks()
+
+    @tasks.task
+    async def echo(n: int) -> int:
+        return n
+
+    rw = await start_worker(tasks, concurrency=2)
+    assert await (await echo.enqueue(1)).result(timeout=5) == 1
+    await asyncio.sleep(0.2)  # blocked in XREADGROUP now
+    broker = await tasks.broker()
+    for _ in range(2):
+        await broker.redis.delete(*tasks.keys.streams)
+        broker._bump()
+        await asyncio.sleep(0.3)
+    assert not rw.task.done()
+    assert await (await echo.enqueue(2)).result(timeout=10) == 2
+    assert not rw.task.done()

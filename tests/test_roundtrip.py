@@ -13,6 +13,9 @@ import redis.asyncio.connection as rconn
 import aqueue
 from tests.conftest import REDIS_URL, RunningWorker, delete_queue, wait_until
 
+#: These tests run on the 3-master Redis Cluster too (see tests/conftest.py).
+ON_CLUSTER = True
+
 MakeTasks = Callable[..., aqueue.Tasks]
 StartWorker = Callable[..., Awaitable[RunningWorker]]
 

@@ -19,6 +19,8 @@ import aqueue
 from aqueue.web import create_app
 from tests.conftest import RunningWorker, wait_until
 
+ON_CLUSTER = True
+
 TOKEN = "control-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 JSON = {"Content-Type": "application/json"}

@@ -17,6 +17,8 @@ import aqueue
 from aqueue.web import create_app
 from tests.conftest import RunningWorker, wait_until
 
+ON_CLUSTER = True
+
 TOKEN = "s3cret-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 

@@ -24,6 +24,7 @@ from aqueue.web.fanout import EventFilter, Subscription, parse_event_id, previou
 from aqueue.web.ws import CLOSE_BAD_REQUEST, CLOSE_SLOW_CONSUMER, FANOUT, WS_OPTIONS, WsOptions, parse_query
 from tests.conftest import RunningWorker, wait_until
 
+ON_CLUSTER = True
 MakeTasks = Callable[..., aqueue.Tasks]
 StartWorker = Callable[..., Awaitable[RunningWorker]]
 Message = dict[str, Any]

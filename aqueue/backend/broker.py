@@ -53,6 +53,24 @@ _SOURCES = _load_sources()
 
 _inside: ContextVar[bool] = ContextVar("aqueue_broker_call", default=False)
 
+#: What "Redis is down" looks like: connection failures, and a cluster with a slot no master serves right now.
+_DOWN = (
+    rexc.ConnectionError,
+    rexc.TimeoutError,
+    OSError,
+    rexc.ClusterDownError,
+    rexc.SlotNotCoveredError,
+    rexc.TryAgainError,
+)
+
+
+def _is_down(exc: BaseException) -> bool:
+    """Whether ``exc`` says Redis is unreachable (as opposed to a bad command): redis-py's cluster client raises a
+    bare RedisClusterException when it reaches none of the nodes it knows."""
+    if isinstance(exc, _DOWN):
+        return True
+    return isinstance(exc, rexc.RedisClusterException) and "cannot be connected" in str(exc)
+
 
 def unavailable(fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
     """Pass a broker method through its circuit breaker, and turn redis-py connection failures into
@@ -69,8 +87,10 @@ def unavailable(fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
             result = await fn(*args, **kwargs)
         except BrokerUnavailable:
             raise
-        except (rexc.ConnectionError, rexc.TimeoutError, OSError) as exc:
-            error = BrokerUnavailable(f"Redis is not answering: {exc}")
+        except (*_DOWN, rexc.RedisClusterException) as exc:
+            if not _is_down(exc):
+                raise
+            error = BrokerUnavailable(f"Redis is not answering: {type(exc).__name__}: {exc}")
             error.quiet = breaker.failed(exc)
             raise error from exc
         finally:
@@ -200,10 +220,13 @@ class Broker:
         """Load the scripts (so every call is one EVALSHA round trip) after checking Redis answers."""
         if self._sha and not force:
             return
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for source in _SOURCES.values():
-                pipe.script_load(source)
-            shas = await pipe.execute()
+        if self._conn.cluster:  # SCRIPT LOAD goes to every primary, one script at a time (no pipelining)
+            shas = [await self.redis.script_load(source) for source in _SOURCES.values()]
+        else:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for source in _SOURCES.values():
+                    pipe.script_load(source)
+                shas = await pipe.execute()
         self._sha = dict(zip(_SOURCES, shas, strict=True))
 
     async def _script(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
@@ -265,7 +288,7 @@ class Broker:
             async with self.redis.pipeline(transaction=False) as pipe:
                 for i in range(0, len(items), chunk):
                     keys, args = self._enqueue_args(items[i : i + chunk])
-                    pipe.evalsha(self._sha["enqueue"], len(keys), *keys, *args)
+                    pipe.execute_command("EVALSHA", self._sha["enqueue"], len(keys), *keys, *args)
                 try:
                     replies = await pipe.execute()
                     break
@@ -518,10 +541,15 @@ class Broker:
     @unavailable
     async def heartbeats(self) -> tuple[int, dict[str, int]]:
         """Redis time (ms) and the last heartbeat (ms, Redis clock) of every registered worker."""
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.time()
-            pipe.zrange(self.keys.workers, 0, -1, withscores=True)
-            (sec, usec), seen = await pipe.execute()
+        if self._conn.cluster:  # no keyless command in a cluster pipeline: ask the queue's own node for its time
+            seen = await self.redis.zrange(self.keys.workers, 0, -1, withscores=True)
+            node = self.redis.get_node_from_key(self.keys.workers)
+            sec, usec = await self.redis.execute_command("TIME", target_nodes=node)
+        else:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.time()
+                pipe.zrange(self.keys.workers, 0, -1, withscores=True)
+                (sec, usec), seen = await pipe.execute()
         return int(sec) * 1000 + int(usec) // 1000, {wid: int(score) for wid, score in seen}
 
     @unavailable

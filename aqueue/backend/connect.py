@@ -1,4 +1,9 @@
-"""Open a Redis client from a URL: ``redis://``, ``rediss://``, ``unix://`` or ``memory://`` (in-process fakeredis).
+"""Open a Redis client from a URL: ``redis://``, ``rediss://``, ``unix://``, ``memory://`` (in-process fakeredis), or
+``redis+cluster://`` / ``rediss+cluster://`` (Redis Cluster).
+
+A cluster URL names one or more nodes to discover the cluster from: ``redis+cluster://[user:password@]host:port
+[,host:port...]``. Every key of a queue carries the hash tag ``{queue}``, so a queue lives in one slot (and all its
+scripts and transactions run on one node) while different queues spread over the cluster.
 
 ``memory://NAME`` gives every client in this process that names the same server the same data, so a producer
 and a worker in one process share a queue with no Redis installed. It cannot be shared between processes.
@@ -10,9 +15,11 @@ import asyncio
 import os
 import socket
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
+from urllib.parse import unquote, urlsplit
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
 
 from aqueue.errors import ConfigurationError
 
@@ -73,6 +80,8 @@ class Connection:
     client: aioredis.Redis
     url: str
     local: LocalSignal | None
+    #: True for a ``redis+cluster://`` client (a RedisCluster behind the Redis type).
+    cluster: bool = False
 
 
 def resolve_url(url: str | None) -> str:
@@ -80,7 +89,7 @@ def resolve_url(url: str | None) -> str:
     return url or os.environ.get("AQUEUE_REDIS_URL") or DEFAULT_URL
 
 
-_SCHEMES = ("memory", "redis", "rediss", "unix")
+_SCHEMES = ("memory", "redis", "rediss", "unix", "redis+cluster", "rediss+cluster")
 
 
 def check_url(url: str) -> str:
@@ -88,9 +97,29 @@ def check_url(url: str) -> str:
     scheme = url.split("://", 1)[0].lower() if "://" in url else ""
     if scheme not in _SCHEMES:
         raise ConfigurationError(
-            f"unsupported Redis URL {url!r}: use redis://, rediss://, unix:// or memory:// (in-process)"
+            f"unsupported Redis URL {url!r}: use redis://, rediss://, unix://, redis+cluster://host:port[,host:port]"
+            " or memory:// (in-process)"
         )
+    if scheme.endswith("+cluster"):
+        _cluster_nodes(url)
     return scheme
+
+
+def _cluster_nodes(url: str) -> tuple[list[tuple[str, int]], str | None, str | None]:
+    """The startup nodes, user and password of a cluster URL, or :class:`ConfigurationError`."""
+    parts = urlsplit(url)
+    hosts = parts.netloc.rsplit("@", 1)[-1]
+    if parts.path not in ("", "/", "/0") or parts.query:
+        raise ConfigurationError(f"cluster URL {url!r}: Redis Cluster has only database 0 and takes no options")
+    nodes: list[tuple[str, int]] = []
+    for item in hosts.split(","):
+        host, _, port = item.strip().rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigurationError(f"cluster URL {url!r}: expected host:port[,host:port...], got {item!r}")
+        nodes.append((host.strip("[]"), int(port)))
+    user = unquote(parts.username) if parts.username else None
+    password = unquote(parts.password) if parts.password else None
+    return nodes, user, password
 
 
 def open_connection(url: str) -> Connection:
@@ -105,19 +134,32 @@ def open_connection(url: str) -> Connection:
             mem = _memory_servers[name] = _MemoryServer(fakeredis.FakeServer())
         fake: aioredis.Redis = fakeredis.FakeAsyncRedis(server=mem.server, decode_responses=True)
         return Connection(fake, url, mem.signal)
+    options: dict[str, Any] = {
+        "decode_responses": True,
+        "socket_timeout": None,
+        "socket_connect_timeout": 5.0,
+        "socket_keepalive": True,
+        "socket_keepalive_options": _KEEPALIVE,
+    }
+    if scheme.endswith("+cluster"):
+        nodes, user, password = _cluster_nodes(url)
+        cluster = RedisCluster(
+            startup_nodes=[ClusterNode(host, port) for host, port in nodes],
+            username=user,
+            password=password,
+            ssl=scheme == "rediss+cluster",
+            # Per node, and it raises rather than waits when reached; unbounded like the standalone client's pool
+            # (many result() waits each hold a connection for a blocking read).
+            max_connections=2**31,
+            **options,
+        )
+        # The broker uses the commands both clients share; RedisCluster routes each by its key's slot.
+        return Connection(cast(aioredis.Redis, cluster), url, None, cluster=True)
     # No socket timeout: with one, redis-py wraps every send in asyncio.wait_for (a task per command on 3.11) and
     # every read in a timeout context, which measured 157 -> 236 us per PING on a 2-core box. A dead peer is found
     # by TCP keepalive instead (idle 10 s, then 3 probes 5 s apart); a restarted Redis resets the connection at
     # once. Blocking reads carry their own server-side timeouts (at most MAX_BLOCK).
-    client = aioredis.Redis.from_url(
-        url,
-        decode_responses=True,
-        health_check_interval=30,
-        socket_timeout=None,
-        socket_connect_timeout=5.0,
-        socket_keepalive=True,
-        socket_keepalive_options=_KEEPALIVE,
-    )
+    client = aioredis.Redis.from_url(url, health_check_interval=30, **options)
     return Connection(client, url, None)
 
 
