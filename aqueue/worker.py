@@ -221,11 +221,12 @@ class Worker:
 
     # -- lifecycle -------------------------------------------------------------------------------------------
 
-    async def run(self, burst: bool = False) -> None:
+    async def run(self, burst: bool = False, *, handle_signals: bool = True) -> None:
         """Run until :meth:`stop` or SIGINT/SIGTERM; with ``burst``, until nothing is queued, due or running.
 
         A second SIGINT/SIGTERM during shutdown stops waiting for running jobs: they are cancelled at once and put
-        back in the queue.
+        back in the queue. ``handle_signals=False`` leaves SIGINT/SIGTERM to the host application (an aiohttp app
+        started with ``web.run_app``, say), which then stops the worker with :meth:`stop` on its way down.
         """
         if self._done is not None and not self._done.is_set():
             raise RuntimeError("this worker is already running")
@@ -238,7 +239,8 @@ class Worker:
         self._resumed = asyncio.Event()
         self._started_at = time.time()
         loop = asyncio.get_running_loop()
-        signals = self._install_signals(loop)  # before connecting, so a signal during start-up is not fatal
+        # Before connecting, so a signal during start-up is not fatal.
+        signals = self._install_signals(loop) if handle_signals else []
         try:
             broker = await self.tasks.broker()
             await broker.ensure_groups()
@@ -293,8 +295,8 @@ class Worker:
 
     def request_stop(self) -> None:
         """Ask the worker to stop, without waiting (safe from a signal handler); a second call forces it."""
-        if self._stopping is None:
-            return
+        if self._stopping is None or (self._done is not None and self._done.is_set()):
+            return  # never started, or already shut down: nothing to stop
         if self._stopping.is_set():
             if self._force is not None and not self._force.is_set():
                 log.warning("worker %s: second stop request: cancelling running jobs now", self.id)

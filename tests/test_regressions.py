@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import os
+import signal
 from collections.abc import Awaitable, Callable
 
 import pytest
@@ -68,3 +72,39 @@ def test_backoff_that_would_overflow_is_capped_at_a_day() -> None:
     from aqueue.runner import _backoff_ms
 
     assert 43_200_000 <= _backoff_ms(2000, 1e306, 1e306) <= 86_400_000
+
+
+async def test_a_worker_run_with_handle_signals_false_leaves_sigterm_to_the_host(make_tasks: MakeTasks) -> None:
+    """Embedded in an app that handles SIGINT/SIGTERM itself (aiohttp's run_app), the worker must not take the
+    signal: the host's handler runs and the worker keeps going until the host stops it."""
+    tasks = make_tasks()
+
+    @tasks.task
+    async def echo(n: int) -> int:
+        return n
+
+    loop = asyncio.get_running_loop()
+    host_got = asyncio.Event()
+    loop.add_signal_handler(signal.SIGTERM, host_got.set)
+    try:
+        worker = aqueue.Worker(tasks, concurrency=2)
+        running = asyncio.create_task(worker.run(handle_signals=False))
+        assert await (await echo.enqueue(1)).result(timeout=5) == 1
+        os.kill(os.getpid(), signal.SIGTERM)
+        await asyncio.wait_for(host_got.wait(), 5)
+        assert not running.done()
+        assert await (await echo.enqueue(2)).result(timeout=5) == 2
+        await worker.stop()
+        await running
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
+
+
+async def test_stop_after_the_worker_finished_is_quiet(make_tasks: MakeTasks, caplog: pytest.LogCaptureFixture) -> None:
+    tasks = make_tasks()
+    worker = aqueue.Worker(tasks, concurrency=1)
+    await worker.run(burst=True)
+    with caplog.at_level(logging.WARNING, logger="aqueue"):
+        await worker.stop()
+        await worker.stop()
+    assert not [r for r in caplog.records if "stop request" in r.getMessage()], caplog.text
