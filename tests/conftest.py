@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 
 import aqueue
 from aqueue.backend.connect import open_connection
@@ -53,6 +54,49 @@ def real_redis() -> Iterator[None]:
     yield
     if started:
         subprocess.run([shutil.which("redis-cli") or "redis-cli", "-p", "6379", "shutdown", "nosave"], check=False)
+
+
+class RedisProcess:
+    """A redis-server on a free loopback port (the test's own), with an append-only file in ``workdir`` unless
+    ``appendonly`` is False."""
+
+    def __init__(self, workdir: Path, appendonly: bool = True) -> None:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.workdir = workdir
+        self.appendonly = appendonly
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "yes" if self.appendonly else "no", "--appendfsync", "always", "--dir", str(self.workdir)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                if redis.Redis(port=self.port, socket_timeout=1).ping():
+                    return
+            except redis.ConnectionError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("redis-server did not start")
+            time.sleep(0.02)
+
+    def stop(self, kill: bool = False) -> None:
+        assert self.proc is not None
+        if kill:
+            self.proc.kill()
+        else:
+            self.proc.terminate()
+        self.proc.wait(10)
+        self.proc = None
 
 
 def _free_port_pair(start: int) -> int:

@@ -179,13 +179,22 @@ end
 
 -- Write the cleanup index entries of the jobs finish() saw in this script call: one entry per status, its ids
 -- comma-joined, in the stream done:<status> (entry ids are finish times), trimmed to the retention as it grows.
+-- Keep a stream of finished jobs (a done index, the dead-letter stream) only as long as the records it points at:
+-- entries older than ttl ms go, and the key itself expires ttl ms after its newest entry, so an idle queue's
+-- indexes vanish with its last records instead of lingering until the next job finishes.
+local function age_out(key, ttl, now)
+  ttl = tonumber(ttl)
+  if not ttl or ttl <= 0 then return end
+  redis.call('XTRIM', key, 'MINID', int(now - ttl))
+  redis.call('PEXPIRE', key, int(ttl))
+end
+
 local function flush_done(c)
   if not c.done then return end
   for st, ids in pairs(c.done) do
     local key = c.prefix .. 'done:' .. st
     redis.call('XADD', key, '*', 'ids', table.concat(ids, ','))
-    local ttl = tonumber(st == 'dead' and c.dead_ttl or c.ok_ttl)
-    if ttl then redis.call('XTRIM', key, 'MINID', int(c.now - ttl)) end
+    age_out(key, st == 'dead' and c.dead_ttl or c.ok_ttl, c.now)
   end
   c.done = nil
 end

@@ -182,7 +182,10 @@ else
     left = left - read(i, left)
   end
 end
-if n_dead > 0 then redis.call('HINCRBY', stats, 'dead', n_dead) end
+if n_dead > 0 then
+  redis.call('HINCRBY', stats, 'dead', n_dead)
+  age_out(dead, dead_ttl, now)
+end
 if n_expired > 0 then redis.call('HINCRBY', stats, 'expired', n_expired) end
 if earliest ~= nil then redis.call('XADD', prefix .. 'wake', 'MAXLEN', '1', '*', 'due_at', int(earliest)) end
 flush_task_counts(prefix, per_task)

@@ -113,7 +113,10 @@ if n_retry > 0 then
   redis.call('XADD', wake, 'MAXLEN', '1', '*', 'due_at', int(earliest))
 end
 if n_retry + n_dead > 0 then redis.call('HINCRBY', stats, 'failed', n_retry + n_dead) end
-if n_dead > 0 then redis.call('HINCRBY', stats, 'dead', n_dead) end
+if n_dead > 0 then
+  redis.call('HINCRBY', stats, 'dead', n_dead)
+  age_out(dead, dead_ttl, now)
+end
 if n_cancel > 0 then redis.call('HINCRBY', stats, 'cancelled', n_cancel) end
 flush_done(c)
 flush_task_counts(prefix, per_task)
