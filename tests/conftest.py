@@ -8,6 +8,7 @@ ports, started once per session by :func:`redis_cluster` (``redis-server --clust
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import socket
 import subprocess
@@ -97,6 +98,24 @@ class RedisProcess:
             self.proc.terminate()
         self.proc.wait(10)
         self.proc = None
+
+
+def system_binary(names: tuple[str, ...], packages: tuple[str, ...]) -> str:
+    """The path of the first of ``names`` on PATH, installing Debian's ``packages`` first when none is there and
+    this runs as root with apt-get (so ``python -m pytest`` works on a fresh machine); else the test fails, naming
+    the packages."""
+    found = next((path for name in names if (path := shutil.which(name))), None)
+    if found is None and shutil.which("apt-get") and os.geteuid() == 0:
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        install = ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *packages]
+        if subprocess.run(install, env=env, capture_output=True).returncode != 0:
+            subprocess.run(["apt-get", "update", "-qq"], env=env, capture_output=True, check=False)
+            subprocess.run(install, env=env, capture_output=True, check=False)
+        found = next((path for name in names if (path := shutil.which(name))), None)
+    if found is None:
+        pytest.fail(f"{names[0]} is missing: install Debian's {' '.join(packages)} (as root: apt-get install -y "
+                    f"{' '.join(packages)})")  # fmt: skip
+    return found
 
 
 def _free_port_pair(start: int) -> int:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -15,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import aqueue
 from aqueue.web import create_app
-from tests.conftest import RunningWorker, wait_until
+from tests.conftest import RunningWorker, system_binary, wait_until
 
 ON_CLUSTER = True
 
@@ -172,8 +171,7 @@ async def test_names_follow_the_prometheus_rules(
                 assert "_total" not in sample.name, sample.name
         if family.type == "histogram" or "seconds" in name:
             assert name.endswith("_seconds"), name
-    promtool = shutil.which("promtool")
-    assert promtool, "promtool is missing: apt-get install prometheus (.ci/run does)"
+    promtool = system_binary(("promtool",), ("prometheus",))
     result = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True, timeout=30)
     assert result.returncode == 0, result.stdout + result.stderr
 
