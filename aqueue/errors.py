@@ -9,7 +9,9 @@ Every error derives from :class:`AqueueError`, so ``except aqueue.AqueueError`` 
     ├── UnknownJob              no record for a job id (never existed, or retention expired it)
     ├── ResultTimeout           ``Job.result(timeout=…)`` ran out of time (also a ``TimeoutError``)
     ├── JobFailed               the job ended dead-lettered; carries the error and traceback
-    └── JobCancelled            the job was cancelled before it could finish
+    ├── JobCancelled            the job was cancelled before it could finish
+    ├── Retry                   raised by a task: retry this job after a given delay (e.g. a 429's Retry-After)
+    └── Reject                  raised by a task: no further attempts, dead-letter now (e.g. a 400)
 """
 
 from __future__ import annotations
@@ -22,7 +24,9 @@ __all__ = [
     "ConfigurationError",
     "JobCancelled",
     "JobFailed",
+    "Reject",
     "ResultTimeout",
+    "Retry",
     "SerializationError",
     "UnknownJob",
 ]
@@ -80,3 +84,23 @@ class JobCancelled(AqueueError):
     def __init__(self, job_id: str) -> None:
         super().__init__(f"job {job_id} was cancelled")
         self.job_id = job_id
+
+
+class Retry(AqueueError):
+    """Raise inside a task to retry its job ``after`` seconds from now (``None``: the task's usual backoff).
+
+    The attempt counts: once the job has had ``max_attempts`` it is dead-lettered, with this error's message.
+    """
+
+    def __init__(self, message: str = "", *, after: float | None = None) -> None:
+        if after is not None and not (
+            isinstance(after, int | float) and not isinstance(after, bool) and 0 <= after <= 86_400 * 366
+        ):
+            raise ConfigurationError(f"Retry(after=…) must be seconds from 0 to a year, got {after!r}")
+        super().__init__(message or (f"retry in {after} s" if after is not None else "retry"))
+        self.after = after
+
+
+class Reject(AqueueError):
+    """Raise inside a task to dead-letter its job now, whatever attempts it has left (the input is wrong and
+    retrying cannot help). The message is the dead-letter reason."""

@@ -14,7 +14,7 @@ import anyio.to_thread
 from aqueue import codec
 from aqueue.backend.broker import Claimed, Outcome
 from aqueue.context import JobContext, _current
-from aqueue.errors import SerializationError
+from aqueue.errors import Reject, Retry, SerializationError
 
 if TYPE_CHECKING:
     from aqueue.tasks import Tasks
@@ -74,10 +74,14 @@ async def run_job(tasks: Tasks, c: Claimed) -> Outcome:
     except Exception as exc:
         if isinstance(exc, TimeoutError) and deadline is not None and deadline.expired():
             error, tb = f"TimeoutError: timed out after {timeout} s", ""
+        elif isinstance(exc, Reject | Retry):  # the task's own decision: its message says why, no traceback
+            error, tb = f"{type(exc).__name__}: {exc}", ""
         else:
             error, tb = f"{type(exc).__name__}: {exc}", traceback.format_exc()
-        if c.attempt < max_attempts:
-            return Outcome("retry", c.stream, c.msg_id, c.job_id, error, tb, str(_backoff_ms(c.attempt, base, cap)))
+        if c.attempt < max_attempts and not isinstance(exc, Reject):
+            after = exc.after if isinstance(exc, Retry) else None
+            delay = round(after * 1000) if after is not None else _backoff_ms(c.attempt, base, cap)
+            return Outcome("retry", c.stream, c.msg_id, c.job_id, error, tb, str(delay))
         return _dead(c, error, tb)
     try:
         encoded = codec.encode(result, f"result of task {c.task!r}")

@@ -94,6 +94,71 @@ async def test_job_succeeding_on_a_later_attempt_returns_its_result(
     assert (await job.record()).attempts == 2
 
 
+async def test_a_task_raising_retry_is_retried_after_the_delay_it_asks_for(
+    make_tasks: MakeTasks, start_worker: StartWorker
+) -> None:
+    """``aqueue.Retry(after=…)`` (say, a 429's Retry-After) replaces the backoff; the attempt counts."""
+    tasks = make_tasks()
+    calls: list[float] = []
+
+    @tasks.task(max_attempts=3, backoff_base=30.0)  # the usual backoff would be 15-30 s
+    async def polite() -> str:
+        calls.append(asyncio.get_running_loop().time())
+        if len(calls) == 1:
+            raise aqueue.Retry("429 from the partner API", after=0.3)
+        return "done"
+
+    await start_worker(tasks)
+    job = await polite.enqueue()
+    assert await job.result(timeout=10) == "done"
+    assert 0.3 <= calls[1] - calls[0] < 1.3, calls
+    record = await job.record()
+    assert record.attempts == 2
+    failed = [e for e in await _events(tasks, job.id) if e["type"] == "failed"]
+    assert [e["error"] for e in failed] == ["Retry: 429 from the partner API"]
+
+
+async def test_a_task_raising_retry_with_no_attempts_left_is_dead_lettered(
+    make_tasks: MakeTasks, start_worker: StartWorker
+) -> None:
+    tasks = make_tasks()
+
+    @tasks.task(max_attempts=2)
+    async def never_ready() -> None:
+        raise aqueue.Retry(after=0)
+
+    await start_worker(tasks)
+    job = await never_ready.enqueue()
+    with pytest.raises(aqueue.JobFailed) as info:
+        await job.result(timeout=10)
+    assert info.value.error == "Retry: retry in 0 s" and info.value.traceback == ""
+    assert (await job.record()).attempts == 2
+
+
+async def test_a_task_raising_reject_is_dead_lettered_at_once(make_tasks: MakeTasks, start_worker: StartWorker) -> None:
+    """``aqueue.Reject`` means the input is wrong: no further attempt, whatever ``max_attempts`` says."""
+    tasks = make_tasks()
+
+    @tasks.task(max_attempts=5)
+    async def strict(order: int) -> None:
+        raise aqueue.Reject(f"order {order} does not exist")
+
+    await start_worker(tasks)
+    job = await strict.enqueue(42)
+    with pytest.raises(aqueue.JobFailed) as info:
+        await job.result(timeout=10)
+    assert info.value.error == "Reject: order 42 does not exist" and info.value.traceback == ""
+    assert (await job.record()).attempts == 1
+    dead = await (await tasks.broker()).dead_letters()
+    assert [(f["job"], f["reason"]) for _, f in dead] == [(job.id, "Reject: order 42 does not exist")]
+
+
+@pytest.mark.parametrize("after", [-1, float("nan"), float("inf"), 10**9, True, "5"])
+def test_retry_refuses_a_delay_that_is_not_seconds_from_0_to_a_year(after: object) -> None:
+    with pytest.raises(aqueue.ConfigurationError, match="Retry"):
+        aqueue.Retry(after=after)  # type: ignore[arg-type]
+
+
 async def test_timed_out_attempt_counts_as_a_failure(make_tasks: MakeTasks, start_worker: StartWorker) -> None:
     tasks = make_tasks()
     started: list[int] = []
