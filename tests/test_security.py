@@ -439,3 +439,74 @@ async def test_no_response_carries_cors_headers_not_even_a_preflight(serve: Serv
             assert leaked == [], (method, path, resp.status, leaked)
             seen += 1
     assert seen >= 3 * 15
+
+
+# -- (e) cross-site requests from a visitor's browser ----------------------------------------------------------
+
+UPGRADE = {
+    "Connection": "Upgrade",
+    "Upgrade": "websocket",
+    "Sec-WebSocket-Version": "13",
+    "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+}
+
+
+@pytest.mark.parametrize("token", [None, TOKEN], ids=["no-token", "token"])
+async def test_a_page_on_another_site_can_neither_mutate_nor_open_the_websocket(
+    serve: Serve, make_tasks: MakeTasks, token: str | None
+) -> None:
+    """An operator's browser on another site's page sends the request with the operator's network position (and,
+    for /ws, no CORS applies): every mutating route and the WebSocket upgrade refuse it with 403, found from the
+    router; the queue stays untouched."""
+    tasks = make_tasks()
+    client = await serve(tasks, token=token)
+    auth = AUTH if token else {}
+    cross = [
+        {"Origin": "http://evil.example", "Sec-Fetch-Site": "cross-site"},
+        {"Origin": "http://evil.example"},  # a browser that predates Sec-Fetch-Site
+        {"Origin": "null", "Sec-Fetch-Site": "cross-site"},  # a sandboxed frame
+        {"Origin": f"http://{client.host}:{client.port}", "Sec-Fetch-Site": "same-site"},  # a sibling subdomain
+    ]
+    mutating = routes_of(client, MUTATING)
+    for headers in cross:
+        for method, path in mutating:
+            resp = await client.request(method, path, headers={**headers, **auth}, json={})
+            assert resp.status == 403, (method, path, headers, resp.status, await resp.text())
+            assert "cross-origin request refused" in (await resp.json())["error"]
+        upgrade = {**headers, **UPGRADE}
+        resp = await client.get("/ws", headers=upgrade, params={"token": token} if token else None)
+        assert resp.status == 403, (headers, resp.status)
+    assert await tasks.paused() is None
+
+    # The app's own page, and clients that are not browsers, go through.
+    own = f"http://{client.host}:{client.port}"
+    for headers in ({"Sec-Fetch-Site": "same-origin", "Origin": own}, {"Origin": own}, {}):
+        resp = await client.post("/pause", headers={**headers, **auth}, json={})
+        assert resp.status == 200, (headers, await resp.text())
+        resp = await client.post("/resume", headers={**headers, **auth}, json={})
+        assert resp.status == 200
+        async with client.ws_connect("/ws", headers=headers, params={"token": token} if token else None) as ws:
+            assert (await ws.receive_json(timeout=5))["type"] == "snapshot"
+
+
+async def test_allowed_origins_admit_a_named_origin_and_only_it(serve: Serve, make_tasks: MakeTasks) -> None:
+    client = await serve(make_tasks(), allowed_origins=["https://admin.example.com/"])
+    ok = {"Origin": "https://admin.example.com", "Sec-Fetch-Site": "cross-site"}
+    assert (await client.post("/pause", headers=ok, json={})).status == 200
+    other = {"Origin": "https://admin.example.com.evil.example", "Sec-Fetch-Site": "cross-site"}
+    assert (await client.post("/resume", headers=other, json={})).status == 403
+    with pytest.raises(aqueue.ConfigurationError, match="allowed_origins"):
+        create_app(aqueue.Tasks(queue="q", redis_url="memory://q"), allowed_origins=["admin.example.com"])
+
+
+@pytest.mark.parametrize("kind", ["application/x-www-form-urlencoded", "multipart/form-data", "text/plain"])
+async def test_an_empty_form_post_is_refused_even_where_a_body_is_optional(
+    serve: Serve, make_tasks: MakeTasks, kind: str
+) -> None:
+    """What an HTML form on another site can send without a preflight: refused with 415 before anything runs."""
+    tasks = make_tasks()
+    client = await serve(tasks)
+    for path in ("/pause", "/resume", "/cleanup"):
+        resp = await client.post(path, data=b"", headers={"Content-Type": kind})
+        assert resp.status == 415, (path, kind, resp.status)
+    assert await tasks.paused() is None

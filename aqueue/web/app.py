@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 
 from aiohttp import hdrs, web
 
@@ -82,6 +82,43 @@ async def _auth(request: web.Request, handler: Handler) -> web.StreamResponse:
     return await handler(request)
 
 
+def _cross_origin(request: web.Request, allowed: frozenset[str]) -> str | None:
+    """Why a browser request comes from another site (None if it does not, or is not from a browser).
+
+    Modern browsers say where a request comes from in ``Sec-Fetch-Site``; older ones send ``Origin`` on every
+    cross-origin POST and WebSocket, compared here with the ``Host`` the request was sent to. Clients that are not
+    browsers (curl, SDKs, the CLI) send neither and are not concerned: for them the token is the guard.
+    """
+    origin = request.headers.get(hdrs.ORIGIN)
+    if origin is not None and origin in allowed:
+        return None
+    site = request.headers.get("Sec-Fetch-Site")
+    if site is not None:
+        return None if site in ("same-origin", "none") else f"Sec-Fetch-Site: {site}, Origin: {origin}"
+    if origin is None:
+        return None
+    host = origin.partition("://")[2]
+    return None if host and host == request.host else f"Origin {origin} is not this host ({request.host})"
+
+
+@web.middleware
+async def _same_origin(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Refuse mutating requests and WebSocket upgrades a page on another site makes from a visitor's browser.
+
+    Without it, any web page an operator opens could pause the queue, delete finished jobs or read the event
+    stream through the operator's browser (a WebSocket is not bound by CORS), token or not.
+    """
+    upgrade = request.headers.get(hdrs.UPGRADE, "").lower() == "websocket"
+    if request.method not in _SAFE_METHODS or upgrade:
+        why = _cross_origin(request, request.config_dict[CONFIG].allowed_origins)
+        if why is not None:
+            raise error(
+                web.HTTPForbidden,
+                f"cross-origin request refused ({why}); create_app(allowed_origins=[...]) admits an origin",
+            )
+    return await handler(request)
+
+
 @web.middleware
 async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Every failure answers JSON ``{"error": …}`` with its status; Redis down is 503, never a traceback page."""
@@ -124,11 +161,14 @@ def create_app(
     *,
     protect_reads: bool = False,
     max_body: int = 1 << 20,
+    allowed_origins: Iterable[str] = (),
 ) -> web.Application:
     """The aqueue web sub-app for ``tasks`` (and ``worker``, if this process runs one).
 
     With ``token``, mutating endpoints and the WebSocket require ``Authorization: Bearer <token>``; reads too
-    when ``protect_reads``. Request bodies over ``max_body`` bytes get 413.
+    when ``protect_reads``. Request bodies over ``max_body`` bytes get 413. Browsers may call mutating endpoints
+    and open the WebSocket only from the app's own origin and ``allowed_origins`` (``"https://admin.example.com"``);
+    other clients are not concerned.
     """
     if worker is not None and worker.tasks is not tasks:
         raise ConfigurationError("the worker must run the same Tasks the app serves")
@@ -136,8 +176,11 @@ def create_app(
         raise ConfigurationError("token must be a non-empty string (or None for no token)")
     if max_body < 1:
         raise ConfigurationError(f"max_body must be >= 1 byte, got {max_body}")
-    app = web.Application(middlewares=[_errors, _auth])
-    config = WebConfig(tasks, worker, token, protect_reads, max_body)
+    origins = frozenset(o.rstrip("/") for o in allowed_origins)
+    if any("://" not in o for o in origins):
+        raise ConfigurationError(f"allowed_origins must be like 'https://host[:port]', got {sorted(origins)}")
+    app = web.Application(middlewares=[_errors, _same_origin, _auth])
+    config = WebConfig(tasks, worker, token, protect_reads, max_body, origins)
     app[CONFIG] = config
     app[METRICS] = WebMetrics(config)
     # Health checks stay open even with protect_reads: probes rarely hold a token, and they carry no queue data.

@@ -29,6 +29,7 @@ def _errors(*codes: int) -> dict[str, Any]:
     reasons = {
         400: "malformed JSON, or a body that is not a JSON object",
         401: "missing or invalid bearer token",
+        403: "a browser request from another site (Sec-Fetch-Site / Origin); see allowed_origins",
         404: "no such job or workflow (never created, or its retention expired)",
         409: "the job or the worker is not in a state that allows it (the message says which state)",
         413: "request body over the limit",
@@ -80,7 +81,9 @@ def _paths() -> dict[str, Any]:
     metrics = {"description": "Prometheus text exposition", "content": {"text/plain": {"schema": {"type": "string"}}}}
     return {
         "/": {"get": {"summary": "The live dashboard page", "responses": {"200": html}}},
-        "/ws": {"get": {"summary": "Live events (?types=, ?job=, ?task=, ?since=, ?token=)", "responses": upgrade}},
+        "/ws": {
+            "get": {"summary": "Live events (?types=, ?job=, ?task=, ?since=, ?recent=, ?token=)", "responses": upgrade}
+        },
         "/openapi.json": {"get": _op("This document", (200, {"type": "object"}, "OpenAPI 3.0"), 401)},
         "/status": {"get": _op("Queue status", (200, ref("Status"), "the status"), 401, 503)},
         "/health/live": {"get": _op("Liveness", (200, ref("Health"), "the process answers"))},
@@ -204,11 +207,14 @@ def _paths() -> dict[str, Any]:
 
 
 def _secure(paths: dict[str, Any], config: WebConfig) -> None:
-    """Add security requirements where this configuration asks for a token, drop 401s where it never does."""
+    """Add security requirements where this configuration asks for a token, drop 401s where it never does; 403 on
+    what refuses cross-site browser requests."""
     for path, item in paths.items():
         for method, op in item.items():
             if method == "parameters" or path in _ALWAYS_OPEN:
                 continue
+            if method != "get" or path == "/ws":
+                op["responses"].update(_errors(403))
             if config.token is None:
                 op["responses"].pop("401", None)
             elif path == "/ws":

@@ -22,6 +22,8 @@ class WebConfig:
     token: str | None
     protect_reads: bool
     max_body: int
+    #: Browser origins (``scheme://host[:port]``) besides the app's own that may call mutating routes and ``/ws``.
+    allowed_origins: frozenset[str] = frozenset()
     #: Rates, event-loop lag and Redis errors measured by this app (mutable; one per app).
     live: LiveFigures = field(default_factory=LiveFigures, compare=False, repr=False)
 
