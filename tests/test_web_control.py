@@ -491,11 +491,12 @@ async def test_openapi_describes_the_control_routes(serve: Serve) -> None:
     client = await serve(token=TOKEN)
     doc = await json_of(await client.get("/openapi.json"), 200)
     paths, schemas = doc["paths"], doc["components"]["schemas"]
+    body_errors = ("400", "413", "415", "422")
     for path, method, body, codes in [
-        ("/jobs/{id}", "delete", "CancelRequest", {"200", "401", "404", "409", "400", "413", "415", "422", "503"}),
-        ("/pause", "post", "PauseRequest", {"200", "401", "400", "413", "415", "422", "503"}),
-        ("/resume", "post", "Empty", {"200", "401", "400", "413", "415", "422", "503"}),
-        ("/cleanup", "post", "CleanupRequest", {"200", "401", "400", "413", "415", "422", "503"}),
+        ("/jobs/{id}", "delete", "CancelRequest", {"200", "401", "403", "404", "409", *body_errors, "503"}),
+        ("/pause", "post", "PauseRequest", {"200", "401", "403", "400", "413", "415", "422", "503"}),
+        ("/resume", "post", "Empty", {"200", "401", "403", "400", "413", "415", "422", "503"}),
+        ("/cleanup", "post", "CleanupRequest", {"200", "401", "403", "400", "413", "415", "422", "503"}),
     ]:
         op = paths[path][method]
         assert op["security"] == [{"bearer": []}], path
