@@ -5,7 +5,7 @@ Every error derives from :class:`AqueueError`, so ``except aqueue.AqueueError`` 
     AqueueError
     ├── ConfigurationError      bad settings, options, URL or task registration
     ├── SerializationError      arguments or a result that JSON cannot carry
-    ├── BrokerUnavailable       Redis did not answer (connection refused, reset, timed out)
+    ├── BrokerUnavailable       Redis did not answer (connection refused, reset, timed out, cluster down, out of memory)
     ├── UnknownJob              no record for a job id (never existed, or retention expired it)
     ├── ResultTimeout           ``Job.result(timeout=…)`` ran out of time (also a ``TimeoutError``)
     ├── JobFailed               the job ended dead-lettered; carries the error and traceback
@@ -45,7 +45,7 @@ class SerializationError(AqueueError, TypeError):
 
 
 class BrokerUnavailable(AqueueError, ConnectionError):
-    """Redis could not be reached; nothing was written.
+    """Redis could not be reached, or refused the write (out of memory, cluster down); nothing was written.
 
     While the connection's circuit breaker is open (Redis has failed repeatedly), calls fail at once with this error
     without trying Redis, except one probe now and then; ``quiet`` is then True: the breaker has already logged the

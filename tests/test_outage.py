@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 
 import aqueue
 from tests.conftest import RedisProcess
@@ -142,3 +143,49 @@ async def test_ready_and_metrics_show_the_circuit(own_redis: RedisProcess) -> No
     finally:
         await client.close()
         await tasks.close()
+
+
+async def test_a_redis_at_maxmemory_refuses_enqueue_clearly_and_the_queue_resumes_once_freed(
+    own_redis: RedisProcess,
+) -> None:
+    """``maxmemory`` reached with ``noeviction``: enqueue raises ``BrokerUnavailable`` saying so (not redis-py's
+    OutOfMemoryError), nothing is written, and once memory is raised the same Tasks enqueue and run again."""
+    admin = redis.Redis(port=own_redis.port)
+    tasks = aqueue.Tasks("full", own_redis.url)
+
+    @tasks.task
+    async def echo(n: int) -> int:
+        return n
+
+    try:
+        await echo.enqueue(0)  # scripts loaded, queue created
+        admin.config_set("maxmemory-policy", "noeviction")
+        admin.config_set("maxmemory", int(admin.info("memory")["used_memory"]) + 200_000)
+        refused: aqueue.BrokerUnavailable | None = None
+        for _ in range(100):
+            try:
+                await tasks.enqueue_many([echo.spec(i) for i in range(1_000)])
+            except aqueue.BrokerUnavailable as exc:
+                refused = exc
+                break
+        assert refused is not None and "out of memory" in str(refused), refused
+        before = (await tasks.info()).stats["enqueued"]
+        with pytest.raises(aqueue.BrokerUnavailable):
+            await echo.enqueue(1)
+        admin.config_set("maxmemory", 0)
+        async with asyncio.timeout(10):
+            while True:
+                try:
+                    job = await echo.enqueue(2)
+                    break
+                except aqueue.BrokerUnavailable:
+                    await asyncio.sleep(0.2)  # the breaker probes again within 2 s
+        assert (await tasks.info()).stats["enqueued"] == before + 1
+        worker = aqueue.Worker(tasks, concurrency=50)
+        running = asyncio.create_task(worker.run(handle_signals=False))
+        assert await job.result(timeout=30) == 2
+        await worker.stop()
+        await running
+    finally:
+        await tasks.close()
+        admin.close()

@@ -53,7 +53,8 @@ _SOURCES = _load_sources()
 
 _inside: ContextVar[bool] = ContextVar("aqueue_broker_call", default=False)
 
-#: What "Redis is down" looks like: connection failures, and a cluster with a slot no master serves right now.
+#: What "Redis is down" looks like: connection failures, a cluster with a slot no master serves right now, and a
+#: Redis at maxmemory refusing writes (noeviction): no queue operation can go on until it is fixed.
 _DOWN = (
     rexc.ConnectionError,
     rexc.TimeoutError,
@@ -61,6 +62,7 @@ _DOWN = (
     rexc.ClusterDownError,
     rexc.SlotNotCoveredError,
     rexc.TryAgainError,
+    rexc.OutOfMemoryError,
 )
 
 
@@ -90,7 +92,10 @@ def unavailable(fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
         except (*_DOWN, rexc.RedisClusterException) as exc:
             if not _is_down(exc):
                 raise
-            error = BrokerUnavailable(f"Redis is not answering: {type(exc).__name__}: {exc}")
+            if isinstance(exc, rexc.OutOfMemoryError):
+                error = BrokerUnavailable(f"Redis is out of memory (maxmemory reached), nothing was written: {exc}")
+            else:
+                error = BrokerUnavailable(f"Redis is not answering: {type(exc).__name__}: {exc}")
             error.quiet = breaker.failed(exc)
             raise error from exc
         finally:
