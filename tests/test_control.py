@@ -117,6 +117,27 @@ async def test_dedup_replace_of_a_queued_job_moves_it_back_to_the_scheduled_set(
     assert len(started) == 1  # the stale stream entry was dropped, not run
 
 
+async def test_dedup_replace_with_another_priority_runs_the_job_once_at_the_new_priority(
+    make_tasks: MakeTasks, start_worker: StartWorker
+) -> None:
+    tasks = make_tasks()
+
+    @tasks.task
+    async def ping(tag: str) -> str:
+        return tag
+
+    replace = ping.with_options(dedup_key="p", dedup_mode="replace")
+    first = await replace.with_options(priority="low").enqueue("low")
+    second = await replace.with_options(priority="high").enqueue("high")
+    assert second.id == first.id and (await first.record()).priority == "high"
+    later = await replace.with_options(priority="low", delay=0.2).enqueue("later, low")
+    assert later.id == first.id and (await first.record()).priority == "low"
+    await start_worker(tasks)
+    assert await first.result(timeout=5) == "later, low"
+    assert len([e for e in await _events(tasks, "started") if e["job"] == first.id]) == 1
+    assert (await tasks.info()).queued == {"high": 0, "normal": 0, "low": 0}
+
+
 # -- ttl -----------------------------------------------------------------------------------------------------
 
 

@@ -215,7 +215,8 @@ local function enqueue_one(c, job, per_task)
       local erec = c.prefix .. 'job:' .. existing
       local est = redis.call('HGET', erec, 'status')
       if est and o.dm == 'replace' and (est == 'queued' or est == 'scheduled') then
-        redis.call('HSET', erec, 'spec', spec)
+        local eprio = redis.call('HGET', erec, 'priority')
+        redis.call('HSET', erec, 'spec', spec, 'priority', prio)
         if delay > 0 then
           local due = c.now + delay
           -- a queued job's stream entry is now stale: claim drops it because the status is not 'queued'
@@ -226,6 +227,10 @@ local function enqueue_one(c, job, per_task)
           redis.call('ZREM', c.prefix .. 'scheduled', existing)
           redis.call('HSET', erec, 'status', 'queued')
           redis.call('HDEL', erec, 'due_at')
+          redis.call('XADD', c.prefix .. 'stream:' .. prio, '*', 'j', existing)
+        elseif eprio ~= prio then
+          -- queued at another priority: an entry on the new level's stream too; whichever is claimed first runs
+          -- the job, and claim drops the other (the status is no longer 'queued' by then)
           redis.call('XADD', c.prefix .. 'stream:' .. prio, '*', 'j', existing)
         end
         event(c.prefix, c.maxlen, 'type', 'duplicate', 'job', existing, 'task', task, 'key', o.dk, 'mode', 'replace')
