@@ -279,7 +279,11 @@ class Tasks:
 
         def register(f: Callable[..., Any]) -> Task[Any, Any]:
             t: Task[Any, Any] = inner(f)
-            self.add_cron(t, schedule, every=every, tz=tz, name=name, catch_up=catch_up, args=args, kwargs=kwargs)
+            try:
+                self.add_cron(t, schedule, every=every, tz=tz, name=name, catch_up=catch_up, args=args, kwargs=kwargs)
+            except Exception:
+                del self._registry[t.name]  # a bad schedule leaves no half-registered task behind
+                raise
             return t
 
         return cast(TaskDecorator, register)

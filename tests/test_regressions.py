@@ -108,3 +108,16 @@ async def test_stop_after_the_worker_finished_is_quiet(make_tasks: MakeTasks, ca
         await worker.stop()
         await worker.stop()
     assert not [r for r in caplog.records if "stop request" in r.getMessage()], caplog.text
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"name": "a:b", "every": 1.0}, {"every": -1.0}, {"every": 1.0, "tz": "Mars/Olympus"}, {}]
+)
+def test_a_cron_that_cannot_be_scheduled_leaves_no_task_registered(kwargs: dict[str, object]) -> None:
+    tasks = aqueue.Tasks(queue="crons", redis_url="memory://crons")
+    with pytest.raises(aqueue.ConfigurationError):
+
+        @tasks.cron(**kwargs)  # type: ignore[arg-type]
+        async def tick() -> None: ...
+
+    assert tasks.names == [] and tasks.crons == []
