@@ -54,9 +54,10 @@ _FINISHED = frozenset({JobStatus.SUCCEEDED, JobStatus.DEAD, JobStatus.CANCELLED,
 DEDUP_MODES = ("drop", "replace")
 
 
-#: The longest delay, timeout, backoff, TTL or dedup hold a job may ask for (100 years, in seconds): far beyond any
-#: real use, and small enough that every due time stays an exact integer of milliseconds in Redis.
-MAX_SECONDS = 100 * 365 * 86_400
+#: The longest delay, timeout, backoff, TTL or dedup hold a job may ask for (ten years, in seconds; the web API uses
+#: the same bound): far beyond any real use, and small enough that every due time stays an exact integer of
+#: milliseconds in Redis.
+MAX_SECONDS = 10 * 365 * 86_400
 #: The most attempts a job may ask for.
 MAX_ATTEMPTS = 1_000_000
 

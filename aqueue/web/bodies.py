@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 from aiohttp import hdrs, web
 
+from aqueue.job import MAX_SECONDS as _JOB_MAX_SECONDS
 from aqueue.web.replies import error, too_large
 
 __all__ = [
@@ -27,9 +28,8 @@ __all__ = [
     "str_field",
 ]
 
-#: The longest duration any option may ask for (ten years): far beyond any real use, and small enough that
-#: milliseconds of it stay exact integers everywhere (Lua doubles, orjson's 64-bit integers).
-MAX_SECONDS = 10 * 365 * 24 * 3600.0
+#: The longest duration any option may ask for: the same bound as :class:`aqueue.JobOptions`.
+MAX_SECONDS = float(_JOB_MAX_SECONDS)
 
 _CHUNK = 64 * 1024
 #: The media types a page may POST to another site without a CORS preflight.
