@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, Generic, ParamSpec, Protocol, TypeVar, cast, overload
+from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, Protocol, TypeVar, cast, overload
 
 import orjson
 
@@ -32,6 +32,7 @@ __all__ = ["CronJob", "Task", "TaskDecorator", "Tasks"]
 FINISHED_STATUSES = ("succeeded", "dead", "cancelled", "expired")
 
 P = ParamSpec("P")
+P2 = ParamSpec("P2")
 R = TypeVar("R")
 
 
@@ -112,6 +113,12 @@ class Task(Generic[P, R]):
 
     def spec(self, /, *args: P.args, **kwargs: P.kwargs) -> JobSpec[R]:
         """An unsent job with these arguments; raises :class:`SerializationError` if they are not JSON."""
+        return self.tasks._make_spec(self.name, args, kwargs, self._options)
+
+    def spec_after(self: Task[Concatenate[Any, P2], R], /, *args: P2.args, **kwargs: P2.kwargs) -> JobSpec[R]:
+        """An unsent workflow step that receives its parents' result(s) as its first argument (``pass_results``,
+        and every step of a ``.then`` chain after the first): give every argument but that one. Type checkers check
+        these against the rest of the task's signature, which ``spec`` cannot do for such a step."""
         return self.tasks._make_spec(self.name, args, kwargs, self._options)
 
     async def enqueue(self, /, *args: P.args, **kwargs: P.kwargs) -> Job[R]:

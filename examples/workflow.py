@@ -62,15 +62,14 @@ def build(source: str, parts: int = 3, poison: int | None = None) -> aqueue.Work
     """The DAG above; ``poison`` makes the transform step that gets that row fail."""
     wf = aqueue.workflow(tasks, "etl")
     first = wf.step(extract.spec(source, parts), name="extract")
-    # With pass_results a step's first argument is its parents' result(s), filled in when it runs, so `spec()`
-    # gets only the others. A type checker sees the task's whole signature, hence the `type: ignore`s.
+    # With pass_results a step's first argument is its parents' result(s), filled in when it runs, so
+    # `spec_after()` takes only the others (and a type checker checks them against the rest of the signature).
     fan_out = [
-        first.then(transform.spec(i, poison), name=f"transform-{i}", pass_results=True)  # type: ignore[arg-type]
-        for i in range(parts)
+        first.then(transform.spec_after(i, poison), name=f"transform-{i}", pass_results=True) for i in range(parts)
     ]  # each runs after `first`
-    loading = load.spec("warehouse.sums")  # type: ignore[call-arg, arg-type]
+    loading = load.spec_after("warehouse.sums")
     last = wf.step(loading, after=fan_out, pass_results=True, name="load")  # after all of them
-    alerting = alert.spec("#data-alerts")  # type: ignore[call-arg, arg-type]
+    alerting = alert.spec_after("#data-alerts")
     wf.step(alerting, on_failure=[first, *fan_out, last], pass_results=True, name="alert")
     return wf
 

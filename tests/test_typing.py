@@ -27,6 +27,11 @@ def sync_len(s: str) -> int:
     return len(s)
 
 
+@tasks.task
+async def mul(total: int, factor: int) -> int:
+    return total * factor
+
+
 async def main() -> None:
     job = await add.enqueue(1, 2)
     total: int = await job.result()
@@ -36,6 +41,8 @@ async def main() -> None:
     await send.enqueue(to=3)
     await add.enqueue(1)
     wrong: str = await job.result()
+    await add.spec(1, 2).then(mul.spec_after(10)).enqueue()
+    mul.spec_after("ten")
 """
 
 
@@ -48,6 +55,7 @@ def test_mypy_rejects_wrong_task_arguments_and_result_types(tmp_path: Path) -> N
     assert errors == [
         'Argument "to" to "enqueue" of "Task" has incompatible type "int"; expected "str"  [arg-type]',
         'Argument 1 to "enqueue" of "Task" has incompatible type "str"; expected "int"  [arg-type]',
+        'Argument 1 to "spec_after" of "Task" has incompatible type "str"; expected "int"  [arg-type]',
         'Incompatible types in assignment (expression has type "int", variable has type "str")  [assignment]',
         'Missing positional argument "y" in call to "enqueue" of "Task"  [call-arg]',
     ]
