@@ -44,6 +44,10 @@ T = TypeVar("T")
 
 _BLOCK_SECONDS = 5.0  # longest single blocking read; an idle worker wakes at once when work arrives
 _TRICKLE_WAIT = 0.002  # a blocking read that waited longer than this found an empty queue: work trickles in
+#: A SIGINT/SIGTERM this soon after the one that began the shutdown is the same request delivered twice (a terminal's
+#: Ctrl-C or systemd's control-group kill reaches every process, and ``aqueue worker --processes`` forwards it too),
+#: not a second one: it does not cancel the running jobs.
+_SIGNAL_REPEAT_WINDOW = 1.0
 
 #: Called after every attempt with (task, seconds it ran, seconds it waited in the stream, outcome kind ``ok``,
 #: ``retry`` or ``dead``); it runs on the slot's path, so it must be quick and must not block.
@@ -121,6 +125,8 @@ class Worker:
         self._slot_tasks: dict[str, asyncio.Task[None]] = {}  # job id -> the slot coroutine running it
         self.paused = False  #: True while the queue is paused (as this worker last saw it)
         self._started_at = 0.0
+        self._stop_pending = False  # a stop requested before run() began: that run returns after start-up
+        self._signalled_at: float | None = None  # monotonic time of the signal that began this run's shutdown
         self._reset_loop_state()
 
     def _reset_loop_state(self) -> None:
@@ -225,11 +231,18 @@ class Worker:
         """Run until :meth:`stop` or SIGINT/SIGTERM; with ``burst``, until nothing is queued, due or running.
 
         A second SIGINT/SIGTERM during shutdown stops waiting for running jobs: they are cancelled at once and put
-        back in the queue. ``handle_signals=False`` leaves SIGINT/SIGTERM to the host application (an aiohttp app
-        started with ``web.run_app``, say), which then stops the worker with :meth:`stop` on its way down.
+        back in the queue. One that arrives within a second of the first counts as the same request (a signal sent
+        to a whole process group or cgroup reaches each child of ``aqueue worker --processes`` twice: directly and
+        forwarded by the parent). ``handle_signals=False`` leaves SIGINT/SIGTERM to the host application (an aiohttp
+        app started with ``web.run_app``, say), which then stops the worker with :meth:`stop` on its way down.
+
+        A stop requested before this run began (:meth:`stop` right after ``asyncio.create_task(worker.run())``)
+        makes it return once connected, without claiming a job. A worker whose run has returned may run again.
         """
         if self._done is not None and not self._done.is_set():
             raise RuntimeError("this worker is already running")
+        stop_pending, self._stop_pending = self._stop_pending, False
+        self._signalled_at = None
         self._queue = asyncio.Queue()
         self._settle_wakeup = asyncio.Event()
         self._slot_free = asyncio.Event()
@@ -237,6 +250,8 @@ class Worker:
         self._force = asyncio.Event()
         self._done = asyncio.Event()
         self._resumed = asyncio.Event()
+        if stop_pending:
+            self._stopping.set()
         self._started_at = time.time()
         loop = asyncio.get_running_loop()
         # Before connecting, so a signal during start-up is not fatal.
@@ -246,6 +261,8 @@ class Worker:
             await broker.ensure_groups()
             if not self._stopping.is_set():
                 await self._serve(burst)
+            else:
+                log.info("worker %s: stop requested before or during start-up; not serving", self.id)
         finally:
             for sig in signals:
                 loop.remove_signal_handler(sig)
@@ -288,15 +305,39 @@ class Worker:
             log.info("worker %s down: processed=%d failed=%d", self.id, self.processed, self.failed)
 
     async def stop(self) -> None:
-        """Stop claiming, let running jobs finish (up to ``shutdown_timeout``), and return when shut down."""
-        self.request_stop()
-        if self._done is not None:
-            await self._done.wait()
+        """Stop claiming, let running jobs finish (up to ``shutdown_timeout``), and return when shut down.
+
+        Called right after ``asyncio.create_task(worker.run())``, before that task has begun, it stops that run as
+        soon as it has connected and returns once it has. Called on a worker that is not running and has no run
+        about to begin, it returns at once (a worker that never ran then returns from its next :meth:`run` right
+        after start-up).
+        """
+        done = self._done
+        if done is None or done.is_set():
+            # Not running: maybe a run() task was just created and has not had its first step yet. Its first step
+            # comes before this coroutine's next one, so one yield lets it begin.
+            self.request_stop()  # before a first run: kept for it
+            await asyncio.sleep(0)
+            if self._done is done or self._done is None:
+                return  # no run began: nothing to wait for
+            if self._stopping is not None and not self._stopping.is_set():
+                self.request_stop()  # a new run of a worker that ran before: it did not see the request above
+        else:
+            self.request_stop()
+        assert self._done is not None
+        await self._done.wait()
 
     def request_stop(self) -> None:
-        """Ask the worker to stop, without waiting (safe from a signal handler); a second call forces it."""
-        if self._stopping is None or (self._done is not None and self._done.is_set()):
-            return  # never started, or already shut down: nothing to stop
+        """Ask the worker to stop, without waiting (safe from a signal handler); a second call forces it.
+
+        Before the worker's first run has begun, the request is kept: that run returns right after start-up. On a
+        worker whose run has returned it does nothing.
+        """
+        if self._stopping is None:
+            self._stop_pending = True  # run() not begun yet (say, a task just created): it returns after start-up
+            return
+        if self._done is not None and self._done.is_set():
+            return  # already shut down: nothing to stop
         if self._stopping.is_set():
             if self._force is not None and not self._force.is_set():
                 log.warning("worker %s: second stop request: cancelling running jobs now", self.id)
@@ -318,26 +359,44 @@ class Worker:
         installed: list[int] = []
         for sig in (signal.SIGINT, signal.SIGTERM):
             try:
-                loop.add_signal_handler(sig, self.request_stop)
+                loop.add_signal_handler(sig, self._on_signal, sig)
                 installed.append(sig)
             except (RuntimeError, ValueError, NotImplementedError):
                 pass  # not the main thread, or no signal support: stop() still works
         return installed
+
+    def _on_signal(self, sig: int) -> None:
+        """SIGINT/SIGTERM: a stop request; a repeat within a second of the first is the same one."""
+        assert self._stopping is not None
+        name = signal.Signals(sig).name
+        now = time.monotonic()
+        if self._stopping.is_set():
+            if self._signalled_at is not None and now - self._signalled_at < _SIGNAL_REPEAT_WINDOW:
+                log.info("worker %s: %s again within %.1fs of the first: the same stop request", self.id, name,
+                         _SIGNAL_REPEAT_WINDOW)  # fmt: skip
+                return
+        else:
+            self._signalled_at = now
+            log.info("worker %s: %s: stopping; running jobs get up to %.1fs (signal again after %.0fs to cancel "
+                     "them now)", self.id, name, self.shutdown_timeout, _SIGNAL_REPEAT_WINDOW)  # fmt: skip
+        self.request_stop()
 
     async def _shutdown(self, pool: SlotPool, settler: asyncio.Task[None], helpers: list[asyncio.Task[None]]) -> None:
         assert self._slot_free is not None and self._queue is not None
         while not self._queue.empty():  # prefetched, never started: release() below puts them back
             self._queue.get_nowait()
             self._busy -= 1
-        deadline = time.monotonic() + self.shutdown_timeout
+        began = time.monotonic()
+        deadline = began + self.shutdown_timeout
         while self._busy > 0 and time.monotonic() < deadline and not (self._force and self._force.is_set()):
             self._slot_free.clear()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout_at(asyncio.get_running_loop().time() + deadline - time.monotonic()):
                     await self._slot_free.wait()
         if self._busy:
-            log.warning("worker %s: %d jobs still running after %.1fs; cancelling and putting them back",
-                        self.id, self._busy, self.shutdown_timeout)  # fmt: skip
+            why = "second stop request" if self._force is not None and self._force.is_set() else "shutdown timeout"
+            log.warning("worker %s: %d jobs still running after %.1fs (%s); cancelling and putting them back",
+                        self.id, self._busy, time.monotonic() - began, why)  # fmt: skip
         await cancel_and_wait(*helpers)
         await pool.close()
         await cancel_and_wait(settler)
