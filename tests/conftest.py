@@ -305,3 +305,21 @@ async def start_worker() -> AsyncIterator[Callable[..., Awaitable[RunningWorker]
             await rw.stop()
         elif not rw.task.cancelled():  # a crashed worker was cancelled on purpose; any other error surfaces
             await rw.task
+
+
+@pytest.fixture
+async def start_app() -> AsyncIterator[Callable[[Any], Awaitable[Any]]]:
+    """``await start_app(app)``: an aiohttp ``TestClient`` on a real test server for ``app``, closed after the test."""
+    from aiohttp.test_utils import TestClient, TestServer
+
+    clients: list[Any] = []
+
+    async def start(app: Any) -> Any:
+        client = TestClient(TestServer(app))
+        await client.start_server()
+        clients.append(client)
+        return client
+
+    yield start
+    for client in clients:
+        await client.close()

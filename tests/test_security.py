@@ -27,7 +27,7 @@ import aiohttp
 import orjson
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 import aqueue
@@ -50,19 +50,15 @@ StartWorker = Callable[..., Awaitable[RunningWorker]]
 
 
 @pytest.fixture
-async def serve(make_tasks: MakeTasks) -> AsyncIterator[Serve]:
+async def serve(
+    make_tasks: MakeTasks, start_app: Callable[[web.Application], Awaitable[Client]]
+) -> AsyncIterator[Serve]:
     """``await serve(tasks=None, **create_app_kwargs)``: the app on a test server (closed after the test)."""
-    clients: list[Client] = []
 
     async def start(tasks: aqueue.Tasks | None = None, **kwargs: Any) -> Client:
-        client: Client = TestClient(TestServer(create_app(tasks or make_tasks(), **kwargs)))
-        await client.start_server()
-        clients.append(client)
-        return client
+        return await start_app(create_app(tasks or make_tasks(), **kwargs))
 
     yield start
-    for client in clients:
-        await client.close()
 
 
 def concrete(path: str) -> str:

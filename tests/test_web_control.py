@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
 import aqueue
 from aqueue.web import create_app
@@ -64,19 +64,15 @@ class Registry:
 
 
 @pytest.fixture
-async def serve(make_tasks: Callable[..., aqueue.Tasks]) -> AsyncIterator[Serve]:
+async def serve(
+    make_tasks: Callable[..., aqueue.Tasks], start_app: Callable[[web.Application], Awaitable[Client]]
+) -> AsyncIterator[Serve]:
     """Start the app on a test server: ``await serve(tasks, **create_app_kwargs)``."""
-    clients: list[Client] = []
 
     async def start(tasks: aqueue.Tasks | None = None, **kwargs: Any) -> Client:
-        client: Client = TestClient(TestServer(create_app(tasks or Registry(make_tasks()).tasks, **kwargs)))
-        await client.start_server()
-        clients.append(client)
-        return client
+        return await start_app(create_app(tasks or Registry(make_tasks()).tasks, **kwargs))
 
     yield start
-    for client in clients:
-        await client.close()
 
 
 async def json_of(resp: Any, status: int) -> Any:

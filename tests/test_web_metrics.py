@@ -62,18 +62,13 @@ def register(tasks: aqueue.Tasks) -> aqueue.Tasks:
 
 
 @pytest.fixture
-async def serve() -> AsyncIterator[Callable[..., Awaitable[Client]]]:
-    clients: list[Client] = []
-
+async def serve(
+    start_app: Callable[[web.Application], Awaitable[Client]],
+) -> AsyncIterator[Callable[..., Awaitable[Client]]]:
     async def start(tasks: aqueue.Tasks, **kwargs: Any) -> Client:
-        client: Client = TestClient(TestServer(create_app(tasks, **kwargs)))
-        await client.start_server()
-        clients.append(client)
-        return client
+        return await start_app(create_app(tasks, **kwargs))
 
     yield start
-    for client in clients:
-        await client.close()
 
 
 async def scrape(client: Client) -> tuple[str, dict[str, Metric]]:

@@ -54,19 +54,15 @@ def register(tasks: aqueue.Tasks) -> aqueue.Tasks:
 
 
 @pytest.fixture
-async def serve(make_tasks: Callable[..., aqueue.Tasks]) -> AsyncIterator[Serve]:
+async def serve(
+    make_tasks: Callable[..., aqueue.Tasks], start_app: Callable[[web.Application], Awaitable[Client]]
+) -> AsyncIterator[Serve]:
     """Start the app on a test server: ``await serve(tasks=None, worker=None, **create_app_kwargs)``."""
-    clients: list[Client] = []
 
     async def start(tasks: aqueue.Tasks | None = None, **kwargs: Any) -> Client:
-        client: Client = TestClient(TestServer(create_app(tasks or register(make_tasks()), **kwargs)))
-        await client.start_server()
-        clients.append(client)
-        return client
+        return await start_app(create_app(tasks or register(make_tasks()), **kwargs))
 
     yield start
-    for client in clients:
-        await client.close()
 
 
 def tasks_of(client: Client) -> aqueue.Tasks:
