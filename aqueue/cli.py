@@ -15,6 +15,7 @@ import importlib
 import logging
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -106,6 +107,15 @@ def _bind(text: str) -> tuple[str, int]:
     if not host or not port.isdigit() or int(port) > 65535:
         raise argparse.ArgumentTypeError(f"expected HOST:PORT such as 127.0.0.1:8080, got {text!r}")
     return host, int(port)
+
+
+def _origins(text: str) -> tuple[str, ...]:
+    """Comma-separated origins such as ``https://admin.example.com,http://localhost:3000``."""
+    origins = tuple(o.strip().rstrip("/") for o in text.split(",") if o.strip())
+    bad = [o for o in origins if not re.fullmatch(r"https?://[^/\s]+", o)]
+    if bad:
+        raise argparse.ArgumentTypeError(f"expected origins like https://host[:port], got {', '.join(bad)}")
+    return origins
 
 
 def _flag(text: str) -> bool:
@@ -268,8 +278,8 @@ async def _start_web(app: web.Application, bind: tuple[str, int], debug: bool) -
 def cmd_worker(args: argparse.Namespace) -> int:
     """Run a worker in this process, or ``--processes`` worker processes under this one."""
     multi = args.processes > 1
-    if args.web is None and (args.token_env is not None or args.protect_reads):
-        raise CliError("--token-env and --protect-reads apply to the web app: add --web HOST:PORT")
+    if args.web is None and (args.token_env is not None or args.protect_reads or args.allow_origin):
+        raise CliError("--token-env, --protect-reads and --allow-origin apply to the web app: add --web HOST:PORT")
     if multi and args.web is not None:
         raise CliError("--web serves one worker's process: use --processes 1, or run `aqueue web` beside the workers")
     tasks = _prepare(args, "--processes > 1 needs a Redis server" if multi else None)
@@ -294,7 +304,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         async def serve_both() -> None:
             from aqueue.web import create_app
 
-            app = create_app(tasks, worker, token, protect_reads=args.protect_reads)
+            app = create_app(tasks, worker, token, protect_reads=args.protect_reads, allowed_origins=args.allow_origin)
             runner = await _start_web(app, args.web, args.log_level == "debug")
             try:
                 await worker.run(burst=args.burst)  # it handles SIGINT/SIGTERM; the web app stops after it
@@ -364,7 +374,9 @@ def cmd_web(args: argparse.Namespace) -> int:
         from aqueue.web import create_app
 
         runner = await _start_web(
-            create_app(tasks, None, token, protect_reads=args.protect_reads), args.bind, args.log_level == "debug"
+            create_app(tasks, None, token, protect_reads=args.protect_reads, allowed_origins=args.allow_origin),
+            args.bind,
+            args.log_level == "debug",
         )
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -453,7 +465,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     """Run the self-contained ``memory://`` demo."""
     from aqueue.demo import run_demo  # only the demo needs it
 
-    return asyncio.run(run_demo(jobs=args.jobs, concurrency=args.concurrency, seconds=args.seconds))
+    return asyncio.run(
+        run_demo(jobs=args.jobs, concurrency=args.concurrency, seconds=args.seconds, web=args.web, rate=args.rate)
+    )
 
 
 # -- parser and entry point ----------------------------------------------------------------------------------
@@ -465,6 +479,9 @@ def _web_options(p: argparse.ArgumentParser, flag: str, env: str, default: Any, 
                    "(Authorization: Bearer) on mutating endpoints and the WebSocket")  # fmt: skip
     _option(p, "--protect-reads", "AQUEUE_PROTECT_READS", False, "require the token on read endpoints too",
             action="store_true")  # fmt: skip
+    _option(p, "--allow-origin", "AQUEUE_ALLOW_ORIGINS", (), "comma-separated origins (https://host[:port]) whose "
+            "pages may call mutating endpoints and open the WebSocket; by default only the app's own",
+            type=_origins, metavar="ORIGINS")  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -540,6 +557,11 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--jobs", type=_count, default=2000, metavar="N", help="jobs to enqueue (default 2000)")
     d.add_argument("--concurrency", type=_count, default=50, metavar="N", help="worker concurrency (default 50)")
     d.add_argument("--seconds", type=_positive, default=60.0, metavar="S", help="time limit (default 60)")
+    d.add_argument("--web", nargs="?", type=_bind, const=("127.0.0.1", 8080), metavar="HOST:PORT",
+                   help="also serve the dashboard and web app (default 127.0.0.1:8080) and, after the batch, keep "
+                   "--rate jobs/s running until Ctrl-C")  # fmt: skip
+    d.add_argument("--rate", type=_positive, default=100.0, metavar="N",
+                   help="with --web: jobs/s of the steady load after the batch (default 100)")  # fmt: skip
     return parser
 
 

@@ -3,6 +3,10 @@
 It registers a few example tasks, enqueues a mixed load (three priorities, some delayed jobs, a few jobs
 that always fail and end in the dead-letter queue), runs a :class:`Worker` in the same event loop, prints a
 one-line summary every second and ends with a per-task table, the throughput and enqueue→finish latencies.
+
+With ``web=(host, port)`` (``aqueue demo --web``) it also serves the web sub-app (dashboard, ``/status``,
+``/metrics``, REST, WebSocket) for that worker and, once the batch is done, keeps a steady mixed load of about
+``rate`` jobs/s running so the dashboard stays live, until SIGINT/SIGTERM (Ctrl-C) stops the worker.
 """
 
 from __future__ import annotations
@@ -17,6 +21,9 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any, TextIO
 
+from aiohttp import web
+
+from aqueue.errors import ConfigurationError
 from aqueue.job import Job, JobSpec, JobStatus
 from aqueue.tasks import Task, Tasks
 from aqueue.worker import Worker
@@ -97,18 +104,73 @@ def _get(tasks: Tasks, name: str) -> Task[Any, Any]:
     return task
 
 
-async def run_demo(jobs: int = 2000, concurrency: int = 50, seconds: float = 60.0, out: TextIO | None = None) -> int:
-    """Run the demo; 0 if every job finished as expected within ``seconds``, else 1."""
+async def run_demo(
+    jobs: int = 2000,
+    concurrency: int = 50,
+    seconds: float = 60.0,
+    out: TextIO | None = None,
+    web: tuple[str, int] | None = None,
+    rate: float = 100.0,
+) -> int:
+    """Run the demo; 0 if every job of the batch finished as expected within ``seconds``, else 1.
+
+    ``web``: also serve the web sub-app on ``(host, port)`` and, after the batch, keep about ``rate`` jobs/s
+    of the same mix running until SIGINT/SIGTERM.
+    """
     out = out or sys.stdout
     url = f"memory://demo-{uuid.uuid4().hex}"  # a fresh in-process server: nothing else shares it
     tasks = build_tasks(url)
     try:
-        return await _run(tasks, jobs, concurrency, seconds, out)
+        return await _run(tasks, jobs, concurrency, seconds, out, web, rate)
     finally:
         await tasks.close()
 
 
-async def _run(tasks: Tasks, jobs: int, concurrency: int, seconds: float, out: TextIO) -> int:
+async def _serve(tasks: Tasks, worker: Worker, bind: tuple[str, int]) -> web.AppRunner:
+    from aqueue.web import create_app
+
+    runner = web.AppRunner(create_app(tasks, worker), access_log=None)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, *bind).start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise ConfigurationError(f"cannot serve the web app on {bind[0]}:{bind[1]}: {exc.strerror or exc}") from None
+    return runner
+
+
+async def _keep_busy(tasks: Tasks, running: asyncio.Task[None], rate: float, say: Callable[[str], None]) -> None:
+    """Enqueue the demo's mix at about ``rate`` jobs/s until the worker stops; a line every 10 s."""
+    rng = random.Random()
+    batch = max(1, round(rate * 0.1))
+    tick = batch / rate
+    sent, last_said = 0, time.monotonic()
+    due = last_said
+    mix: list[JobSpec[Any]] = []
+    while not running.done():
+        if len(mix) < batch:  # drawn 1,000 at a time so every slice keeps the batch's proportions
+            mix += plan_jobs(tasks, 1000, rng)[0]
+        specs, mix = mix[:batch], mix[batch:]
+        await tasks.enqueue_many(specs)
+        sent += batch
+        due += tick  # paced by the clock, so the time enqueue_many takes does not lower the rate
+        await asyncio.wait({running}, timeout=max(0.0, due - time.monotonic()))
+        if time.monotonic() - last_said >= 10.0:
+            info = await tasks.info()
+            say(f"steady load: {sent} more jobs enqueued; queued {sum(info.queued.values())}, "
+                f"active {info.active}, dead {info.dead}")  # fmt: skip
+            last_said = time.monotonic()
+
+
+async def _run(
+    tasks: Tasks,
+    jobs: int,
+    concurrency: int,
+    seconds: float,
+    out: TextIO,
+    bind: tuple[str, int] | None,
+    rate: float,
+) -> int:
     def say(line: str) -> None:
         print(line, file=out, flush=True)
 
@@ -116,9 +178,13 @@ async def _run(tasks: Tasks, jobs: int, concurrency: int, seconds: float, out: T
     failing = sum(1 for s in specs if _short(s.task) == "fails")
     say(f"aqueue demo on {tasks.redis_url}: {jobs} jobs ({failing} always failing, {len(delayed)} delayed "
         f"0.5-2 s), concurrency {concurrency}, at most {seconds:g} s")  # fmt: skip
+    worker = Worker(tasks, concurrency=concurrency, shutdown_timeout=2.0)
+    site = None if bind is None else await _serve(tasks, worker, bind)
+    if site is not None and bind is not None:
+        host, port = site.addresses[0][:2] if site.addresses else bind
+        say(f"dashboard: http://{f'[{host}]' if ':' in host else host}:{port}/  (Ctrl-C stops the demo)")
     start = time.monotonic()
     handles = await tasks.enqueue_many(specs)
-    worker = Worker(tasks, concurrency=concurrency, shutdown_timeout=2.0)
     running = asyncio.create_task(worker.run(), name="aqueue-demo-worker")
     last_time, last_done, done = start, 0, 0
     try:
@@ -129,16 +195,26 @@ async def _run(tasks: Tasks, jobs: int, concurrency: int, seconds: float, out: T
             done = info.stats.get("succeeded", 0) + info.stats.get("dead", 0)
             now = time.monotonic()
             if now - last_time >= 1.0 or done >= jobs:
-                rate = (done - last_done) / (now - last_time)
+                speed = (done - last_done) / (now - last_time)
                 queued = " ".join(f"{name} {n}" for name, n in info.queued.items())
-                say(f"[{now - start:5.1f}s] done {done}/{jobs}  {rate:6.0f} jobs/s  queued {queued}  "
+                say(f"[{now - start:5.1f}s] done {done}/{jobs}  {speed:6.0f} jobs/s  queued {queued}  "
                     f"scheduled {info.scheduled}  active {info.active}  dead {info.dead}")  # fmt: skip
                 last_time, last_done = now, done
         elapsed = time.monotonic() - start
+        code = await _summary(handles, delayed, elapsed, say)
+        if site is not None and not running.done():
+            say(f"the batch is done; now about {rate:g} jobs/s of the same mix keep the dashboard moving "
+                "(Ctrl-C stops)")  # fmt: skip
+            await _keep_busy(tasks, running, rate, say)
+            say("stopped")
     finally:
         await worker.stop()
-        await running  # re-raises if the worker crashed
-    return await _summary(handles, delayed, elapsed, say)
+        try:
+            await running  # re-raises if the worker crashed
+        finally:
+            if site is not None:
+                await site.cleanup()
+    return code
 
 
 async def _summary(handles: list[Job[Any]], delayed: set[int], elapsed: float, say: Callable[[str], None]) -> int:

@@ -371,6 +371,45 @@ def test_demo_runs_to_completion(tmp_path: Path) -> None:
     assert "demo ok" in out
 
 
+async def test_demo_with_web_serves_the_dashboard_and_keeps_a_load_until_ctrl_c(tmp_path: Path) -> None:
+    port = free_port()
+    proc = await start_cli(tmp_path, "demo", "--jobs", "200", "--web", f"127.0.0.1:{port}", "--rate", "200")
+    try:
+        assert proc.stdout is not None
+        first = [(await asyncio.wait_for(proc.stdout.readline(), 20)).decode() for _ in range(2)]
+        assert first[1] == f"dashboard: http://127.0.0.1:{port}/  (Ctrl-C stops the demo)\n", first
+        async with aiohttp.ClientSession(f"http://127.0.0.1:{port}") as http:
+            async with http.get("/") as resp:
+                assert resp.status == 200 and "<html" in await resp.text()
+            lines: list[str] = []
+            while "keep the dashboard moving" not in (lines or [""])[-1]:
+                lines.append((await asyncio.wait_for(proc.stdout.readline(), 60)).decode())
+            assert any(line.startswith("demo ok") for line in lines), lines
+            async with http.get("/status") as resp:
+                before = (await resp.json())["counters"]["enqueued"]
+            assert before >= 200
+            await asyncio.sleep(1.5)
+            async with http.get("/status") as resp:
+                status = await resp.json()
+            # The steady load goes on after the batch: 200 jobs/s for 1.5 s, and the worker keeps up.
+            assert status["counters"]["enqueued"] - before >= 150, status["counters"]
+            assert status["workers"] and status["queued"] < 200, status
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 0, err.decode()
+    assert out.decode().splitlines()[-1] == "stopped" and "Traceback" not in err.decode()
+
+
+def test_demo_web_port_in_use_is_one_error_line(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_cli(tmp_path, "demo", "--web", f"127.0.0.1:{port}")
+    assert_one_error_line(result, f"cannot serve the web app on 127.0.0.1:{port}")
+
+
 # -- the web app: `worker --web` and `web` -------------------------------------------------------------------
 
 
@@ -429,7 +468,10 @@ async def test_web_command_serves_the_app_alone(app_dir: Path, queue: str) -> No
         add = tasks.get("add")
         assert add is not None
         job = await add.enqueue(1, 1)
-        proc = await start_cli(app_dir, "web", "app:tasks", "--queue", queue, "--bind", f"127.0.0.1:{port}")
+        proc = await start_cli(
+            app_dir, "web", "app:tasks", "--queue", queue, "--bind", f"127.0.0.1:{port}",
+            env={"AQUEUE_ALLOW_ORIGINS": "https://admin.example.com, http://localhost:3000/"},
+        )  # fmt: skip
         try:
             async with aiohttp.ClientSession(f"http://127.0.0.1:{port}") as http:
                 await wait_until(lambda: answering(http, "/health/ready"))
@@ -438,6 +480,12 @@ async def test_web_command_serves_the_app_alone(app_dir: Path, queue: str) -> No
                 async with http.get("/status") as resp:
                     status = await resp.json()
                 assert (status["queue"], status["queued"], status["attached_worker"]) == (queue, 1, None)
+                # A page of an origin named by --allow-origin (here its environment variable) may enqueue;
+                # another site's page may not.
+                body = {"task": "add", "args": [2, 2]}
+                for origin, expected in (("http://localhost:3000", 201), ("https://evil.example", 403)):
+                    async with http.post("/jobs", json=body, headers={"Origin": origin}) as resp:
+                        assert resp.status == expected, (origin, await resp.text())
         finally:
             await stop_cleanly(proc)
 
@@ -449,6 +497,8 @@ async def test_web_command_serves_the_app_alone(app_dir: Path, queue: str) -> No
         (["worker", "app:tasks", "--web", "127.0.0.1:70000"], "expected HOST:PORT"),
         (["worker", "app:tasks", "--processes", "2", "--web", "127.0.0.1:0"], "use --processes 1"),
         (["worker", "app:tasks", "--token-env", "X", "--burst"], "add --web"),
+        (["worker", "app:tasks", "--allow-origin", "https://a.example", "--burst"], "add --web"),
+        (["web", "app:tasks", "--allow-origin", "admin.example.com"], "expected origins like https://host[:port]"),
         (["web", "app:tasks", "--token-env", "AQUEUE_TEST_UNSET"], "AQUEUE_TEST_UNSET is not set"),
         (["web", "app:tasks", "--redis", "memory://x"], "lives inside one process"),
     ],
