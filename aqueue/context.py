@@ -15,17 +15,19 @@ __all__ = ["JobContext", "current_job", "progress"]
 
 @dataclass(frozen=True, slots=True)
 class JobContext:
-    """What a running task may know about its job."""
+    """What a running task may know about its job; inside a task, :func:`current_job` returns it."""
 
-    tasks: Tasks
-    job_id: str
-    task: str
-    attempt: int
+    tasks: Tasks  #: the registry of the job's queue
+    job_id: str  #: the job's id
+    task: str  #: the task's name
+    attempt: int  #: which attempt this is, from 1
 
     async def progress(self, value: float, message: str | None = None) -> bool:
-        """Record progress (a percentage, 0 to 100) on the job and emit a ``progress`` event.
+        """Record progress (a percentage, 0 to 100) and an optional message on the job, and emit a ``progress``
+        event; the record's ``progress``/``progress_message`` and the dashboard show it.
 
-        Returns False if the job is no longer running (cancelled, or taken back by another worker).
+        Returns False if the job is no longer running (cancelled, or taken back by another worker). Raises
+        :class:`ValueError` for a value that is not a number from 0 to 100.
         """
         if not isinstance(value, int | float) or not math.isfinite(value) or not 0 <= value <= 100:
             raise ValueError(f"progress must be a number from 0 to 100, got {value!r}")
@@ -37,7 +39,11 @@ _current: ContextVar[JobContext | None] = ContextVar("aqueue_job", default=None)
 
 
 def current_job() -> JobContext:
-    """The job this task runs as; :class:`RuntimeError` outside a task run by a worker."""
+    """Inside a task run by a worker: the :class:`JobContext` of the job it runs as.
+
+    Raises :class:`RuntimeError` anywhere else (including a task called directly, ``await task(...)``, outside a
+    worker).
+    """
     ctx = _current.get()
     if ctx is None:
         raise RuntimeError("aqueue.current_job() is only available inside a task run by a worker")
@@ -45,5 +51,10 @@ def current_job() -> JobContext:
 
 
 async def progress(value: float, message: str | None = None) -> bool:
-    """Inside a task: record progress on the running job (see :meth:`JobContext.progress`)."""
+    """Inside a task: record progress (0 to 100) on the running job; ``await aqueue.progress(50, "half way")``.
+
+    Shorthand for ``current_job().progress(value, message)``: see :meth:`JobContext.progress`. Raises
+    :class:`RuntimeError` outside a task run by a worker. A plain-function task runs in a thread: it calls
+    ``anyio.from_thread.run(aqueue.progress, 50)``.
+    """
     return await current_job().progress(value, message)

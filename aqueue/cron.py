@@ -77,17 +77,23 @@ def _seconds_to_ms(seconds: float) -> int:
 class CronSchedule:
     """When a periodic job is due: a 5-field cron expression in a time zone, or a fixed interval.
 
-    Exactly one of ``cron`` and ``every`` is given. ``every`` ticks fall on multiples of the interval since the
-    Unix epoch (rounded to whole milliseconds), independent of ``tz``. ``catch_up`` is how many of the most
-    recent missed ticks to run after downtime (0: none). Arguments for the task are held by the caller.
+    :meth:`Tasks.cron` and :meth:`Tasks.add_cron` build it; build one yourself only to compute ticks. Exactly one
+    of ``cron`` and ``every`` is given. ``every`` ticks fall on multiples of the interval since the Unix epoch
+    (rounded to whole milliseconds), independent of ``tz``. ``catch_up`` is how many of the most recent missed
+    ticks to run after downtime (0: none). Arguments for the task are held by the :class:`CronJob`. Invalid values
+    raise :class:`ConfigurationError`.
+
+    Daylight-saving time is handled in ``tz``: a local time skipped by a spring-forward change runs at the first
+    instant after the gap, and a local time repeated by a fall-back change runs once, unless the hour field is
+    ``*`` (then the expression follows real time and fires in both occurrences).
     """
 
-    name: str
-    task: str
-    cron: str | None = None
-    every: float | None = None
-    tz: str = "UTC"
-    catch_up: int = 0
+    name: str  #: the schedule's name, unique in the queue (no ``:``, ``,`` or whitespace)
+    task: str  #: name of the task each tick enqueues
+    cron: str | None = None  #: a 5-field cron expression (minute hour day month weekday), or an ``@hourly``-style alias
+    every: float | None = None  #: a fixed interval in seconds (at least 1 ms)
+    tz: str = "UTC"  #: IANA time zone the cron expression is read in
+    catch_up: int = 0  #: how many of the latest ticks missed during downtime still run
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not _NAME_RE.fullmatch(self.name):
@@ -125,7 +131,10 @@ class CronSchedule:
     # -- public API ---------------------------------------------------------------------------------------------
 
     def next_after(self, ms: int) -> int:
-        """The first tick strictly after ``ms`` (Unix milliseconds), as Unix milliseconds."""
+        """The first tick strictly after ``ms`` (Unix milliseconds), as Unix milliseconds.
+
+        ``CronSchedule("ping", "ping", every=30).next_after(29_999)`` is ``30000``.
+        """
         if self.every is not None:
             period = _seconds_to_ms(self.every)
             return (ms // period + 1) * period

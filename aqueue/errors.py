@@ -33,63 +33,78 @@ __all__ = [
 
 
 class AqueueError(Exception):
-    """Base class of every error aqueue raises."""
+    """Base class of every error aqueue raises: ``except aqueue.AqueueError`` catches them all."""
 
 
 class ConfigurationError(AqueueError, ValueError):
-    """A setting, option, URL or task registration is invalid."""
+    """A setting, option, URL, queue or task name, or task registration is invalid (also a :class:`ValueError`).
+
+    Raised where the value is given: constructing :class:`Tasks`, :class:`Worker` or a settings object,
+    ``@tasks.task``, :meth:`Task.with_options`, building a workflow.
+    """
 
 
 class SerializationError(AqueueError, TypeError):
-    """A value cannot be encoded as JSON (task arguments at enqueue time, or a task's result)."""
+    """A value cannot be encoded as JSON (also a :class:`TypeError`).
+
+    Raised in the producer for task arguments (by :meth:`Task.spec` and :meth:`Task.enqueue`; nothing is written).
+    A task's result JSON cannot carry does not raise in the producer: the job is dead-lettered with this message.
+    """
 
 
 class BrokerUnavailable(AqueueError, ConnectionError):
     """Redis could not be reached, or refused the write (out of memory, cluster down); nothing was written.
 
-    While the connection's circuit breaker is open (Redis has failed repeatedly), calls fail at once with this error
-    without trying Redis, except one probe now and then; ``quiet`` is then True: the breaker has already logged the
-    outage once, so retry loops log it at debug level only (no log storm).
+    Also a :class:`ConnectionError`. While the connection's circuit breaker is open (Redis has failed repeatedly),
+    calls fail at once with this error without trying Redis, except one probe now and then; ``quiet`` is then True:
+    the breaker has already logged the outage once, so retry loops log it at debug level only (no log storm).
     """
 
+    #: True when the outage was already reported (the circuit breaker is open): log this one at debug level.
     quiet: bool = False
 
     @property
     def log_level(self) -> int:
-        """WARNING for a fresh failure, DEBUG while the outage is already reported."""
+        """The level to log this error at: ``logging.WARNING`` for a fresh failure, ``logging.DEBUG`` while the
+        outage is already reported (``quiet``)."""
         return logging.DEBUG if self.quiet else logging.WARNING
 
 
 class UnknownJob(AqueueError, LookupError):
-    """No record exists for this job id (never enqueued, or expired by retention)."""
+    """No record exists for this job or workflow id (never enqueued, or deleted by retention). Also a
+    :class:`LookupError`."""
 
 
 class ResultTimeout(AqueueError, TimeoutError):
-    """The job did not finish within the time ``Job.result`` was given."""
+    """The job (or workflow) did not finish within the ``timeout`` given to :meth:`Job.result` (or
+    :meth:`WorkflowHandle.wait`). Also a :class:`TimeoutError`. The job goes on; only the wait ended."""
 
 
 class JobFailed(AqueueError):
-    """The job exhausted its attempts (or could not run) and was dead-lettered."""
+    """Raised by :meth:`Job.result`: the job was dead-lettered (attempts exhausted, rejected, or not runnable) or
+    expired (not started within its ``ttl``)."""
 
     def __init__(self, job_id: str, error: str, traceback: str = "") -> None:
         super().__init__(f"job {job_id} failed: {error}")
-        self.job_id = job_id
-        self.error = error
-        self.traceback = traceback
+        self.job_id = job_id  #: the job's id
+        self.error = error  #: the job's last error, e.g. ``"ValueError: boom"``
+        self.traceback = traceback  #: the traceback of that error (``""`` when there is none)
 
 
 class JobCancelled(AqueueError):
-    """The job was cancelled and will not run again."""
+    """Raised by :meth:`Job.result`: the job was cancelled (or, as a workflow step, skipped) and will not run
+    again."""
 
     def __init__(self, job_id: str) -> None:
         super().__init__(f"job {job_id} was cancelled")
-        self.job_id = job_id
+        self.job_id = job_id  #: the job's id
 
 
 class Retry(AqueueError):
     """Raise inside a task to retry its job ``after`` seconds from now (``None``: the task's usual backoff).
 
-    The attempt counts: once the job has had ``max_attempts`` it is dead-lettered, with this error's message.
+    ``raise aqueue.Retry("rate limited", after=30)``. The attempt counts: once the job has had ``max_attempts`` it
+    is dead-lettered, with this error's message. ``after`` outside 0 to a year raises :class:`ConfigurationError`.
     """
 
     def __init__(self, message: str = "", *, after: float | None = None) -> None:
@@ -98,9 +113,9 @@ class Retry(AqueueError):
         ):
             raise ConfigurationError(f"Retry(after=…) must be seconds from 0 to a year, got {after!r}")
         super().__init__(message or (f"retry in {after} s" if after is not None else "retry"))
-        self.after = after
+        self.after = after  #: seconds until the retry (0 to a year), or None for the task's backoff
 
 
 class Reject(AqueueError):
     """Raise inside a task to dead-letter its job now, whatever attempts it has left (the input is wrong and
-    retrying cannot help). The message is the dead-letter reason."""
+    retrying cannot help): ``raise aqueue.Reject("no such user")``. The message is the dead-letter reason."""

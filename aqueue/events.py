@@ -22,7 +22,8 @@ __all__ = ["EVENT_TYPES", "TERMINAL_EVENTS", "Event", "EventHub"]
 
 log = logging.getLogger("aqueue.events")
 
-#: Every event type the core writes.
+#: Every event type the core writes to a queue's events stream (the ``type`` field of each entry). Follow them live
+#: over the web app's WebSocket (``/ws``, with a ``types=`` filter), or read the stream with ``XREAD``.
 EVENT_TYPES = frozenset(
     {"enqueued", "scheduled", "queued", "started", "succeeded", "failed", "retrying", "dead", "cancelled",
      "requeued", "scaling", "duplicate", "expired", "throttled", "progress", "cancelling", "paused", "resumed",

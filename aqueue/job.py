@@ -21,7 +21,8 @@ R = TypeVar("R")
 
 
 class JobStatus(enum.StrEnum):
-    """Where a job is in its life."""
+    """Where a job is in its life (:meth:`Job.status`, :attr:`JobRecord.status`). A ``str`` enum: members equal
+    their values (``JobStatus.DEAD == "dead"``)."""
 
     QUEUED = "queued"  #: in a ready stream, waiting for a worker
     SCHEDULED = "scheduled"  #: delayed (or rate-limited), waiting for its due time
@@ -35,7 +36,7 @@ class JobStatus(enum.StrEnum):
 
     @classmethod
     def parse(cls, text: str | None) -> JobStatus | None:
-        """The status named ``text``, or None for a missing or unknown value (a damaged record)."""
+        """The status named ``text``, or None for a missing or unknown value (a damaged record); never raises."""
         try:
             return cls(text) if text else None
         except ValueError:
@@ -43,7 +44,7 @@ class JobStatus(enum.StrEnum):
 
     @property
     def finished(self) -> bool:
-        """True for statuses a job never leaves."""
+        """True for the statuses a job never leaves: succeeded, dead, cancelled and expired."""
         return self in _FINISHED
 
 
@@ -64,7 +65,12 @@ MAX_ATTEMPTS = 1_000_000
 
 @dataclass(frozen=True, slots=True)
 class JobOptions:
-    """Per-job options; ``None`` means "the task's default".
+    """Per-job options, as ``@tasks.task(...)`` and :meth:`Task.with_options` set them; ``None`` means "the
+    task's default" (and, where the task sets none, the queue's: :class:`QueueSettings`).
+
+    You rarely build one yourself: pass the options to ``@tasks.task`` or :meth:`Task.with_options`, which also
+    accept :class:`~datetime.timedelta` durations. Durations here are seconds. Invalid values raise
+    :class:`ConfigurationError` at construction.
 
     ``dedup_key``: while a job holding this key exists (until it finishes, or for ``dedup_ttl`` seconds from
     enqueue when given), enqueueing another job with the key does not create one: ``dedup_mode`` ``drop`` returns
@@ -72,16 +78,18 @@ class JobOptions:
     ``ttl``: a job not started within ``ttl`` seconds of becoming due is never run (status ``expired``).
     """
 
+    #: Priority level name (one of the queue's ``QueueSettings.priorities``); None: the queue's default level.
     priority: str | None = None
-    delay: float = 0.0
+    delay: float = 0.0  #: seconds from enqueue until the job is due
+    #: Attempts before the job is dead-lettered; None: the queue's ``RetryPolicy.max_attempts``.
     max_attempts: int | None = None
-    timeout: float | None = None
-    backoff_base: float | None = None
-    backoff_max: float | None = None
-    dedup_key: str | None = None
-    dedup_ttl: float | None = None
-    dedup_mode: str | None = None
-    ttl: float | None = None
+    timeout: float | None = None  #: seconds one attempt may run before it fails; None: no limit
+    backoff_base: float | None = None  #: first retry delay in seconds, doubled each attempt (see :class:`RetryPolicy`)
+    backoff_max: float | None = None  #: cap on the retry delay in seconds
+    dedup_key: str | None = None  #: at most one unfinished job holds a key at a time (see above)
+    dedup_ttl: float | None = None  #: seconds from enqueue the key is held; None: until the job finishes
+    dedup_mode: str | None = None  #: ``drop`` (the default) or ``replace`` (debounce)
+    ttl: float | None = None  #: seconds after becoming due within which the job must start, else ``expired``
 
     def __post_init__(self) -> None:
         for name in ("delay", "timeout", "backoff_base", "backoff_max", "dedup_ttl", "ttl"):
@@ -123,7 +131,7 @@ class JobOptions:
                 raise ConfigurationError(f"{name} must be >= 0, got {value}")
 
     def merged(self, override: JobOptions) -> JobOptions:
-        """These options with every field that ``override`` sets replaced."""
+        """These options with every field that ``override`` sets (not None; for ``delay``, not 0) replaced."""
         return JobOptions(
             priority=override.priority if override.priority is not None else self.priority,
             delay=override.delay or self.delay,
@@ -138,7 +146,8 @@ class JobOptions:
         )
 
     def script_options(self) -> dict[str, Any] | None:
-        """What the enqueue script applies (dedup, ttl), in its short field names; None when nothing is set."""
+        """Internal: what the enqueue script applies (dedup, ttl), in its short field names; None when nothing is
+        set."""
         out: dict[str, Any] = {}
         if self.dedup_key is not None:
             out["dk"] = self.dedup_key
@@ -151,15 +160,17 @@ class JobOptions:
 
 @dataclass(frozen=True, slots=True)
 class JobSpec(Generic[R]):
-    """A job ready to be enqueued: task name, encoded arguments and resolved options.
+    """A job ready to be enqueued: task name, encoded arguments and resolved options. Make it with
+    :meth:`Task.spec`; send it with :meth:`Tasks.enqueue`, :meth:`Tasks.enqueue_many`, a chain (:meth:`then`) or a
+    :class:`Workflow` step.
 
     Arguments are encoded when the spec is made, so a value JSON cannot carry is rejected in the producer.
     """
 
-    task: str
-    args: tuple[Any, ...]
-    kwargs: dict[str, Any]
-    options: JobOptions
+    task: str  #: the task's name
+    args: tuple[Any, ...]  #: positional arguments
+    kwargs: dict[str, Any]  #: keyword arguments
+    options: JobOptions  #: the job's options (the task's, with any :meth:`Task.with_options` overrides)
     payload: str = field(repr=False)  #: the encoded spec stored in the job record
     tasks: Tasks | None = field(default=None, repr=False, compare=False)  #: the registry that made it
 
@@ -176,33 +187,37 @@ class JobSpec(Generic[R]):
 
 @dataclass(frozen=True, slots=True)
 class JobRecord:
-    """A job's record as read from Redis."""
+    """A job's record as read from Redis (:meth:`Job.record`): a snapshot, not updated afterwards.
 
-    id: str
-    task: str
-    status: JobStatus
-    priority: str
-    attempts: int
-    args: list[Any]
-    kwargs: dict[str, Any]
-    enqueued_at: float | None
-    started_at: float | None
-    finished_at: float | None
-    worker: str | None
-    result: Any
-    error: str | None
-    traceback: str | None
-    progress: float | None = None  #: the last value the task reported with ``aqueue.progress``
-    progress_message: str | None = None
+    Times are Unix seconds on the Redis clock, or None when the job has not reached that point.
+    """
+
+    id: str  #: the job id
+    task: str  #: the task's name
+    status: JobStatus  #: where the job is in its life
+    priority: str  #: its priority level
+    attempts: int  #: attempts started so far (0 before the first)
+    args: list[Any]  #: positional arguments, as decoded from JSON
+    kwargs: dict[str, Any]  #: keyword arguments, as decoded from JSON
+    enqueued_at: float | None  #: when the job was enqueued
+    started_at: float | None  #: when its latest attempt started
+    finished_at: float | None  #: when it finished (succeeded, dead, cancelled or expired)
+    worker: str | None  #: id of the worker that ran the latest attempt
+    result: Any  #: the task's return value once succeeded, else None
+    error: str | None  #: the latest failure (``"ValueError: boom"``), or why the job was cancelled or expired
+    traceback: str | None  #: the traceback of the latest failure, if it had one
+    progress: float | None = None  #: the last value the task reported with ``aqueue.progress`` (0 to 100)
+    progress_message: str | None = None  #: the message reported with it
     workflow: str | None = None  #: id of the workflow this job is a step of
     step: str | None = None  #: its step name in that workflow
-    due_at: float | None = None
-    expires_at: float | None = None
+    due_at: float | None = None  #: when a scheduled (delayed, retrying or rate-limited) job becomes due
+    expires_at: float | None = None  #: when the job expires if it has not started (its ``ttl``)
 
     @classmethod
     def from_hash(cls, job_id: str, h: dict[str, str]) -> JobRecord:
-        """Decode the record hash; tolerant of damaged fields (a record may hold garbage), except an unknown
-        status, which raises :class:`ValueError` (nothing sensible can be said about such a job)."""
+        """Internal: decode the record hash read from Redis; tolerant of damaged fields (a record may hold garbage),
+        except an unknown status, which raises :class:`ValueError` (nothing sensible can be said about such a
+        job)."""
         spec = json_or_text(h.get("spec"), {})
         spec = spec if isinstance(spec, dict) else {}
         args, kwargs = spec.get("a", []), spec.get("k", {})
@@ -268,13 +283,17 @@ def json_or_text(text: str | None, default: Any) -> Any:
 
 
 class Job(Generic[R]):
-    """A handle on an enqueued job; cheap to create from an id in any process (``tasks.job(id)``)."""
+    """A handle on an enqueued job; cheap to create from an id in any process (:meth:`Tasks.job`).
+
+    :meth:`Task.enqueue` returns one. It holds only the id: every method reads the job's current state from Redis.
+    Generic in the task's result type ``R``, which :meth:`result` returns.
+    """
 
     __slots__ = ("_tasks", "id")
 
     def __init__(self, tasks: Tasks, job_id: str) -> None:
         self._tasks = tasks
-        self.id = job_id
+        self.id = job_id  #: the job id (a 32-character hex string for jobs aqueue made)
 
     def __repr__(self) -> str:
         return f"Job(id={self.id!r}, queue={self._tasks.queue!r})"
@@ -312,10 +331,12 @@ class Job(Generic[R]):
         return (await self.record()).status
 
     async def result(self, timeout: float | None = None) -> R:
-        """Wait for the job to finish and return its result.
+        """Wait for the job to finish and return its result (the task's return value, decoded from JSON).
 
-        Raises :class:`JobFailed` (with the error and traceback) if it was dead-lettered, :class:`JobCancelled`
-        if cancelled, :class:`ResultTimeout` if ``timeout`` seconds pass first.
+        Waits on the queue's events stream, without polling. Raises :class:`JobFailed` (with the error and
+        traceback) if the job was dead-lettered or expired, :class:`JobCancelled` if cancelled,
+        :class:`ResultTimeout` if ``timeout`` seconds pass first (the job goes on), :class:`UnknownJob` if there
+        is no record.
         """
         hub = await self._tasks.event_hub()
         waiter = hub.watch(self.id)

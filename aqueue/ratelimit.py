@@ -24,10 +24,16 @@ _DEFAULT_BURST_WINDOW = 0.01
 
 @dataclass(frozen=True, slots=True)
 class RateLimit:
-    """At most ``count`` job starts per ``per`` seconds, with bursts of up to ``burst`` jobs."""
+    """At most ``count`` job starts per ``per`` seconds, with bursts of up to ``burst`` jobs.
 
-    count: int
-    per: float
+    Usually given as a string: ``@tasks.task(rate_limit="100/m")``, ``Tasks(..., rate_limit="5000/s")``; see
+    :meth:`parse`. The limit holds across every worker of the queue (its state is in Redis). A job over the limit
+    is scheduled for its next free slot rather than held by a worker.
+    """
+
+    count: int  #: job starts allowed per ``per`` seconds (>= 1)
+    per: float  #: the window in seconds (> 0)
+    #: Starts that may run back to back before the pace applies; None: what the limit allows in 10 ms (at least 1).
     burst: int | None = None
 
     def __post_init__(self) -> None:
@@ -38,7 +44,12 @@ class RateLimit:
 
     @classmethod
     def parse(cls, value: str | RateLimit) -> RateLimit:
-        """``"100/m"``, ``"5000/s"``, ``"10/5s"``, ``"1000/h"``, ``"3/day"``, or a :class:`RateLimit`."""
+        """A limit from ``"COUNT/[N]UNIT"`` text: ``"100/m"``, ``"5000/s"``, ``"10/5s"``, ``"1000/h"``, ``"3/day"``
+        (units ``s``, ``m``, ``h``, ``d`` or their long names); a :class:`RateLimit` is returned as is.
+
+        Raises :class:`ConfigurationError` for anything else. The text form has no burst: construct a
+        :class:`RateLimit` for one.
+        """
         if isinstance(value, RateLimit):
             return value
         match = _PATTERN.match(value.lower()) if isinstance(value, str) else None
@@ -50,17 +61,17 @@ class RateLimit:
 
     @property
     def interval_ms(self) -> float:
-        """Milliseconds between starts at the limit."""
+        """Milliseconds between two starts at the limit's pace (``per * 1000 / count``)."""
         return self.per * 1000 / self.count
 
     @property
     def tolerance_ms(self) -> float:
-        """How far ahead of its slot a start may run: ``(burst - 1) * interval``."""
+        """How far ahead of its slot a start may run, in milliseconds: ``(burst - 1) * interval_ms``."""
         burst = self.burst if self.burst is not None else max(1, int(self.count / self.per * _DEFAULT_BURST_WINDOW))
         return (burst - 1) * self.interval_ms
 
     def wire(self) -> list[float]:
-        """``[interval_ms, tolerance_ms]`` as the claim script takes it."""
+        """Internal: ``[interval_ms, tolerance_ms]`` as the claim script takes it."""
         return [round(self.interval_ms, 4), round(self.tolerance_ms, 4)]
 
     def __str__(self) -> str:

@@ -35,8 +35,8 @@ class MetricsSnapshot:
     service_time: float | None  #: mean seconds one job takes on this worker (None until one has finished)
     loop_lag: float  #: how late this process's event loop runs a timer (CPU saturation)
     workers: int  #: live workers sharing the queue (>= 1: this one)
-    min_concurrency: int
-    max_concurrency: int
+    min_concurrency: int  #: this worker's lower bound
+    max_concurrency: int  #: this worker's upper bound
 
     @property
     def total_backlog(self) -> int:
@@ -53,8 +53,8 @@ class MetricsSnapshot:
 class Decision:
     """A strategy's answer: the concurrency it wants, and why (shown in events, logs and the dashboard)."""
 
-    target: int
-    reason: str
+    target: int  #: the concurrency wanted; the supervisor clamps it to the bounds and applies the cooldown
+    reason: str  #: a short human explanation, e.g. ``"error rate 25.0% > 20%: back off to 40"``
     #: How sure a forecasting strategy is of its forecast (0..1), else None.
     confidence: float | None = None
     #: Extra figures worth reporting with the decision (e.g. the predicted backlog).
@@ -65,15 +65,17 @@ class Decision:
 class Strategy(Protocol):
     """A scaling policy: maps the newest snapshot and the recent history to a decision.
 
-    ``history`` holds earlier snapshots, oldest first, not including ``snapshot``. A strategy may keep state
-    between calls (it is used by one supervisor). It need not clamp to the bounds or honour the cooldown: the
-    supervisor does both, so a strategy states what it wants and why.
+    Pass one to ``Worker(..., strategy=...)`` in place of a built-in name. Any object with a ``name`` and a
+    ``decide`` method is one; no need to subclass. ``history`` holds earlier snapshots, oldest first, not including
+    ``snapshot``. A strategy may keep state between calls (it is used by one supervisor). It need not clamp to the
+    bounds or honour the cooldown: the supervisor does both, so a strategy states what it wants and why.
     """
 
-    name: str
+    name: str  #: shown with every decision (in ``scaling`` events, logs and the dashboard)
 
     def decide(self, snapshot: MetricsSnapshot, history: Sequence[MetricsSnapshot]) -> Decision:
-        """The concurrency this worker should run at now, with the reason."""
+        """The concurrency this worker should run at now, with the reason; called every ``scale_interval``
+        seconds."""
         ...
 
 

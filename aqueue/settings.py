@@ -11,10 +11,10 @@ __all__ = ["Priority", "QueueSettings", "RetryPolicy"]
 
 @dataclass(frozen=True, slots=True)
 class Priority:
-    """One named priority level and its share of reads when levels compete."""
+    """One named priority level and its share of reads when levels compete (see :class:`QueueSettings`)."""
 
-    name: str
-    weight: int = 1
+    name: str  #: the level's name: letters, digits, ``-`` and ``_``
+    weight: int = 1  #: its share of free slots when several levels have jobs waiting (>= 1)
 
     def __post_init__(self) -> None:
         if not self.name or not self.name.replace("_", "").replace("-", "").isalnum():
@@ -29,12 +29,12 @@ class RetryPolicy:
 
     The delay before attempt ``n + 1`` is ``min(backoff_max, backoff_base * 2 ** (n - 1))``, scaled by a random
     factor in ``[0.5, 1.0]`` (jitter) so that jobs failing together do not retry together. Tasks and single jobs
-    may override each field.
+    may override each field. The queue's policy is ``QueueSettings.retry``.
     """
 
-    max_attempts: int = 3
-    backoff_base: float = 1.0
-    backoff_max: float = 300.0
+    max_attempts: int = 3  #: attempts before a job is dead-lettered (the first run counts)
+    backoff_base: float = 1.0  #: seconds before the first retry (before jitter)
+    backoff_max: float = 300.0  #: cap on the delay in seconds
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
@@ -49,26 +49,27 @@ def _default_priorities() -> tuple[Priority, ...]:
 
 @dataclass(frozen=True, slots=True)
 class QueueSettings:
-    """Settings shared by every producer and worker of one queue.
+    """Settings shared by every producer and worker of one queue: give the same ones to every :class:`Tasks` of it.
 
     ``priorities`` are listed highest first. With ``strict_priority`` a lower level is read only when every higher
-    level is empty; otherwise free slots are shared by weight (default 6:3:1) so no level starves.
+    level is empty; otherwise free slots are shared by weight (default 6:3:1) so no level starves. Invalid values
+    raise :class:`ConfigurationError`.
     """
 
+    #: The priority levels, highest first (names unique); default ``high`` (6), ``normal`` (3), ``low`` (1).
     priorities: tuple[Priority, ...] = field(default_factory=_default_priorities)
-    default_priority: str = "normal"
-    strict_priority: bool = False
-    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    default_priority: str = "normal"  #: the level of jobs that name none; one of ``priorities``
+    strict_priority: bool = False  #: read a level only when every higher level is empty (lower levels may starve)
+    retry: RetryPolicy = field(default_factory=RetryPolicy)  #: attempts and backoff of jobs that set none
     #: Seconds a claimed job may go without a heartbeat before another worker takes it back.
     lease: float = 30.0
     #: A job taken back from dead workers more often than this is dead-lettered as a poison message.
     max_reclaims: int = 3
-    #: Seconds a finished job's record is kept.
+    #: Seconds a succeeded (or cancelled or expired) job's record is kept.
     succeeded_ttl: float = 24 * 3600.0
-    dead_ttl: float = 7 * 24 * 3600.0
-    #: Approximate cap of the events and dead-letter streams.
-    events_maxlen: int = 100_000
-    dead_maxlen: int = 100_000
+    dead_ttl: float = 7 * 24 * 3600.0  #: Seconds a dead-lettered job's record is kept.
+    events_maxlen: int = 100_000  #: Approximate cap of the events stream (entries).
+    dead_maxlen: int = 100_000  #: Approximate cap of the dead-letter stream (entries).
 
     def __post_init__(self) -> None:
         names = [p.name for p in self.priorities]
@@ -89,11 +90,12 @@ class QueueSettings:
 
     @property
     def priority_names(self) -> tuple[str, ...]:
-        """Level names, highest first."""
+        """The level names, highest first."""
         return tuple(p.name for p in self.priorities)
 
     def priority_index(self, name: str) -> int:
-        """Index of a level by name, or :class:`ConfigurationError`."""
+        """The position of the level called ``name`` (0 is the highest); :class:`ConfigurationError` if there is
+        none."""
         for i, p in enumerate(self.priorities):
             if p.name == name:
                 return i

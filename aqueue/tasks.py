@@ -42,15 +42,22 @@ def _seconds(value: float | timedelta | None) -> float | None:
 
 @dataclass(frozen=True, slots=True)
 class CronJob:
-    """A periodic job: its schedule and the arguments each tick's job gets."""
+    """A periodic job, as :meth:`Tasks.cron` and :meth:`Tasks.add_cron` register it: its schedule and the arguments
+    each tick's job is enqueued with."""
 
-    schedule: CronSchedule
-    args: tuple[Any, ...] = ()
-    kwargs: dict[str, Any] = field(default_factory=dict)
+    schedule: CronSchedule  #: when it runs, and which task
+    args: tuple[Any, ...] = ()  #: positional arguments of every tick's job
+    kwargs: dict[str, Any] = field(default_factory=dict)  #: keyword arguments of every tick's job
 
 
 class Task(Generic[P, R]):
-    """A registered task: call ``enqueue`` to run it on a worker, ``spec`` to build a job for bulk enqueue."""
+    """A registered task: ``await task.enqueue(...)`` runs it on a worker, ``task.spec(...)`` builds an unsent job.
+
+    Made by ``@tasks.task`` (:meth:`Tasks.task`), not constructed directly. It is generic in the function's
+    parameters ``P`` and result ``R``: type checkers check the arguments given to :meth:`enqueue` and :meth:`spec`
+    against the function's signature, and type :meth:`Job.result` as the function's return type. ``await task(...)``
+    calls the function in place, without a queue.
+    """
 
     __slots__ = ("_options", "fn", "is_async", "name", "rate_limit", "tasks")
 
@@ -62,10 +69,10 @@ class Task(Generic[P, R]):
         options: JobOptions,
         rate_limit: RateLimit | None = None,
     ) -> None:
-        self.tasks = tasks
-        self.fn = fn
-        self.name = name
-        self.is_async = inspect.iscoroutinefunction(fn)
+        self.tasks = tasks  #: the registry (and so the queue) the task belongs to
+        self.fn = fn  #: the decorated function
+        self.name = name  #: the task's name: what jobs store and workers look up (``module.qualname`` by default)
+        self.is_async = inspect.iscoroutinefunction(fn)  #: True for an ``async def``; a plain ``def`` runs in a thread
         self._options = options
         self.rate_limit = rate_limit  #: global limit on how often jobs of this task start
 
@@ -91,9 +98,13 @@ class Task(Generic[P, R]):
         dedup_mode: str | None = None,
         ttl: float | timedelta | None = None,
     ) -> Task[P, R]:
-        """This task with some options overridden for the jobs it enqueues (the registry is unchanged).
+        """A copy of this task whose jobs get these options; the registered task is unchanged.
 
-        See :class:`~aqueue.JobOptions` for ``dedup_key``/``dedup_ttl``/``dedup_mode`` and ``ttl``.
+        ``await resize.with_options(priority="high", delay=30).enqueue("a.png", width=200)``. An option left
+        ``None`` keeps the task's value. Durations are seconds or a :class:`~datetime.timedelta`: ``delay``
+        postpones the job, ``timeout`` bounds one attempt, ``ttl`` is how long it may wait to start. Every option is
+        described under :class:`~aqueue.JobOptions`. Raises :class:`ConfigurationError` for an unknown priority or an
+        invalid value.
         """
         override = JobOptions(
             priority=priority,
@@ -112,21 +123,37 @@ class Task(Generic[P, R]):
         return Task(self.tasks, self.fn, self.name, self._options.merged(override), self.rate_limit)
 
     def spec(self, /, *args: P.args, **kwargs: P.kwargs) -> JobSpec[R]:
-        """An unsent job with these arguments; raises :class:`SerializationError` if they are not JSON."""
+        """An unsent job with these arguments, for :meth:`Tasks.enqueue_many`, chains and workflows.
+
+        The arguments are encoded now: raises :class:`SerializationError` if JSON cannot carry them.
+        """
         return self.tasks._make_spec(self.name, args, kwargs, self._options)
 
     def spec_after(self: Task[Concatenate[Any, P2], R], /, *args: P2.args, **kwargs: P2.kwargs) -> JobSpec[R]:
-        """An unsent workflow step that receives its parents' result(s) as its first argument (``pass_results``,
-        and every step of a ``.then`` chain after the first): give every argument but that one. Type checkers check
-        these against the rest of the task's signature, which ``spec`` cannot do for such a step."""
+        """Like :meth:`spec`, for a workflow step whose first argument the workflow supplies: its parents' result(s).
+
+        That is a step added with ``pass_results=True``, and every step of a ``.then`` chain after the first. Give
+        every argument but the first; type checkers check them against the rest of the task's signature, which
+        :meth:`spec` cannot do for such a step.
+        """
         return self.tasks._make_spec(self.name, args, kwargs, self._options)
 
     async def enqueue(self, /, *args: P.args, **kwargs: P.kwargs) -> Job[R]:
-        """Enqueue one job (one Redis round trip) and return its handle."""
+        """Enqueue one job with these arguments (one Redis round trip) and return its :class:`Job` handle.
+
+        Raises :class:`SerializationError` if JSON cannot carry the arguments, :class:`BrokerUnavailable` if Redis
+        does not answer (nothing is written in either case). With a ``dedup_key`` (:meth:`with_options`) held by an
+        existing job, that job's handle is returned instead.
+        """
         return await self.tasks.enqueue(self.spec(*args, **kwargs))
 
     async def __call__(self, /, *args: P.args, **kwargs: P.kwargs) -> R:
-        """Run the function here, now (for tests and composition); no queue involved."""
+        """Run the function here and now, and return its result (for tests and for composing tasks).
+
+        No queue, worker, timeout or retry is involved, and the call is not a job of its own (inside a task,
+        :func:`~aqueue.current_job` still returns the calling task's job). A plain function is called directly, on
+        the event loop's thread.
+        """
         if self.is_async:
             return await cast(Callable[P, Awaitable[R]], self.fn)(*args, **kwargs)
         return cast(Callable[P, R], self.fn)(*args, **kwargs)
@@ -142,10 +169,16 @@ class TaskDecorator(Protocol):
 
 
 class Tasks:
-    """A queue's task registry and producer API.
+    """A queue's task registry and producer API: register tasks on it, enqueue jobs, follow and control them.
 
-    ``redis_url`` ``None`` means ``$AQUEUE_REDIS_URL``, else ``redis://localhost:6379/0``; ``memory://`` runs on
-    in-process fakeredis. The connection opens on first use, so a module can create its ``Tasks`` at import.
+    ``queue`` names the queue (non-empty, without ``{``, ``}``, ``:``, spaces, tabs or newlines). ``redis_url``
+    ``None`` means ``$AQUEUE_REDIS_URL``, else ``redis://localhost:6379/0``; ``memory://`` runs on in-process
+    fakeredis. ``settings`` (:class:`QueueSettings`: priority levels, retries, lease, retention) must be the same
+    in every producer and worker of the queue. ``rate_limit`` (``"100/s"`` or a :class:`RateLimit`) caps how often
+    jobs of the whole queue start.
+
+    The connection opens on first use, so a module can create its ``Tasks`` at import time. Close it with
+    :meth:`close`, or use it as ``async with tasks: ...``.
     """
 
     def __init__(
@@ -158,8 +191,8 @@ class Tasks:
     ) -> None:
         if not queue or any(c in queue for c in "{}: \t\n"):
             raise ConfigurationError(f"queue name {queue!r} must be non-empty without braces, ':' or spaces")
-        self.queue = queue
-        self.settings = settings or QueueSettings()
+        self.queue = queue  #: the queue's name
+        self.settings = settings or QueueSettings()  #: the queue's settings
         if redis_url is not None:
             check_url(redis_url)
         self._url = redis_url
@@ -176,16 +209,20 @@ class Tasks:
 
     @property
     def redis_url(self) -> str:
-        """The URL this registry connects to."""
+        """The Redis URL this registry connects to (the one given, else ``$AQUEUE_REDIS_URL``, else the default)."""
         return resolve_url(self._url)
 
     @property
     def keys(self) -> Keys:
-        """Key names of this queue."""
+        """The Redis key names of this queue (for tools that inspect Redis directly)."""
         return Keys(self.queue, self.settings.priority_names)
 
     def configure(self, *, redis_url: str | None = None, queue: str | None = None) -> None:
-        """Point this registry at another Redis or queue (the CLI's ``--redis``/``--queue``); before first use."""
+        """Point this registry at another Redis or queue (what the CLI's ``--redis``/``--queue`` do).
+
+        Only before the first connection: raises :class:`ConfigurationError` after it, or for an invalid URL or
+        queue name.
+        """
         if self._broker is not None:
             raise ConfigurationError("configure() must be called before the first connection")
         if redis_url is not None:
@@ -231,11 +268,16 @@ class Tasks:
         ttl: float | timedelta | None = None,
         rate_limit: str | RateLimit | None = None,
     ) -> Any:
-        """Register a function as a task: ``@tasks.task`` or ``@tasks.task(name=…, priority=…, …)``.
+        """Register a function as a task: ``@tasks.task`` or ``@tasks.task(name=…, priority=…, …)``; returns the
+        :class:`Task`.
 
-        Async functions run on the worker's loop; plain functions run in a worker thread (anyio).
+        Async functions run on the worker's loop; plain functions run in a worker thread (anyio). ``name`` defaults
+        to the function's ``module.qualname``; producers and workers must agree on it. ``priority``,
+        ``max_attempts``, ``timeout``, ``backoff_base``, ``backoff_max`` and ``ttl`` are defaults for the task's
+        jobs (see :class:`~aqueue.JobOptions`; a job may override them with :meth:`Task.with_options`).
         ``rate_limit`` (``"100/m"``, ``"5000/s"``, or a :class:`~aqueue.RateLimit`) caps how often jobs of this
-        task start, across every worker of the queue.
+        task start, across every worker of the queue. Raises :class:`ConfigurationError` if the name is already
+        registered on this queue, or for an invalid option.
         """
         options = JobOptions(
             priority=priority,
@@ -308,7 +350,11 @@ class Tasks:
         args: Iterable[Any] = (),
         kwargs: dict[str, Any] | None = None,
     ) -> CronJob:
-        """Run an already registered task periodically (see :meth:`cron`)."""
+        """Run an already registered task periodically, as :meth:`cron` does, and return its :class:`CronJob`.
+
+        Raises :class:`ConfigurationError` if ``task`` is not registered on this registry, a cron job of that name
+        exists, or the schedule is invalid; :class:`SerializationError` if JSON cannot carry ``args``/``kwargs``.
+        """
         if self._registry.get(task.name) is None or task.tasks is not self:
             raise ConfigurationError(f"task {task.name!r} is not registered on queue {self.queue!r}")
         cron_name = name or task.name
@@ -327,7 +373,7 @@ class Tasks:
         return list(self._crons.values())
 
     def rate_limits_json(self) -> str:
-        """The queue's and tasks' rate limits as the claim script takes them ('' when there are none)."""
+        """Internal: the queue's and tasks' rate limits as the claim script takes them (``""`` when there are none)."""
         per_task = {t.name: t.rate_limit.wire() for t in self._registry.values() if t.rate_limit is not None}
         if self.rate_limit is None and not per_task:
             return ""
@@ -337,7 +383,7 @@ class Tasks:
         return orjson.dumps(out).decode()
 
     def get(self, name: str) -> Task[Any, Any] | None:
-        """The registered task called ``name``, or ``None``."""
+        """The task registered under ``name``, or ``None``."""
         return self._registry.get(name)
 
     @property
@@ -373,10 +419,11 @@ class Tasks:
         )
 
     async def enqueue(self, spec: JobSpec[R]) -> Job[R]:
-        """Enqueue one prepared job (one round trip).
+        """Enqueue one job made by :meth:`Task.spec` (one round trip) and return its handle.
 
         With a ``dedup_key`` held by an existing job, that job's handle is returned instead (see
-        :class:`~aqueue.JobOptions`).
+        :class:`~aqueue.JobOptions`). Raises :class:`ConfigurationError` if its priority is not a level of this
+        queue, :class:`BrokerUnavailable` if Redis does not answer.
         """
         item = self._item(spec)
         broker = await self.broker()
@@ -384,7 +431,11 @@ class Tasks:
         return Job(self, dups.get(0, item.job_id))
 
     async def enqueue_many(self, specs: Iterable[JobSpec[Any]]) -> list[Job[Any]]:
-        """Enqueue many prepared jobs, pipelined (one round trip for all); returns their handles in order."""
+        """Enqueue many jobs made by :meth:`Task.spec`; returns their handles in the same order.
+
+        One script call per 500 jobs, all pipelined in one round trip. A job whose ``dedup_key`` is held gets the
+        existing job's handle, as with :meth:`enqueue`.
+        """
         items = [self._item(s) for s in specs]
         dups: dict[int, str] = {}
         if items:
@@ -393,7 +444,8 @@ class Tasks:
         return [Job(self, dups.get(i, it.job_id)) for i, it in enumerate(items)]
 
     def workflow(self, name: str = "workflow") -> Workflow:
-        """A new workflow (a DAG of jobs of this queue) to build with ``step`` and send with ``enqueue``."""
+        """A new, empty workflow (a DAG of jobs of this queue): add steps with :meth:`Workflow.step`, then send it
+        with :meth:`Workflow.enqueue`."""
         from aqueue.workflow import Workflow
 
         return Workflow(self, name)
@@ -407,12 +459,17 @@ class Tasks:
     # -- control ---------------------------------------------------------------------------------------------
 
     async def cancel(self, job_id: str, reason: str = "cancelled") -> bool:
-        """Cancel a job by id (see :meth:`Job.cancel`)."""
+        """Cancel a job by id; True if it will not run (again), False if it had already finished (see
+        :meth:`Job.cancel`)."""
         return await self.job(job_id).cancel(reason)
 
     async def pause(self, by: str = "api") -> bool:
         """Pause the queue: no worker starts a job until :meth:`resume` (running jobs finish). False if it was
-        already paused. Workers see it at their next claim, which reads the pause flag atomically."""
+        already paused.
+
+        Workers see it at their next claim, which reads the pause flag atomically. ``by`` is recorded as who paused
+        it (see :meth:`paused`). Enqueueing goes on while the queue is paused.
+        """
         return await (await self.broker()).set_paused(True, by)
 
     async def resume(self) -> bool:
@@ -420,7 +477,7 @@ class Tasks:
         return await (await self.broker()).set_paused(False, "")
 
     async def paused(self) -> dict[str, Any] | None:
-        """``{"at": unix seconds, "by": who}`` while the queue is paused, else None."""
+        """``{"at": Unix seconds (Redis clock), "by": who}`` while the queue is paused, else None."""
         raw = await (await self.broker()).paused()
         if raw is None:
             return None
@@ -456,17 +513,20 @@ class Tasks:
         return total
 
     def job(self, job_id: str) -> Job[Any]:
-        """A handle on an existing job by id."""
+        """A handle on the job with this id, in any process; no Redis call (an unknown id raises
+        :class:`UnknownJob` only when the handle is used)."""
         return Job(self, job_id)
 
     async def info(self) -> QueueInfo:
-        """Depths per priority, active, scheduled, dead-letter size, live workers and counters."""
+        """A :class:`QueueInfo` snapshot: jobs waiting per priority, active, scheduled, dead-lettered, the live
+        workers and the lifetime counters."""
         return await (await self.broker()).info()
 
     # -- plumbing --------------------------------------------------------------------------------------------
 
     async def broker(self) -> Broker:
-        """The connected broker (connects and loads scripts on first use)."""
+        """Internal: the connected broker, the only code that talks to Redis (connects and loads the scripts on first
+        use; :class:`BrokerUnavailable` if Redis does not answer)."""
         if self._broker is None:
             if self._lock is None:
                 self._lock = asyncio.Lock()
@@ -482,14 +542,15 @@ class Tasks:
         return self._broker
 
     async def event_hub(self) -> EventHub:
-        """This registry's events reader, started on first use."""
+        """Internal: this process's reader of the queue's events stream (what :meth:`Job.result` waits with),
+        started on first use."""
         if self._hub is None:
             self._hub = EventHub(await self.broker())
         await self._hub.start()
         return self._hub
 
     async def close(self) -> None:
-        """Stop the events reader and close connections."""
+        """Stop the events reader and close the Redis connections. Using the registry again reconnects."""
         if self._hub is not None:
             await self._hub.close()
             self._hub = None
@@ -498,7 +559,9 @@ class Tasks:
             self._broker = None
 
     async def __aenter__(self) -> Tasks:
+        """``async with tasks:`` returns the registry itself (nothing connects until first use)."""
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        """Leaving ``async with tasks:`` closes the registry (:meth:`close`)."""
         await self.close()

@@ -50,12 +50,12 @@ _TRICKLE_WAIT = 0.002  # a blocking read that waited longer than this found an e
 _SIGNAL_REPEAT_WINDOW = 1.0
 
 #: Called after every attempt with (task, seconds it ran, seconds it waited in the stream, outcome kind ``ok``,
-#: ``retry`` or ``dead``); it runs on the slot's path, so it must be quick and must not block.
+#: ``retry``, ``dead`` or ``cancel``); it runs on the slot's path, so it must be quick and must not block.
 JobObserver = Callable[[str, float, float, str], None]
 
 
 class Worker:
-    """Runs the jobs of one :class:`Tasks` queue in this event loop.
+    """Runs the jobs of one :class:`Tasks` queue in this event loop: ``await Worker(tasks).run()``.
 
     ``concurrency`` fixes how many jobs run at once (default 100). Give ``min_concurrency`` and/or
     ``max_concurrency`` instead and a supervisor task sizes the worker between them from the queue's real state
@@ -70,6 +70,9 @@ class Worker:
     ``prefetch`` (default 0) lets the worker claim up to that many jobs beyond its free slots, so the next batch
     is already in hand while the current one runs. 0 claims only for free slots, which never takes work another
     worker could start now.
+
+    ``name`` is the worker's id (default ``host-pid-random``), shown in records, events and the dashboard. Invalid
+    values raise :class:`ConfigurationError`. ``aqueue worker MODULE:TASKS`` runs one from the command line.
     """
 
     def __init__(
@@ -87,6 +90,7 @@ class Worker:
         prefetch: int = 0,
         name: str | None = None,
     ) -> None:
+        #: The bounds the concurrency stays within (equal for a fixed-concurrency worker).
         self.min_concurrency, self.max_concurrency, self._target = concurrency_bounds(
             concurrency, min_concurrency, max_concurrency
         )
@@ -98,22 +102,25 @@ class Worker:
             raise ConfigurationError(f"prefetch must be >= 0, got {prefetch}")
         if scale_interval <= 0 or cooldown < 0:
             raise ConfigurationError("scale_interval must be > 0 and cooldown >= 0")
-        self.strategy = get_strategy(strategy)
-        self.scale_interval = scale_interval
-        self.cooldown = cooldown
-        self.prefetch = prefetch
-        self.tasks = tasks
+        self.strategy = get_strategy(strategy)  #: the :class:`Strategy` (a built-in name is resolved to one)
+        self.scale_interval = scale_interval  #: seconds between two autoscaling decisions
+        self.cooldown = cooldown  #: seconds the autoscaler waits before changing direction
+        self.prefetch = prefetch  #: jobs claimed beyond the free slots
+        self.tasks = tasks  #: the registry whose queue this worker runs
+        #: The worker's id: ``name``, or ``host-pid-random``.
         self.id = name or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-        self.lease = lease if lease is not None else tasks.settings.lease
-        self.shutdown_timeout = shutdown_timeout
+        self.lease = lease if lease is not None else tasks.settings.lease  #: seconds a claim lives without heartbeat
+        self.shutdown_timeout = shutdown_timeout  #: seconds :meth:`stop` lets running jobs finish
         self.processed = 0  #: attempts finished by this worker (any outcome)
         self.failed = 0  #: attempts that failed (retried or dead-lettered)
         self.scale_ups = 0  #: applied increases of the target
         self.scale_downs = 0  #: applied decreases of the target
         #: The latest applied scaling changes, oldest first.
         self.scaling_history: deque[ScalingRecord] = deque(maxlen=50)
-        self.supervisor: Supervisor | None = None
-        #: Per-attempt observers (e.g. the web app's histograms); see :data:`JobObserver`.
+        self.supervisor: Supervisor | None = None  #: the autoscaling loop while an autoscaling worker runs
+        #: Per-attempt observers (e.g. the web app's histograms): each is called after every attempt with the task
+        #: name, the seconds it ran, the seconds it waited in the stream, and how it ended (``ok``, ``retry``,
+        #: ``dead`` or ``cancel``). They run on the slot's path: quick, never blocking.
         self.observers: list[JobObserver] = []
         self._override: tuple[int, float] | None = None  # manual target, monotonic expiry
         self._service_time: float | None = None
@@ -146,22 +153,23 @@ class Worker:
 
     @property
     def concurrency(self) -> int:
-        """How many jobs this worker runs at once."""
+        """How many jobs this worker runs at once: its current target, which the autoscaler and :meth:`scale_to`
+        change within ``min_concurrency``..``max_concurrency``."""
         return self._target
 
     @property
     def busy(self) -> int:
-        """Jobs claimed and not yet finished."""
+        """Jobs claimed and not yet finished: running, or prefetched and waiting for a slot."""
         return self._busy
 
     @property
     def running_jobs(self) -> int:
-        """Jobs running on a slot now."""
+        """Jobs running on a slot now (:attr:`busy` without the prefetched ones)."""
         return self._pool.running if self._pool is not None else 0
 
     @property
     def is_running(self) -> bool:
-        """True from :meth:`run` until a stop is requested."""
+        """True from :meth:`run` until a stop is requested (False before, and while shutting down)."""
         return self._stopping is not None and not self._stopping.is_set()
 
     @property
@@ -171,36 +179,47 @@ class Worker:
 
     @property
     def service_time(self) -> float | None:
-        """Mean seconds a job takes here (exponentially weighted), None until one has finished."""
+        """Mean seconds a job takes here (exponentially weighted, so recent jobs count most), None until one has
+        finished."""
         return self._service_time
 
     @property
     def registry_ttl_ms(self) -> int:
-        """How long this worker's registry entry lives without a heartbeat."""
+        """Internal: milliseconds this worker's registry entry (what :meth:`Tasks.info` lists) lives without a
+        heartbeat."""
         return round(max(self.lease, 3 * self._heartbeat_interval) * 1000)
 
     @property
     def scale_override(self) -> int | None:
-        """The manual target set by :meth:`scale_to`, while it holds."""
+        """The manual target set by :meth:`scale_to` while it holds (until :meth:`release_scale` or its ``ttl``),
+        else None."""
         if self._override is not None and time.monotonic() >= self._override[1]:
             self._override = None
         return None if self._override is None else self._override[0]
 
     async def scale_to(self, concurrency: int, ttl: float | None = None) -> None:
-        """Run at ``concurrency`` (within the bounds) until :meth:`release_scale`, or for ``ttl`` seconds."""
+        """Run at ``concurrency`` (clamped to the bounds) until :meth:`release_scale`, or for ``ttl`` seconds.
+
+        Overrides the autoscaler, which makes no decision meanwhile (``POST /scale`` of the web app calls this).
+        On a fixed-concurrency worker the bounds are equal, so this changes nothing.
+        """
         target = max(self.min_concurrency, min(self.max_concurrency, concurrency))
         self._override = (target, time.monotonic() + ttl if ttl is not None else float("inf"))
         if target != self._target:
             await self.apply_scale(target, f"manual override to {concurrency}", "manual", None, "{}")
 
     def release_scale(self) -> None:
-        """Hand sizing back to the supervisor."""
+        """End a :meth:`scale_to` override: the autoscaler decides again from its next tick."""
         self._override = None
 
     async def apply_scale(
         self, target: int, reason: str, strategy: str, confidence: float | None, inputs: str
     ) -> ScalingRecord:
-        """Change the target now (new slots start at once; surplus ones leave after their current job)."""
+        """Internal (the autoscaler's and :meth:`scale_to`'s): set the concurrency target to ``target`` now, without
+        clamping, record the change in :attr:`scaling_history` and write a ``scaling`` event.
+
+        New slots start at once; surplus ones leave after their current job, never cancelling it.
+        """
         old, self._target = self._target, target
         record = ScalingRecord(time.time(), old, target, reason, strategy, confidence)
         self.scaling_history.append(record)

@@ -39,24 +39,30 @@ MAX_STEPS = 1000
 
 @dataclass(eq=False, slots=True)
 class Step:
-    """One step of a :class:`Workflow` (build it with :meth:`Workflow.step`)."""
+    """One step of a :class:`Workflow`: build it with :meth:`Workflow.step` (or :meth:`then` / :meth:`on_failure`
+    of another step), not directly."""
 
-    workflow: Workflow
-    name: str
-    spec: JobSpec[Any]
-    after: tuple[Step, ...] = ()
-    on_failure_of: tuple[Step, ...] = ()
-    pass_results: bool = False
+    workflow: Workflow  #: the workflow the step belongs to
+    name: str  #: unique in the workflow; the key of :attr:`WorkflowHandle.jobs`
+    spec: JobSpec[Any]  #: the job the step runs
+    after: tuple[Step, ...] = ()  #: parents that must all succeed before it is queued
+    on_failure_of: tuple[Step, ...] = ()  #: steps whose first failure queues it (a failure handler)
+    pass_results: bool = False  #: whether it receives its parents' result(s) as its first argument
+    #: The id its job will have, fixed when the step is added.
     job_id: str = field(default_factory=lambda: uuid.uuid4().hex)
 
     def then(self, spec: JobSpec[Any], *, name: str | None = None, pass_results: bool = False) -> Step:
-        """A step run after this one succeeds (its success branch)."""
+        """Add a step run after this one succeeds (its success branch) and return it; cancelled if this one ends
+        without success. ``pass_results=True`` gives it this step's result as its first argument (build its spec
+        with :meth:`Task.spec_after`)."""
         return self.workflow.step(spec, after=self, name=name, pass_results=pass_results)
 
     on_success = then
 
     def on_failure(self, spec: JobSpec[Any], *, name: str | None = None, pass_results: bool = False) -> Step:
-        """A step run if this one ends without success (dead, expired or cancelled), skipped otherwise."""
+        """Add a failure handler: a step run if this one ends without success (dead, expired or cancelled), skipped
+        (status ``cancelled``) once it succeeded. With ``pass_results`` it receives ``{"job", "task", "status",
+        "error"}`` of the failed step as its first argument."""
         return self.workflow.step(spec, on_failure=self, name=name, pass_results=pass_results)
 
 
@@ -65,12 +71,22 @@ def _steps(value: Step | Iterable[Step]) -> tuple[Step, ...]:
 
 
 class Workflow:
-    """A DAG of jobs of one queue, sent in one script call. See the module docstring for the rules."""
+    """A DAG of jobs of one queue, sent in one script call: :meth:`Tasks.workflow` or :func:`workflow` makes one.
+
+    Add steps with :meth:`step` (or :meth:`Step.then` / :meth:`Step.on_failure`), then :meth:`enqueue` it once.
+    Steps without parents are queued (or scheduled) at once; the others wait. A step ``after`` its parents is queued
+    once every parent succeeded, and cancelled as soon as one ends otherwise (dead, expired, cancelled), which
+    cascades down its own success branches. A step ``on_failure`` of some steps is queued the first time one of
+    them ends without success, and skipped (status ``cancelled``) once all of them succeeded. With
+    ``pass_results`` a step receives, as its first argument, its parent's result (one parent) or the list of its
+    parents' results in the order given; a failure handler receives ``{"job", "task", "status", "error"}`` of the
+    step that failed. At most 1000 steps; steps cannot have a ``dedup_key``.
+    """
 
     def __init__(self, tasks: Tasks, name: str = "workflow") -> None:
-        self.tasks = tasks
-        self.name = name
-        self.id = uuid.uuid4().hex
+        self.tasks = tasks  #: the registry of the queue the steps run on
+        self.name = name  #: a label, stored with the workflow and written in its ``workflow_started`` event
+        self.id = uuid.uuid4().hex  #: the workflow's id, fixed at creation (:meth:`WorkflowHandle.load` takes it)
         self._steps: dict[str, Step] = {}
         self._sent = False
 
@@ -88,8 +104,13 @@ class Workflow:
         name: str | None = None,
         pass_results: bool = False,
     ) -> Step:
-        """Add a step: a root (no ``after``/``on_failure``), a step waiting for all of ``after`` to succeed, or a
-        failure handler of the steps in ``on_failure``."""
+        """Add a step and return it: a root (no ``after``/``on_failure``), a step waiting for all of ``after`` to
+        succeed, or a failure handler of the steps in ``on_failure`` (not both).
+
+        ``name`` defaults to ``"<n>:<task>"`` (``"1:resize"``). Raises :class:`ConfigurationError` once the workflow
+        was enqueued, for a parent of another workflow, a spec of another queue, a ``dedup_key``, a repeated name,
+        or past 1000 steps.
+        """
         if self._sent:
             raise ConfigurationError("this workflow was already enqueued; build a new one")
         parents, watched = _steps(after), _steps(on_failure)
@@ -112,7 +133,10 @@ class Workflow:
         return step
 
     async def enqueue(self) -> WorkflowHandle:
-        """Write every step in one script call and return the workflow's handle."""
+        """Write every step in one script call and return the workflow's handle; a workflow is enqueued once.
+
+        Raises :class:`ConfigurationError` for an empty or already enqueued workflow.
+        """
         if not self._steps:
             raise ConfigurationError("a workflow needs at least one step")
         if self._sent:
@@ -138,22 +162,28 @@ class Workflow:
 
 
 def workflow(tasks: Tasks, name: str = "workflow") -> Workflow:
-    """A new, empty workflow of ``tasks``' queue: add steps with :meth:`Workflow.step`, then ``await .enqueue()``."""
+    """A new, empty :class:`Workflow` of ``tasks``' queue (the same as ``tasks.workflow(name)``): add steps with
+    :meth:`Workflow.step`, then ``await wf.enqueue()``."""
     return Workflow(tasks, name)
 
 
 class Chain:
-    """Jobs run one after another, each receiving the previous one's result as its first argument."""
+    """Jobs run one after another, each receiving the previous one's result as its first argument.
+
+    Build one with :meth:`JobSpec.then`: ``await a.spec(1).then(b.spec_after(2)).enqueue()``. If a job ends
+    without success, the ones after it are cancelled. It is enqueued as a :class:`Workflow` named ``chain``.
+    """
 
     def __init__(self, specs: list[JobSpec[Any]]) -> None:
-        self.specs = list(specs)
+        self.specs = list(specs)  #: the jobs, in order
 
     def then(self, spec: JobSpec[Any]) -> Chain:
-        """This chain, then ``spec``."""
+        """A new chain: this one, then ``spec`` (which receives the previous job's result as its first argument)."""
         return Chain([*self.specs, spec])
 
     def workflow(self, tasks: Tasks | None = None) -> Workflow:
-        """The chain as a :class:`Workflow` (to add failure handlers before enqueueing it)."""
+        """The chain as a :class:`Workflow` (to add failure handlers before enqueueing it); ``tasks`` defaults to the
+        registry that made the first spec."""
         registry = tasks or self.specs[0].tasks
         if registry is None:
             raise ConfigurationError("this chain's jobs were not made by a Tasks registry; pass tasks=")
@@ -171,12 +201,16 @@ class Chain:
 
 
 class WorkflowHandle:
-    """An enqueued workflow: its steps' jobs by name, and their states."""
+    """An enqueued workflow: its steps' jobs by name, and their states.
+
+    :meth:`Workflow.enqueue` returns one; :meth:`Tasks.workflow_handle` (or :meth:`load`) gets one by id in any
+    process.
+    """
 
     def __init__(self, tasks: Tasks, workflow_id: str, name: str, jobs: dict[str, str]) -> None:
-        self.tasks = tasks
-        self.id = workflow_id
-        self.name = name
+        self.tasks = tasks  #: the registry of the workflow's queue
+        self.id = workflow_id  #: the workflow's id
+        self.name = name  #: the workflow's name
         #: Step name → job handle.
         self.jobs: dict[str, Job[Any]] = {step: Job(tasks, job_id) for step, job_id in jobs.items()}
 
@@ -185,7 +219,8 @@ class WorkflowHandle:
 
     @classmethod
     async def load(cls, tasks: Tasks, workflow_id: str) -> WorkflowHandle:
-        """The handle of a workflow enqueued earlier (by any process)."""
+        """The handle of a workflow enqueued earlier (by any process); :class:`UnknownJob` if there is none (or it
+        expired)."""
         h = await (await tasks.broker()).workflow(workflow_id)
         try:
             jobs = orjson.loads(h["steps"])
@@ -194,7 +229,7 @@ class WorkflowHandle:
         return cls(tasks, workflow_id, h.get("name", ""), jobs if isinstance(jobs, dict) else {})
 
     async def records(self) -> dict[str, JobRecord | None]:
-        """Every step's record (None where it expired)."""
+        """Every step's :class:`JobRecord`, by step name (None where the record expired)."""
         broker = await self.tasks.broker()
         names = list(self.jobs)
         fields = await broker.record_fields([self.jobs[n].id for n in names], _RECORD_FIELDS)
@@ -211,7 +246,10 @@ class WorkflowHandle:
         return {n: (r.status if r else None) for n, r in (await self.records()).items()}
 
     async def wait(self, timeout: float | None = None) -> dict[str, JobStatus | None]:
-        """Wait until every step has finished (succeeded, dead, cancelled or expired); returns their statuses."""
+        """Wait until every step has finished (succeeded, dead, cancelled or expired); returns their statuses.
+
+        Raises :class:`ResultTimeout` if ``timeout`` seconds pass first (the workflow goes on).
+        """
         hub = await self.tasks.event_hub()
         waiters = {n: hub.watch(j.id) for n, j in self.jobs.items()}
         try:

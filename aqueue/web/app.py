@@ -163,10 +163,19 @@ def create_app(
     max_body: int = 1 << 20,
     allowed_origins: Iterable[str] = (),
 ) -> web.Application:
-    """The aqueue web sub-app for ``tasks`` (and ``worker``, if this process runs one).
+    """The aqueue web sub-app for ``tasks`` (and ``worker``, if this process runs one and should be controllable).
 
-    With ``token``, mutating endpoints and the WebSocket require ``Authorization: Bearer <token>``; reads too
-    when ``protect_reads``. Request bodies over ``max_body`` bytes get 413. Browsers may call mutating endpoints
+    Mount it with ``app.add_subapp("/aqueue", create_app(tasks))``. It serves ``/status``, ``/health/live``,
+    ``/health/ready``, Prometheus ``/metrics``, the REST job API (``/jobs``, ``/dead-letter``, ``/scale``, ...,
+    described by ``/openapi.json``), live events on the WebSocket ``/ws`` and the dashboard at ``/``. All queue
+    data comes from Redis, so an app without a worker sees the whole queue; ``worker`` adds its own figures (job
+    histograms, its state in ``/status``) and makes ``POST /scale`` work. Invalid arguments (a ``worker`` of another
+    ``Tasks``, an empty ``token``, an origin without a scheme) raise :class:`ConfigurationError`.
+
+    With ``token``, mutating endpoints and the WebSocket require ``Authorization: Bearer <token>`` (the WebSocket
+    also takes ``?token=``, as browsers cannot set its headers); reads too
+    when ``protect_reads`` (the health checks and the dashboard page stay open). Request bodies over ``max_body``
+    bytes (default 1 MiB) get 413. Browsers may call mutating endpoints
     and open the WebSocket only from the app's own origin and ``allowed_origins`` (``"https://admin.example.com"``);
     other clients are not concerned.
     """
