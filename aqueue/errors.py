@@ -52,6 +52,16 @@ class SerializationError(AqueueError, TypeError):
     """
 
 
+class InvalidArguments(AqueueError, TypeError):
+    """The arguments of a job do not fit its task's signature (also a :class:`TypeError`).
+
+    Raised in the producer, before anything is written, by :meth:`Tasks.enqueue`, :meth:`Tasks.enqueue_many`,
+    :meth:`Task.enqueue`, chains and workflows (a step that receives its parents' results is checked with that first
+    argument supplied) and :meth:`Tasks.add_cron`. A worker that receives such a job anyway (from a producer with
+    another version of the task) dead-letters it at once with this message instead of retrying it.
+    """
+
+
 class BrokerUnavailable(AqueueError, ConnectionError):
     """Redis could not be reached, or refused the write (out of memory, cluster down); nothing was written.
 

@@ -131,7 +131,10 @@ class JobOptions:
                 raise ConfigurationError(f"{name} must be >= 0, got {value}")
 
     def merged(self, override: JobOptions) -> JobOptions:
-        """These options with every field that ``override`` sets (not None; for ``delay``, not 0) replaced."""
+        """These options with every field that ``override`` sets (not None; for ``delay``, not 0) replaced.
+
+        :meth:`Task.with_options` also replaces the delay when it is given as 0.
+        """
         return JobOptions(
             priority=override.priority if override.priority is not None else self.priority,
             delay=override.delay or self.delay,
@@ -177,8 +180,8 @@ class JobSpec(Generic[R]):
     def then(self, next_spec: JobSpec[Any]) -> Chain:
         """A chain: this job, then ``next_spec`` with this job's result prepended to its arguments.
 
-        ``await a.spec(1).then(b.spec(2)).then(c.spec()).enqueue()`` returns the last job's handle. If a step
-        ends without success (dead, expired, cancelled), the steps after it are cancelled.
+        ``await a.spec(1).then(b.spec_after(2)).then(c.spec_after()).enqueue()`` returns the last job's handle. If a
+        step ends without success (dead, expired, cancelled), the steps after it are cancelled.
         """
         from aqueue.workflow import Chain
 

@@ -72,6 +72,8 @@ async def run_job(tasks: Tasks, c: Claimed) -> Outcome:
                     call = functools.partial(task.fn, *args, **kwargs)
                     result = await anyio.to_thread.run_sync(call, abandon_on_cancel=True)
     except Exception as exc:
+        if isinstance(exc, TypeError) and (why := task.arguments_error(args, kwargs)) is not None:
+            return _dead(c, f"InvalidArguments: {why}")  # a call that can never bind: retrying cannot help
         if isinstance(exc, TimeoutError) and deadline is not None and deadline.expired():
             error, tb = f"TimeoutError: timed out after {timeout} s", ""
         elif isinstance(exc, Reject | Retry):  # the task's own decision: its message says why, no traceback

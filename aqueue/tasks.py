@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import functools
 import inspect
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
@@ -10,13 +12,14 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, Protocol, TypeVar, cast, overload
 
+import anyio.to_thread
 import orjson
 
 from aqueue import codec
 from aqueue.backend.broker import Broker, EnqueueItem, QueueInfo
 from aqueue.backend.connect import check_url, open_connection, resolve_url
 from aqueue.cron import CronSchedule, parse_every
-from aqueue.errors import ConfigurationError
+from aqueue.errors import ConfigurationError, InvalidArguments
 from aqueue.events import EventHub
 from aqueue.job import Job, JobOptions, JobSpec, JobStatus
 from aqueue.keys import Keys
@@ -50,6 +53,34 @@ class CronJob:
     kwargs: dict[str, Any] = field(default_factory=dict)  #: keyword arguments of every tick's job
 
 
+_Binder = Callable[[tuple[Any, ...] | list[Any], dict[str, Any]], None]
+
+
+def _binder(fn: Callable[..., Any]) -> _Binder | None:
+    """A function raising TypeError when its arguments would not bind to ``fn``'s signature."""
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):  # some callables have no introspectable signature: the call will tell
+        return None
+    params = list(signature.parameters.values())
+
+    def bind(args: tuple[Any, ...] | list[Any], kwargs: dict[str, Any]) -> None:
+        signature.bind(*args, **kwargs)
+
+    if any(p.kind is not p.POSITIONAL_OR_KEYWORD for p in params):
+        return bind
+    most, least = len(params), sum(1 for p in params if p.default is p.empty)
+
+    def count(args: tuple[Any, ...] | list[Any], kwargs: dict[str, Any]) -> None:
+        if kwargs or not least <= len(args) <= most:  # the usual all-positional call costs one comparison
+            bind(args, kwargs)
+
+    return count
+
+
+_cached_binder = functools.lru_cache(maxsize=None)(_binder)  # task functions live as long as the process
+
+
 class Task(Generic[P, R]):
     """A registered task: ``await task.enqueue(...)`` runs it on a worker, ``task.spec(...)`` builds an unsent job.
 
@@ -75,6 +106,21 @@ class Task(Generic[P, R]):
         self.is_async = inspect.iscoroutinefunction(fn)  #: True for an ``async def``; a plain ``def`` runs in a thread
         self._options = options
         self.rate_limit = rate_limit  #: global limit on how often jobs of this task start
+
+    def arguments_error(self, args: tuple[Any, ...] | list[Any], kwargs: dict[str, Any]) -> str | None:
+        """Why ``args`` and ``kwargs`` cannot be passed to the function, or None if they can (or if it has no
+        signature to check). Cheap: a count comparison for the common signatures."""
+        try:
+            binder = _cached_binder(self.fn)
+        except TypeError:  # an unhashable callable object
+            binder = _binder(self.fn)
+        if binder is None:
+            return None
+        try:
+            binder(args, kwargs)
+        except TypeError as exc:
+            return f"arguments do not match task {self.name!r}{inspect.signature(self.fn)}: {exc}"
+        return None
 
     def __repr__(self) -> str:
         return f"Task({self.name!r}, queue={self.tasks.queue!r})"
@@ -120,7 +166,10 @@ class Task(Generic[P, R]):
         )
         if priority is not None:
             self.tasks.settings.priority_index(priority)
-        return Task(self.tasks, self.fn, self.name, self._options.merged(override), self.rate_limit)
+        options = self._options.merged(override)
+        if delay is not None:  # merged() cannot tell "delay=0" from "no delay given"
+            options = dataclasses.replace(options, delay=override.delay)
+        return Task(self.tasks, self.fn, self.name, options, self.rate_limit)
 
     def spec(self, /, *args: P.args, **kwargs: P.kwargs) -> JobSpec[R]:
         """An unsent job with these arguments, for :meth:`Tasks.enqueue_many`, chains and workflows.
@@ -151,12 +200,12 @@ class Task(Generic[P, R]):
         """Run the function here and now, and return its result (for tests and for composing tasks).
 
         No queue, worker, timeout or retry is involved, and the call is not a job of its own (inside a task,
-        :func:`~aqueue.current_job` still returns the calling task's job). A plain function is called directly, on
-        the event loop's thread.
+        :func:`~aqueue.current_job` still returns the calling task's job). A plain function runs in a worker
+        thread (anyio), as a worker runs it, so it does not block the event loop.
         """
         if self.is_async:
             return await cast(Callable[P, Awaitable[R]], self.fn)(*args, **kwargs)
-        return cast(Callable[P, R], self.fn)(*args, **kwargs)
+        return await anyio.to_thread.run_sync(functools.partial(cast(Callable[P, R], self.fn), *args, **kwargs))
 
 
 class TaskDecorator(Protocol):
@@ -353,7 +402,8 @@ class Tasks:
         """Run an already registered task periodically, as :meth:`cron` does, and return its :class:`CronJob`.
 
         Raises :class:`ConfigurationError` if ``task`` is not registered on this registry, a cron job of that name
-        exists, or the schedule is invalid; :class:`SerializationError` if JSON cannot carry ``args``/``kwargs``.
+        exists, or the schedule is invalid; :class:`SerializationError` if JSON cannot carry ``args``/``kwargs``,
+        :class:`InvalidArguments` if they do not fit the task's signature.
         """
         if self._registry.get(task.name) is None or task.tasks is not self:
             raise ConfigurationError(f"task {task.name!r} is not registered on queue {self.queue!r}")
@@ -363,7 +413,7 @@ class Tasks:
         interval = parse_every(every) if every is not None else None
         sched = CronSchedule(cron_name, task.name, cron=schedule, every=interval, tz=tz, catch_up=catch_up)
         job = CronJob(sched, tuple(args), dict(kwargs or {}))
-        task.spec(*job.args, **job.kwargs)  # arguments JSON cannot carry fail here, not at the first tick
+        self._item(task.spec(*job.args, **job.kwargs))  # bad arguments fail here, not at the first tick
         self._crons[cron_name] = job
         return job
 
@@ -406,7 +456,13 @@ class Tasks:
         payload = codec.encode({"a": args, "k": kwargs, "o": resolved}, f"arguments of task {task!r}")
         return JobSpec(task, args, kwargs, options, payload, self)
 
-    def _item(self, spec: JobSpec[Any]) -> EnqueueItem:
+    def _item(self, spec: JobSpec[Any], receives_results: bool = False) -> EnqueueItem:
+        task = self._registry.get(spec.task) or (spec.tasks.get(spec.task) if spec.tasks is not None else None)
+        if task is not None:  # a spec made by another registry for a task this one lacks: the worker will check
+            args = (None, *spec.args) if receives_results else spec.args
+            why = task.arguments_error(args, spec.kwargs)
+            if why is not None:
+                raise InvalidArguments(why)
         priority = spec.options.priority or self.settings.default_priority
         self.settings.priority_index(priority)
         return EnqueueItem(

@@ -143,7 +143,7 @@ class Workflow:
             raise ConfigurationError("this workflow was already enqueued")
         items = []
         for step in self._steps.values():
-            item = self.tasks._item(step.spec)
+            item = self.tasks._item(step.spec, receives_results=step.pass_results)
             options: dict[str, Any] = dict(item.options or {})
             options.update(wf=self.id, name=step.name)
             if step.after:

@@ -87,6 +87,7 @@ GROUPS: list[tuple[str, str, list[str]]] = [
             "aqueue.AqueueError",
             "aqueue.ConfigurationError",
             "aqueue.SerializationError",
+            "aqueue.InvalidArguments",
             "aqueue.BrokerUnavailable",
             "aqueue.UnknownJob",
             "aqueue.ResultTimeout",

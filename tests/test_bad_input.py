@@ -44,6 +44,68 @@ async def test_enqueue_rejects_arguments_json_cannot_carry_and_writes_nothing(
     assert sum(info.queued.values()) == 0 and info.stats.get("enqueued", 0) == 0
 
 
+async def test_arguments_that_do_not_fit_the_signature_are_refused_and_write_nothing(make_tasks: MakeTasks) -> None:
+    tasks = make_tasks()
+
+    @tasks.task(name="add")
+    async def add(x: int, y: int, *, scale: int = 1) -> int:
+        return (x + y) * scale
+
+    @tasks.task(name="total")
+    async def total(results: list[int], bonus: int = 0) -> int:
+        return sum(results) + bonus
+
+    async def one_step(spec: aqueue.JobSpec[Any]) -> aqueue.WorkflowHandle:
+        wf = tasks.workflow()
+        wf.step(spec)
+        return await wf.enqueue()
+
+    refused: list[Callable[[], Awaitable[Any]]] = [
+        lambda: add.enqueue(1),  # type: ignore[call-arg]
+        lambda: add.enqueue(1, 2, 3),  # type: ignore[call-arg]
+        lambda: add.enqueue(1, 2, factor=3),  # type: ignore[call-arg]
+        lambda: tasks.enqueue_many([add.spec(1, 2), add.spec(1)]),  # type: ignore[call-arg]
+        lambda: add.spec(1, 2).then(total.spec([1], 2)).enqueue(),  # its parents' result would be a 3rd argument
+        lambda: one_step(add.spec(x=1)),  # type: ignore[call-arg]
+    ]
+    for call in refused:
+        with pytest.raises(aqueue.InvalidArguments, match=r"arguments do not match task '(add|total)'\("):
+            await call()
+    with pytest.raises(TypeError, match="missing a required argument: 'y'"):  # also a TypeError
+        await add.enqueue(1)  # type: ignore[call-arg]
+    with pytest.raises(aqueue.InvalidArguments, match="too many positional arguments"):
+        tasks.add_cron(add, every=60, args=[1, 2, 3])
+    info = await tasks.info()
+    assert info.stats.get("enqueued", 0) == 0 and sum(info.queued.values()) == 0 and not tasks.crons
+    # What fits is accepted, a step receiving its parent's result included.
+    await add.enqueue(1, y=2, scale=3)
+    await add.spec(1, 2).then(total.spec_after(bonus=1)).enqueue()
+    assert (await tasks.info()).stats["enqueued"] == 3
+
+
+async def test_a_job_whose_arguments_do_not_fit_is_dead_lettered_without_retries(
+    make_tasks: MakeTasks, start_worker: StartWorker
+) -> None:
+    worker_side, producer_side = make_tasks(), make_tasks()
+
+    @worker_side.task(name="resize")
+    async def resize(url: str, width: int) -> str:
+        return f"{url}@{width}"
+
+    @producer_side.task(name="resize")  # an older deployment of the producer: one argument fewer
+    async def old_resize(url: str) -> str:
+        return url
+
+    await start_worker(worker_side)
+    job = await old_resize.with_options(max_attempts=5).enqueue("a.png")
+    reason = r"InvalidArguments: arguments do not match task 'resize'\(url: 'str', width"
+    with pytest.raises(aqueue.JobFailed, match=reason):
+        await job.result(timeout=5)
+    assert (await job.record()).attempts == 1  # not retried: no attempt can bind these arguments
+    assert await worker_side.job((await old_resize.enqueue("b.png")).id).status() is not None
+    assert await (await resize.enqueue("c.png", 10)).result(timeout=5) == "c.png@10"
+
+
 async def test_unknown_task_is_dead_lettered_with_the_reason_and_the_worker_keeps_running(
     make_tasks: MakeTasks, start_worker: StartWorker
 ) -> None:

@@ -65,8 +65,28 @@ async def test_with_options_and_task_defaults_are_recorded(make_tasks: MakeTasks
     low = await send.with_options(priority="low", delay=5.0, max_attempts=3, timeout=10.0).enqueue("b@example.com")
     record = await low.record()
     assert (record.priority, record.status) == ("low", aqueue.JobStatus.SCHEDULED)
+    # An option given again replaces the earlier one, a delay of 0 included.
+    now = await send.with_options(delay=60).with_options(delay=0).enqueue("c@example.com")
+    assert (await now.record()).status == aqueue.JobStatus.QUEUED
     with pytest.raises(aqueue.ConfigurationError, match="unknown priority"):
         send.with_options(priority="urgent")
+
+
+async def test_calling_a_task_runs_it_here_and_a_plain_function_off_the_loop(make_tasks: MakeTasks) -> None:
+    tasks = make_tasks()
+
+    @tasks.task
+    async def add(x: int, y: int) -> int:
+        return x + y
+
+    @tasks.task
+    def which_thread(tag: str) -> tuple[str, int]:
+        return tag, threading.get_ident()
+
+    assert await add(1, 2) == 3
+    tag, ident = await which_thread("x")
+    assert (tag, ident != threading.get_ident()) == ("x", True)
+    assert (await tasks.info()).stats.get("enqueued", 0) == 0  # no job was made
 
 
 async def test_enqueue_many_preserves_order_and_all_jobs_run(make_tasks: MakeTasks, start_worker: StartWorker) -> None:

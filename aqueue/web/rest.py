@@ -4,7 +4,6 @@ scaling; pausing and resuming the queue; deleting old finished records.
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
 from aiohttp import web
@@ -62,14 +61,9 @@ def _options(value: Any) -> dict[str, Any]:
 
 def _check_arguments(task: Task[Any, Any], args: list[Any], kwargs: dict[str, Any]) -> None:
     """422 if the arguments cannot bind to the task's signature (a job that would fail on every attempt)."""
-    try:
-        signature = inspect.signature(task.fn)
-    except (TypeError, ValueError):  # some callables have no introspectable signature: the worker will tell
-        return
-    try:
-        signature.bind(*args, **kwargs)
-    except TypeError as exc:
-        raise invalid(f"arguments do not match task {task.name!r}{signature}: {exc}") from None
+    why = task.arguments_error(args, kwargs)
+    if why is not None:
+        raise invalid(why)
 
 
 @routes.post("/jobs")
