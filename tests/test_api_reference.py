@@ -103,14 +103,23 @@ def test_every_public_class_lists_its_members(page: str) -> None:
     assert not missing, f"members without a heading in docs/api.md: {', '.join(missing)}; {REGENERATE}"
 
 
-def test_every_link_of_the_page_leads_somewhere(page: str) -> None:
+LINKING = [ROOT / "README.md", *sorted(DOCS.glob("*.md"))]
+
+
+@pytest.mark.parametrize("linking", LINKING, ids=[p.name for p in LINKING])
+def test_every_relative_link_leads_to_a_file_and_heading(linking: Path) -> None:
+    """Every link of README.md and the docs pages to a file of the repository (and its #heading) resolves."""
+    text = re.sub(r"```.*?```", "", linking.read_text(), flags=re.S)  # links inside code blocks are not links
     broken = []
-    for target in re.findall(r"\]\(([^)\s]+)\)", page):
+    for target in re.findall(r"\]\(([^)\s]+)\)", text):
+        if re.match(r"[a-z]+:", target):  # https:, mailto:
+            continue
         path, _, anchor = target.partition("#")
-        linked = DOCS / path if path else API_MD
-        if not linked.exists() or (anchor and anchor not in _anchors(linked.read_text())):
+        linked = (linking.parent / path).resolve() if path else linking
+        exists = linked.exists()
+        if not exists or (anchor and linked.suffix == ".md" and anchor not in _anchors(linked.read_text())):
             broken.append(target)
-    assert not broken, f"links in docs/api.md to no page or heading: {', '.join(sorted(set(broken)))}"
+    assert not broken, f"links in {linking.name} to no file or heading: {', '.join(sorted(set(broken)))}"
 
 
 def test_check_mode_fails_on_a_stale_page(
