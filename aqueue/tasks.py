@@ -27,6 +27,7 @@ from aqueue.ratelimit import RateLimit
 from aqueue.settings import QueueSettings
 
 if TYPE_CHECKING:
+    from aqueue.worker import Worker
     from aqueue.workflow import Workflow, WorkflowHandle
 
 __all__ = ["CronJob", "Task", "TaskDecorator", "Tasks"]
@@ -252,6 +253,7 @@ class Tasks:
         self._broker: Broker | None = None
         self._hub: EventHub | None = None
         self._lock: asyncio.Lock | None = None
+        self._workers: set[Worker] = set()  # running on this registry: close() stops them first
 
     def __repr__(self) -> str:
         return f"Tasks(queue={self.queue!r}, redis_url={self.redis_url!r}, tasks={len(self._registry)})"
@@ -605,8 +607,23 @@ class Tasks:
         await self._hub.start()
         return self._hub
 
-    async def close(self) -> None:
-        """Stop the events reader and close the Redis connections. Using the registry again reconnects."""
+    async def close(self, *, cancel_running: bool = False) -> None:
+        """Stop the workers running on this registry, then the events reader, and close the Redis connections.
+        Using the registry again reconnects.
+
+        A worker still running here is stopped first, as :meth:`Worker.stop` does: it lets its running jobs finish
+        (up to its ``shutdown_timeout``) and puts its prefetched ones back, while it can still reach Redis. With
+        ``cancel_running`` (what leaving ``async with tasks:`` on an exception does) it cancels its running jobs at
+        once and puts them back in the queue for another run.
+        """
+        current = asyncio.current_task()
+        # Not a worker whose job is closing the registry: stopping it would wait for this very call.
+        workers = [w for w in self._workers if current not in w._slot_tasks.values()]
+        if workers:
+            if cancel_running:
+                for worker in workers:
+                    worker.request_stop(cancel_running=True)
+            await asyncio.gather(*(worker.stop() for worker in workers))
         if self._hub is not None:
             await self._hub.close()
             self._hub = None
@@ -618,6 +635,7 @@ class Tasks:
         """``async with tasks:`` returns the registry itself (nothing connects until first use)."""
         return self
 
-    async def __aexit__(self, *exc: object) -> None:
-        """Leaving ``async with tasks:`` closes the registry (:meth:`close`)."""
-        await self.close()
+    async def __aexit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        """Leaving ``async with tasks:`` closes the registry (:meth:`close`); on an exception, a worker still running
+        on it cancels its running jobs and puts them back instead of waiting for them."""
+        await self.close(cancel_running=exc_type is not None)

@@ -129,6 +129,7 @@ class Worker:
         self._outcomes: list[Outcome] = []
         self._quotas = ReadQuotas([p.weight for p in tasks.settings.priorities], tasks.settings.strict_priority)
         self._cancel_asked: set[str] = set()  # job ids whose cancellation was requested while here
+        self._forced_by = "second stop request"
         self._slot_tasks: dict[str, asyncio.Task[None]] = {}  # job id -> the slot coroutine running it
         self.paused = False  #: True while the queue is paused (as this worker last saw it)
         self._started_at = 0.0
@@ -275,6 +276,7 @@ class Worker:
         loop = asyncio.get_running_loop()
         # Before connecting, so a signal during start-up is not fatal.
         signals = self._install_signals(loop) if handle_signals else []
+        self.tasks._workers.add(self)  # tasks.close() stops this worker before closing its connections
         try:
             broker = await self.tasks.broker()
             await broker.ensure_groups()
@@ -285,6 +287,7 @@ class Worker:
         finally:
             for sig in signals:
                 loop.remove_signal_handler(sig)
+            self.tasks._workers.discard(self)
             self._done.set()
 
     async def _serve(self, burst: bool) -> None:
@@ -341,29 +344,32 @@ class Worker:
                 return  # no run began: nothing to wait for
             if self._stopping is not None and not self._stopping.is_set():
                 self.request_stop()  # a new run of a worker that ran before: it did not see the request above
-        else:
-            self.request_stop()
+        elif self._stopping is not None and not self._stopping.is_set():
+            self.request_stop()  # already stopping (a signal, request_stop()): waiting is not a second request
         assert self._done is not None
         await self._done.wait()
 
-    def request_stop(self) -> None:
+    def request_stop(self, *, cancel_running: bool = False) -> None:
         """Ask the worker to stop, without waiting (safe from a signal handler); a second call forces it.
 
-        Before the worker's first run has begun, the request is kept: that run returns right after start-up. On a
-        worker whose run has returned it does nothing.
+        A forced stop (a second call, or ``cancel_running``) cancels the running jobs at once instead of letting
+        them finish, and puts them back in the queue. Before the worker's first run has begun, the request is kept:
+        that run returns right after start-up. On a worker whose run has returned it does nothing.
         """
         if self._stopping is None:
             self._stop_pending = True  # run() not begun yet (say, a task just created): it returns after start-up
             return
         if self._done is not None and self._done.is_set():
             return  # already shut down: nothing to stop
-        if self._stopping.is_set():
+        if self._stopping.is_set() or cancel_running:
             if self._force is not None and not self._force.is_set():
-                log.warning("worker %s: second stop request: cancelling running jobs now", self.id)
+                self._forced_by = "registry closed on an error" if cancel_running else "second stop request"
+                log.warning("worker %s: %s: cancelling running jobs now", self.id, self._forced_by)
                 self._force.set()
                 if self._slot_free is not None:
                     self._slot_free.set()
-            return
+            if self._stopping.is_set():
+                return
         self._stopping.set()
         if self._slot_free is not None:
             self._slot_free.set()  # wakes a claim loop waiting for a free slot
@@ -413,7 +419,7 @@ class Worker:
                 async with asyncio.timeout_at(asyncio.get_running_loop().time() + deadline - time.monotonic()):
                     await self._slot_free.wait()
         if self._busy:
-            why = "second stop request" if self._force is not None and self._force.is_set() else "shutdown timeout"
+            why = self._forced_by if self._force is not None and self._force.is_set() else "shutdown timeout"
             log.warning("worker %s: %d jobs still running after %.1fs (%s); cancelling and putting them back",
                         self.id, self._busy, time.monotonic() - began, why)  # fmt: skip
         await cancel_and_wait(*helpers)
@@ -572,7 +578,15 @@ class Worker:
     async def _run_one(self, c: Claimed) -> None:
         assert self._settle_wakeup is not None and self._slot_free is not None
         started = time.perf_counter()
-        outcome = await self._run_cancellable(c)
+        try:
+            outcome = await self._run_cancellable(c)
+        except asyncio.CancelledError:
+            # Cancelled from outside (the pool closing at shutdown, or asyncio.run() cancelling every task): the
+            # job stays unsettled and release() at shutdown, or its lease, puts it back. It no longer runs, so a
+            # shutdown waiting for running jobs must not wait for it.
+            self._busy -= 1
+            self._slot_free.set()
+            raise
         took = time.perf_counter() - started
         # The autoscaler sizes from this: weighted so a change of workload shows within ~20 jobs.
         self._service_time = took if self._service_time is None else 0.95 * self._service_time + 0.05 * took

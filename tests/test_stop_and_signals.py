@@ -266,3 +266,148 @@ async def test_a_signal_to_the_process_group_of_a_multi_process_worker_lets_jobs
             proc.wait(5)
         await producer.close()
         await delete_queue(REDIS_URL, queue)
+
+
+_CRASHING_HOST = """
+import asyncio
+import contextlib
+import logging
+import sys
+
+import aqueue
+
+logging.basicConfig(level=logging.INFO, format="%(message)s")
+tasks = aqueue.Tasks(sys.argv[1], sys.argv[2])
+
+
+@tasks.task(name="nap")
+async def nap(seconds: float) -> float:
+    await asyncio.sleep(seconds)
+    return seconds
+
+
+async def main() -> None:
+    async with tasks if sys.argv[3] == "async-with" else contextlib.nullcontext():
+        worker = aqueue.Worker(tasks, concurrency=2, shutdown_timeout=30)
+        asyncio.create_task(worker.run(handle_signals=False))
+        await nap.enqueue(60.0)
+        while (await tasks.info()).active != 1:
+            await asyncio.sleep(0.02)
+        raise RuntimeError("the host application crashed")
+
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.parametrize("host", ["async-with", "bare"])
+async def test_a_host_that_crashes_while_a_job_runs_puts_it_back_without_waiting_for_the_shutdown_timeout(
+    tmp_path: Path, host: str
+) -> None:
+    """An exception while a worker runs a job in the host's event loop. Out of ``async with tasks:``, leaving the
+    block stops the worker, cancelling its running job; without it, ``asyncio.run`` cancels every task, the job's
+    among them. Either way the shutdown must not wait ``shutdown_timeout`` (30 s) for a job that no longer runs,
+    must reach Redis (not log it as unavailable), and must put the job back in the queue."""
+    (tmp_path / "host.py").write_text(textwrap.dedent(_CRASHING_HOST))
+    queue = f"stop-crash-{uuid.uuid4().hex[:10]}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AQUEUE_")}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    probe = aqueue.Tasks(queue, REDIS_URL)
+    try:
+        began = time.monotonic()
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "host.py", queue, REDIS_URL, host, cwd=tmp_path, env=env,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        )  # fmt: skip
+        out, _ = await asyncio.wait_for(proc.communicate(), 60)
+        took = time.monotonic() - began
+        output = out.decode()
+        assert proc.returncode == 1 and "RuntimeError: the host application crashed" in output, output
+        assert took < 20, f"exit took {took:.1f}s: the shutdown waited for a cancelled job\n{output}"
+        assert "put 1 unfinished jobs back in the queue" in output, output
+        assert "not answering" not in output and "unavailable" not in output, output
+        info = await probe.info()
+        assert (info.active, sum(info.queued.values()), info.workers) == (0, 1, []), info
+    finally:
+        await probe.close()
+        await delete_queue(REDIS_URL, queue)
+
+
+async def test_leaving_async_with_tasks_stops_its_running_worker_and_lets_the_job_finish(
+    make_tasks: MakeTasks, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Leaving ``async with tasks:`` normally while a worker still runs on it: the worker is stopped gracefully
+    (its running job finishes and is settled) before the connections close, not cut off from Redis."""
+    tasks = make_tasks()
+    finished = asyncio.Event()
+
+    @tasks.task
+    async def slow() -> str:
+        await asyncio.sleep(0.3)
+        finished.set()
+        return "done"
+
+    worker = aqueue.Worker(tasks, concurrency=1, shutdown_timeout=10)
+    caplog.set_level(logging.INFO, logger="aqueue")
+    async with background_runs() as background:
+        async with tasks:
+            running = background(worker.run(handle_signals=False))
+            job = await slow.enqueue()
+            await wait_until(lambda: _active(tasks, 1), 5, 0.01)
+        assert running.done() and finished.is_set()
+        await running
+    assert await job.result(timeout=5) == "done"
+    assert (await tasks.info()).workers == []
+    assert "not answering" not in caplog.text and "unavailable" not in caplog.text, caplog.text
+
+
+async def test_a_job_that_closes_its_own_registry_does_not_wait_for_its_own_worker(make_tasks: MakeTasks) -> None:
+    """A job calling ``tasks.close()`` is not made to wait for the worker that runs it (which would wait for the
+    job): the registry closes, the job returns, and the worker settles it on a new connection."""
+    tasks = make_tasks()
+
+    @tasks.task
+    async def closer() -> str:
+        await tasks.close()
+        return "closed"
+
+    worker = aqueue.Worker(tasks, concurrency=1, shutdown_timeout=10)
+    async with background_runs() as background:
+        running = background(worker.run(handle_signals=False))
+        job = await closer.enqueue()
+
+        async def settled() -> bool:
+            return (await job.record()).status is aqueue.JobStatus.SUCCEEDED
+
+        await wait_until(settled, 5, 0.02)
+        assert worker.is_running
+        await worker.stop()
+        await running
+
+
+async def _active(tasks: aqueue.Tasks, n: int) -> bool:
+    return (await tasks.info()).active == n
+
+
+async def test_stop_after_request_stop_waits_for_the_running_job_instead_of_forcing(
+    make_tasks: MakeTasks, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A host that calls ``request_stop()`` (say, from its own signal handler) and then awaits ``stop()``: the wait
+    is not a second stop request, so the running job finishes instead of being cancelled."""
+    tasks = make_tasks()
+
+    @tasks.task
+    async def slow() -> str:
+        await asyncio.sleep(0.3)
+        return "done"
+
+    worker = aqueue.Worker(tasks, concurrency=1, shutdown_timeout=10)
+    async with background_runs() as background:
+        running = background(worker.run(handle_signals=False))
+        job = await slow.enqueue()
+        await wait_until(lambda: _active(tasks, 1), 5, 0.01)
+        worker.request_stop()
+        await worker.stop()
+        await running
+    assert await job.result(timeout=5) == "done"
+    assert FORCED not in caplog.text, caplog.text
