@@ -1,5 +1,6 @@
 """The ``aqueue`` command: ``worker`` (optionally ``--web``), ``web``, ``enqueue``, ``info``, ``demo``, and the
-job-control commands of :mod:`aqueue.cli_control` (``dead-letter``, ``cancel``, ``pause``, ``resume``, ``cleanup``).
+job-control commands of :mod:`aqueue.cli_control` (``job``, ``dead-letter``, ``cancel``, ``pause``, ``resume``,
+``cleanup``).
 
 Every user error (bad ``MODULE:ATTR``, bad flag or environment value, unreachable Redis) ends as one line
 ``aqueue: error: …`` on stderr and exit code 2, never a traceback. Logging is configured here and only here:
@@ -28,7 +29,7 @@ from urllib.parse import urlsplit
 import orjson
 
 from aqueue import __version__
-from aqueue.errors import AqueueError, BrokerUnavailable
+from aqueue.errors import AqueueError, BrokerUnavailable, JobCancelled, JobFailed, ResultTimeout
 from aqueue.tasks import Tasks
 from aqueue.worker import Worker
 
@@ -254,8 +255,11 @@ def _token(args: argparse.Namespace) -> str | None:
     return value
 
 
-async def _start_web(app: web.Application, bind: tuple[str, int], debug: bool) -> web.AppRunner:
-    """Serve ``app`` on ``bind`` in this loop; the caller cleans the runner up."""
+async def _start_web(
+    app: web.Application, bind: tuple[str, int], debug: bool, token_env: str | None = None
+) -> web.AppRunner:
+    """Serve ``app`` on ``bind`` in this loop; the caller cleans the runner up. ``token_env`` names the variable
+    that holds the token, for the start-up line (the token itself is never logged)."""
     from aiohttp import web
 
     # Access logs only at debug level: a dashboard's requests would drown the worker's own log lines.
@@ -268,7 +272,12 @@ async def _start_web(app: web.Application, bind: tuple[str, int], debug: bool) -
         await runner.cleanup()
         raise CliError(f"cannot serve the web app on {host}:{port}: {exc.strerror or exc}") from None
     bound = runner.addresses[0] if runner.addresses else bind
-    log.info("web app on http://%s:%s/", f"[{bound[0]}]" if ":" in str(bound[0]) else bound[0], bound[1])
+    url = f"http://{f'[{bound[0]}]' if ':' in str(bound[0]) else bound[0]}:{bound[1]}/"
+    if token_env is None:
+        log.info("web app on %s", url)
+    else:
+        log.info("web app on %s (token required: Authorization: Bearer $%s; for the dashboard, open %s?token=<the "
+                 "value of $%s>)", url, token_env, url, token_env)  # fmt: skip
     return runner
 
 
@@ -305,7 +314,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
             from aqueue.web import create_app
 
             app = create_app(tasks, worker, token, protect_reads=args.protect_reads, allowed_origins=args.allow_origin)
-            runner = await _start_web(app, args.web, args.log_level == "debug")
+            runner = await _start_web(app, args.web, args.log_level == "debug", args.token_env)
             try:
                 await worker.run(burst=args.burst)  # it handles SIGINT/SIGTERM; the web app stops after it
             finally:
@@ -377,6 +386,7 @@ def cmd_web(args: argparse.Namespace) -> int:
             create_app(tasks, None, token, protect_reads=args.protect_reads, allowed_origins=args.allow_origin),
             args.bind,
             args.log_level == "debug",
+            args.token_env,
         )
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -415,10 +425,27 @@ def cmd_enqueue(args: argparse.Namespace) -> int:
     positional = _json_value(args.args, list, "--args", "a JSON array")
     keywords = _json_value(args.kwargs, dict, "--kwargs", "a JSON object")
     configured = task.with_options(priority=args.priority, delay=args.delay)
-    job = _session(tasks, lambda: configured.enqueue(*positional, **keywords))
-    assert job is not None
-    print(job.id)
-    return 0
+
+    async def run() -> int:
+        job = await configured.enqueue(*positional, **keywords)
+        print(job.id, flush=True)  # before waiting: a timeout or Ctrl-C still leaves the id
+        if args.wait is None:
+            return 0
+        try:
+            value = await job.result(timeout=args.wait)
+        except ResultTimeout:
+            print(f"aqueue: job {job.id} did not finish within {args.wait:g} s; it goes on (`aqueue job` shows it)",
+                  file=sys.stderr)  # fmt: skip
+            return 1
+        except (JobFailed, JobCancelled) as exc:
+            print(f"aqueue: {' '.join(str(exc).split())}", file=sys.stderr)
+            return 1
+        print(orjson.dumps(value).decode())
+        return 0
+
+    code = _session(tasks, run)
+    assert code is not None
+    return code
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -450,7 +477,8 @@ def cmd_info(args: argparse.Namespace) -> int:
     order = ["enqueued", "succeeded", "retried", "failed", "dead"]
     stats = {k: data["stats"].get(k, 0) for k in order} | data["stats"]
     print("counters   " + "  ".join(f"{k} {v}" for k, v in stats.items()))
-    print(f"workers    {len(data['workers'])}")
+    print(f"workers    {len(data['workers'])}" + (" (busy, processed and failed as of each one's last heartbeat)"
+                                                    if data["workers"] else ""))  # fmt: skip
     if data["workers"]:
         columns = ("id", "concurrency", "strategy", "busy", "processed", "failed")
         rows = [(*(c.upper() for c in columns), "HEARTBEAT")]
@@ -527,7 +555,8 @@ def build_parser() -> argparse.ArgumentParser:
     _option(w, "--processes", "AQUEUE_PROCESSES", 1, "worker processes (default 1)", type=_count, metavar="N")
     _option(w, "--loop", "AQUEUE_LOOP", "asyncio", "event loop: asyncio or uvloop (pip install 'aqueue[uvloop]')",
             type=_choice("asyncio", "uvloop"))  # fmt: skip
-    _option(w, "--lease", "AQUEUE_LEASE", None, "seconds before a silent worker's jobs are taken back",
+    _option(w, "--lease", "AQUEUE_LEASE", None, "seconds before a silent worker's jobs are taken back (default: "
+            "the queue's lease, 30 unless its QueueSettings say otherwise)",
             type=_positive, metavar="S")  # fmt: skip
     _option(w, "--shutdown-timeout", "AQUEUE_SHUTDOWN_TIMEOUT", 10.0, "seconds running jobs get to finish "
             "on stop (default 10)", type=_non_negative, metavar="S")  # fmt: skip
@@ -545,6 +574,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--kwargs", metavar="JSON", help="keyword arguments, a JSON object")
     e.add_argument("--priority", metavar="P", help="priority level (default: the task's)")
     e.add_argument("--delay", type=_non_negative, metavar="S", help="seconds until the job is due")
+    e.add_argument("--wait", nargs="?", type=_positive, const=30.0, metavar="S",
+                   help="then wait up to S seconds (default 30) for the job to finish and print its result as JSON; "
+                   "exit 1 if it failed, was cancelled or is still unfinished")  # fmt: skip
 
     i = command("info", cmd_info, "show a queue's depths, counters and workers", "warning")
     i.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -580,3 +612,9 @@ def main(argv: list[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (``aqueue dead-letter list | head``): not an error of ours. Point stdout at
+        # /dev/null so the interpreter's final flush does not raise again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, as a process killed by the signal would report

@@ -1,5 +1,5 @@
-"""Job-control commands of the ``aqueue`` CLI: ``dead-letter list|reprocess``, ``cancel``, ``pause``, ``resume``,
-``cleanup``.
+"""Job-control commands of the ``aqueue`` CLI: ``job``, ``dead-letter list|reprocess``, ``cancel``, ``pause``,
+``resume``, ``cleanup``.
 
 Each one locates the :class:`~aqueue.Tasks` like ``info`` and ``enqueue`` do (``MODULE:ATTR``, ``--redis``,
 ``--queue``), prints a human-readable report or, with ``--json``, one JSON document, and exits 0 when everything
@@ -296,6 +296,79 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- job -----------------------------------------------------------------------------------------------------
+
+
+def _job_lines(view: dict[str, Any]) -> list[str]:
+    """A job's record as ``field  value`` lines: what it is, where it stands, and how it ended."""
+    attempts = view["attempts"] or 0
+    limit = f" of {view['max_attempts']}" if view.get("max_attempts") else ""
+    lines = [
+        f"task       {view['task']}",
+        f"status     {view['status']} (attempt {attempts}{limit})",
+        f"priority   {view['priority'] or 'unknown'}",
+    ]
+    call = [orjson.dumps(a).decode() for a in view["args"]]
+    call += [f"{k}={orjson.dumps(v).decode()}" for k, v in view["kwargs"].items()]
+    lines.append(f"call       {view['task']}({_one_line(', '.join(call), 200)})")
+    waiting = view["status"] in ("queued", "scheduled", "waiting", "failed")  # due and expiry matter only then
+    for label, key in (("enqueued", "enqueued_at"), ("due", "due_at"), ("expires", "expires_at"),
+                       ("started", "started_at"), ("finished", "finished_at")):  # fmt: skip
+        if view.get(key) is not None and (waiting or key not in ("due_at", "expires_at")):
+            lines.append(f"{label:<10} {_when(view[key])}")
+    if view.get("started_at") is not None and view.get("finished_at") is not None:
+        lines.append(f"took       {max(0.0, view['finished_at'] - view['started_at']):.3f}s")
+    if view.get("worker"):
+        lines.append(f"worker     {view['worker']}")
+    if view.get("progress") is not None:
+        message = f" {view['progress_message']}" if view.get("progress_message") else ""
+        lines.append(f"progress   {view['progress']:g}%{message}")
+    if view.get("workflow"):
+        lines.append(f"workflow   {view['workflow']} (step {view.get('step') or '?'})")
+    if view.get("cancel_requested") and view["status"] == "active":
+        lines.append("cancel     requested: its worker was told to stop it")
+    if view["status"] == "succeeded":
+        lines.append(f"result     {_one_line(orjson.dumps(view['result']).decode(), 2000)}")
+    if view.get("error"):
+        first, *more = str(view["error"]).splitlines() or [""]
+        lines += [f"error      {first}", *(f"           {line}" for line in more)]
+    if view.get("traceback"):
+        lines.append("traceback")
+        lines += ["  " + line for line in str(view["traceback"]).rstrip().splitlines()]
+    return lines
+
+
+def cmd_job(args: argparse.Namespace) -> int:
+    """Show the records of jobs by id: status, attempts, times, worker, result or error and traceback."""
+    from aqueue.web.listing import job_view  # the web package imports aiohttp: only when needed
+
+    tasks = _prepare(args, _REMOTE)
+    ids = list(dict.fromkeys(args.job_ids))
+
+    async def read() -> list[dict[str, str]]:
+        broker = await tasks.broker()
+        return await broker.get_records(ids)
+
+    got = _session(tasks, read)
+    assert got is not None
+    views = [job_view(job_id, h) if h else None for job_id, h in zip(ids, got, strict=True)]
+    if args.json:
+        _print_json(
+            {"jobs": [v if v is not None else {"id": i, "status": "unknown"} for i, v in zip(ids, views, strict=True)]}
+        )
+    else:
+        for n, (job_id, view) in enumerate(zip(ids, views, strict=True)):
+            if n:
+                print()
+            if view is None:
+                print(f"{job_id}  no such job (never enqueued, or its retention expired)")
+                continue
+            print(job_id)
+            for line in _job_lines(view):
+                print("  " + line)
+    return 1 if None in views else 0
+
+
 # -- registration --------------------------------------------------------------------------------------------
 
 
@@ -318,6 +391,10 @@ def add_commands(command: Callable[..., argparse.ArgumentParser], sub: Any) -> N
     rp.add_argument("job_ids", nargs="*", metavar="JOB_ID", help="dead jobs to put back")
     rp.add_argument("--all", action="store_true", help="every dead job, oldest first, in batches of 1000")
     rp.add_argument("--max", type=_count, metavar="N", help="the oldest N dead jobs")
+
+    j = with_json(command("job", cmd_job, "show jobs by id: status, attempts, times, worker, result or error",
+                          "warning"))  # fmt: skip
+    j.add_argument("job_ids", nargs="+", metavar="JOB_ID", help="jobs to show")
 
     c = with_json(command("cancel", cmd_cancel, "cancel jobs by id", "warning"))
     c.add_argument("job_ids", nargs="+", metavar="JOB_ID", help="jobs to cancel")

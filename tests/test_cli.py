@@ -220,6 +220,37 @@ async def test_enqueue_prints_the_id_of_a_stored_job(app_dir: Path, queue: str) 
         assert (delayed.status, delayed.kwargs) == ("scheduled", {"x": 1, "y": 2})
 
 
+async def test_enqueue_wait_prints_the_result_or_says_why_there_is_none(app_dir: Path, queue: str) -> None:
+    """``--wait``: the id at once, then the result as JSON (exit 0); a dead-lettered job's error, or a job still
+    unfinished after S seconds, on stderr with exit 1 (the id is on stdout either way)."""
+    tasks = aqueue.Tasks(queue, REDIS_URL)
+
+    @tasks.task(name="add")
+    async def add(x: int, y: int) -> int:
+        return x + y
+
+    @tasks.task(name="nap")  # app.py's nap, enqueued by the CLI with its 3 attempts
+    async def nap(seconds: float) -> float:
+        raise RuntimeError(f"no nap for {seconds}")
+
+    where = ["app:tasks", "--queue", queue]
+    async with tasks:
+        running = asyncio.create_task(aqueue.Worker(tasks, concurrency=2).run(handle_signals=False))
+        code, out, err = await run_cli_async(app_dir, "enqueue", *where, "add", "--args", "[2, 3]", "--wait")
+        assert (code, err) == (0, ""), err
+        job_id, result = out.splitlines()
+        assert re.fullmatch(r"[0-9a-f]{32}", job_id) and orjson.loads(result) == 5
+        assert await tasks.job(job_id).result(timeout=1) == 5
+        code, out, err = await run_cli_async(app_dir, "enqueue", *where, "nap", "--args", "[1]", "--wait", "10")
+        assert code == 1 and err == f"aqueue: job {out.strip()} failed: RuntimeError: no nap for 1\n", (out, err)
+    assert running.done()  # leaving `async with tasks:` stopped the worker
+    await running
+    code, out, err = await run_cli_async(app_dir, "enqueue", *where, "add", "--args", "[1, 1]", "--wait", "0.3")
+    assert code == 1 and f"job {out.strip()} did not finish within 0.3 s; it goes on" in err, (out, err)
+    async with aqueue.Tasks(queue, REDIS_URL) as probe:
+        assert await probe.job(out.strip()).status() == aqueue.JobStatus.QUEUED
+
+
 async def test_burst_worker_drains_the_queue_and_logs_json(app_dir: Path, queue: str) -> None:
     async with producer(queue) as tasks:
         add = tasks.get("add")
@@ -430,12 +461,14 @@ async def answering(http: aiohttp.ClientSession, path: str) -> bool:
         return False
 
 
-async def stop_cleanly(proc: asyncio.subprocess.Process) -> None:
+async def stop_cleanly(proc: asyncio.subprocess.Process) -> str:
+    """SIGTERM; it must exit 0 without a traceback. Returns its stderr (the log)."""
     if proc.returncode is None:
         proc.send_signal(signal.SIGTERM)
     _, err = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 0, err.decode()
     assert "Traceback" not in err.decode()
+    return err.decode()
 
 
 async def test_worker_serves_the_web_app_beside_it(app_dir: Path, queue: str) -> None:
@@ -459,7 +492,11 @@ async def test_worker_serves_the_web_app_beside_it(app_dir: Path, queue: str) ->
                 status = await resp.json()
             assert status["attached_worker"] == status["workers"][0]["id"]
     finally:
-        await stop_cleanly(proc)
+        log = await stop_cleanly(proc)
+    url = f"http://127.0.0.1:{port}/"
+    assert f"web app on {url} (token required: Authorization: Bearer $AQUEUE_TEST_TOKEN; for the dashboard, open " \
+        f"{url}?token=<the value of $AQUEUE_TEST_TOKEN>)" in log, log  # fmt: skip
+    assert "t0ken" not in log, log
 
 
 async def test_web_command_serves_the_app_alone(app_dir: Path, queue: str) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import shlex
 import sys
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
@@ -252,6 +253,52 @@ async def test_cancel_reports_each_job_and_cancels_what_it_can(
     assert await status_of(tasks, queued.id) == "cancelled"
 
 
+@on_redis
+async def test_job_shows_records_and_the_json_is_the_rest_view(
+    make_tasks: MakeTasks, start_worker: StartWorker, cli: Cli
+) -> None:
+    from aqueue.web.listing import job_view
+
+    tasks = app(make_tasks())
+    ok, boom = tasks.get("ok"), tasks.get("boom")
+    assert ok is not None and boom is not None
+    await start_worker(tasks, concurrency=2)
+    done = await ok.enqueue(7)
+    assert await done.result(timeout=5) == 7
+    dead = await boom.enqueue(3)
+    with pytest.raises(aqueue.JobFailed):
+        await dead.result(timeout=5)
+    later = await ok.with_options(delay=60, priority="high").enqueue(n=9)
+    code, out, err = await cli("job", done.id, dead.id, later.id, "nope", done.id)
+    assert (code, err) == (1, ""), err  # an unknown id: exit 1
+    blocks = out.split("\n\n")
+    assert len(blocks) == 4, out  # a repeated id is shown once
+    lines = blocks[0].splitlines()
+    assert lines[0] == done.id and "  status     succeeded (attempt 1 of 3)" in lines, out
+    assert "  call       ok(7)" in lines and "  result     7" in lines, out
+    assert any(line.startswith("  took       ") for line in lines) and any("  worker     " in x for x in lines), out
+    lines = blocks[1].splitlines()
+    assert "  status     dead (attempt 1 of 1)" in lines, out
+    at = lines.index("  error      RuntimeError: boom 3")
+    assert lines[at + 1] == "             second line", out
+    assert "  traceback" in lines and any(
+        "RuntimeError: boom 3" in line for line in lines[lines.index("  traceback") :]
+    )
+    lines = blocks[2].splitlines()
+    assert "  status     scheduled (attempt 0 of 3)" in lines and "  call       ok(n=9)" in lines, out
+    assert "  priority   high" in lines and any(line.startswith("  due        ") for line in lines), out
+    assert blocks[3] == "nope  no such job (never enqueued, or its retention expired)\n", out
+    code, out, _ = await cli("job", done.id, "nope", "--json")
+    broker = await tasks.broker()
+    assert code == 1
+    assert orjson.loads(out) == {
+        "jobs": [orjson.loads(orjson.dumps(job_view(done.id, await broker.get_record(done.id)))),
+                 {"id": "nope", "status": "unknown"}]
+    }  # fmt: skip
+    code, out, _ = await cli("job", later.id, "--json")
+    assert code == 0 and orjson.loads(out)["jobs"][0]["kwargs"] == {"n": 9}
+
+
 # -- pause and resume ----------------------------------------------------------------------------------------
 
 
@@ -367,10 +414,10 @@ async def test_bad_values_are_one_error_line(
 
 
 @pytest.mark.parametrize(
-    "command", ["cancel", "pause", "resume", "cleanup", ("dead-letter", "list"), ("dead-letter", "reprocess")]
+    "command", ["job", "cancel", "pause", "resume", "cleanup", ("dead-letter", "list"), ("dead-letter", "reprocess")]
 )
 async def test_unreachable_redis_and_memory_are_one_error_line(cli: Cli, command: str | tuple[str, ...]) -> None:
-    args = ["some-job-id"] if command in ("cancel", ("dead-letter", "reprocess")) else []
+    args = ["some-job-id"] if command in ("job", "cancel", ("dead-letter", "reprocess")) else []
     code, _, err = await cli(command, *args, redis=DEAD_URL)
     one_error_line(code, err, "cannot reach Redis", DEAD_URL)
     code, _, err = await cli(command, *args, redis="memory://ctl")
@@ -409,3 +456,21 @@ async def test_commands_as_a_subprocess(make_tasks: MakeTasks, tmp_path: Path, t
     paused = await tasks.paused()
     assert paused is not None and paused["by"] == "subprocess"
     assert await job.status() == aqueue.JobStatus.CANCELLED
+
+
+async def test_a_reader_that_goes_away_ends_the_output_quietly(tmp_path: Path, target: str, queue_name: str) -> None:
+    """``aqueue job … | head -1``: once the reader has closed the pipe, the command stops writing and exits 141
+    (128 + SIGPIPE, as shells expect) without a traceback or an "Exception ignored" line."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AQUEUE_")}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    ids = " ".join(f"missing-{i}" for i in range(5000))  # about 400 kB of output: more than a pipe holds
+    script = (f"{shlex.quote(sys.executable)} -m aqueue job {target} --redis {REDIS_URL} --queue {queue_name} {ids}"
+              " 2>stderr.txt | head -1; echo \"exit ${PIPESTATUS[0]}\"")  # fmt: skip
+    proc = await asyncio.create_subprocess_exec(
+        "bash", "-c", script, cwd=tmp_path, env=env, stdout=asyncio.subprocess.PIPE
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(), 60)
+    first, status = out.decode().splitlines()
+    assert first == "missing-0  no such job (never enqueued, or its retention expired)"
+    assert status == "exit 141", (tmp_path / "stderr.txt").read_text()
+    assert (tmp_path / "stderr.txt").read_text() == ""

@@ -320,6 +320,15 @@ class Broker:
         result: dict[str, str] = await self.redis.hgetall(self.keys.job(job_id))
         return result
 
+    @unavailable
+    async def get_records(self, job_ids: Sequence[str]) -> list[dict[str, str]]:
+        """The record hashes of many jobs in one round trip ({} where there is none)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for job_id in job_ids:
+                pipe.hgetall(self.keys.job(job_id))
+            replies: list[dict[str, str]] = await pipe.execute()
+        return replies
+
     # -- worker side -----------------------------------------------------------------------------------------
 
     def _claim_args(self, consumer: str, mode: str, lease_ms: int, limits: str) -> tuple[list[str], list[Any]]:
