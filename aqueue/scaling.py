@@ -37,6 +37,18 @@ class MetricsSnapshot:
     workers: int  #: live workers sharing the queue (>= 1: this one)
     min_concurrency: int  #: this worker's lower bound
     max_concurrency: int  #: this worker's upper bound
+    #: Seconds one slot spent per finished job while at least one job per slot waited (concurrency / jobs this
+    #: worker finished per second): the service time plus what claiming and settling cost a slot. None until
+    #: measured, or when the last such measurement is more than 10 s old.
+    slot_cycle: float | None = None
+
+    @property
+    def effective_service_time(self) -> float | None:
+        """What sizing uses: the larger of :attr:`service_time` and :attr:`slot_cycle` (None before any job
+        finished). Short jobs on a busy loop spend longer waiting for their claim than running."""
+        if self.service_time is None:
+            return None
+        return max(self.service_time, self.slot_cycle or 0.0)
 
     @property
     def total_backlog(self) -> int:

@@ -1,6 +1,7 @@
 """The built-in scaling strategies: pure functions of the snapshots they are shown, plus a little state of their own.
 
-Every strategy sizes from demand rather than stepping by one: with ``s`` the measured service time of one job,
+Every strategy sizes from demand rather than stepping by one: with ``s`` the time one job takes a slot (the measured
+service time, or ``slot_cycle`` when claiming and settling make a slot take longer per job),
 ``need = ceil((arrival_rate * s + total_backlog * s / drain_target) / workers)`` is the concurrency that keeps up
 with arrivals and drains the backlog within ``drain_target`` seconds, this worker's share of it. No I/O, no clock
 but ``snapshot.t``, no randomness: the same snapshots give the same decisions. Bounds and cooldown are the
@@ -39,6 +40,13 @@ class _Demand:
     urgent: bool  # grounds to scale up now (growth confirmed, jobs waiting too long, a rising forecast)
     confidence: float | None = None
     details: dict[str, float] = field(default_factory=dict)
+
+
+def _service(s: MetricsSnapshot, service: float) -> str:
+    """``51 ms``, or ``9 ms per slot (3 ms running)`` when claiming and settling make up most of a slot's time."""
+    if s.service_time is not None and service > s.service_time:
+        return f"{service * 1000:.0f} ms per slot ({s.service_time * 1000:.0f} ms running)"
+    return f"{service * 1000:.0f} ms"
 
 
 def _growth_streak(s: MetricsSnapshot, history: Sequence[MetricsSnapshot]) -> int:
@@ -137,8 +145,9 @@ class DefaultStrategy:
         if st.recover_to is not None and (current >= st.recover_to or st.calm >= _CALM_TICKS):
             st.recover_to = None  # recovered, or the error episode is long over: size from demand again
             st.backed_off_to = None
-        if s.service_time is not None:
-            demand = self._demand(s, history, s.service_time)
+        service = s.effective_service_time
+        if service is not None:
+            demand = self._demand(s, history, service)
         elif s.total_backlog:  # nothing finished yet: no basis for sizing, so probe
             target = max(current + 1, math.ceil(current * self.probe_factor))
             why = f"service time unknown, backlog {s.total_backlog} → probing at {self.probe_factor:g}x to {target}"
@@ -183,7 +192,7 @@ class DefaultStrategy:
         share = f" (1/{s.workers} share)" if s.workers > 1 else ""
         why = (
             f"backlog {s.total_backlog} {trend}, oldest wait {s.oldest_wait:.1f} s, arrival {s.arrival_rate:.1f}/s, "
-            f"service {service * 1000:.0f} ms → need {need}{share} to drain in {self.drain_target:g} s"
+            f"service {_service(s, service)} → need {need}{share} to drain in {self.drain_target:g} s"
         )
         return _Demand(need, why, urgent)
 
@@ -318,7 +327,7 @@ class PredictiveStrategy(DefaultStrategy):
         need = max(now.need, predicted)
         why = (
             f"forecast in {self.horizon:g} s: backlog {backlog_ahead:.0f}, arrival {arrival_ahead:.1f}/s "
-            f"(r² {confidence:.2f}), service {service * 1000:.0f} ms → need {need}"
+            f"(r² {confidence:.2f}), service {_service(s, service)} → need {need}"
         )
         return _Demand(need, why, now.urgent or rising, confidence, details)
 

@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 __all__ = ["Governor", "ScalingRecord", "Supervisor"]
 
 log = logging.getLogger("aqueue.supervisor")
+#: Seconds a slot-cycle measurement counts for (MetricsSnapshot.slot_cycle) without a new one.
+_CYCLE_MEMORY = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +113,9 @@ class Supervisor:
         self.loop_lag = 0.0
         self.last_decision: Decision | None = None
         self._last_error_log = float("-inf")
+        # (time, jobs this worker had finished, saturated, concurrency) at the previous measurement: slot_cycle.
+        self._previous: tuple[float, int, bool, int] | None = None
+        self._cycle: tuple[float, float] | None = None  # (slot cycle estimate, when last measured)
 
     @property
     def history(self) -> Sequence[MetricsSnapshot]:
@@ -142,6 +147,9 @@ class Supervisor:
         s = await broker.sample(w.registry_ttl_ms)
         t = time.monotonic()
         arrival, completion, errors = self._window.add(t, s.enqueued, s.succeeded, s.failed)
+        # Saturated: at least one waiting job per slot, so no slot lacked work but for claiming it.
+        saturated = sum(s.waiting.values()) + s.due >= w.concurrency
+        slot_cycle = self._slot_cycle(t, w.processed, saturated, w.concurrency)
         return MetricsSnapshot(
             t=t,
             backlog=s.waiting,
@@ -158,7 +166,29 @@ class Supervisor:
             workers=max(1, s.workers),
             min_concurrency=w.min_concurrency,
             max_concurrency=w.max_concurrency,
+            slot_cycle=slot_cycle,
         )
+
+    def _slot_cycle(self, t: float, processed: int, saturated: bool, concurrency: int) -> float | None:
+        """Seconds per job per slot over the last tick, when at least one job per slot waited at both ends of it
+        (so only claiming and settling kept a slot idle; with fewer waiting, arrivals bound the throughput and
+        the figure would grow with the concurrency itself) and the concurrency did not change (new slots start
+        empty); weighted over such ticks, forgotten after 10 s."""
+        previous, self._previous = self._previous, (t, processed, saturated, concurrency)
+        if (
+            previous is not None
+            and previous[2:] == (True, concurrency)
+            and saturated
+            and t > previous[0]
+            and processed > previous[1]
+        ):
+            sample = concurrency * (t - previous[0]) / (processed - previous[1])
+            cycle = sample if self._cycle is None else 0.7 * self._cycle[0] + 0.3 * sample
+            self._cycle = (cycle, t)
+        if self._cycle is None or t - self._cycle[1] > _CYCLE_MEMORY:
+            self._cycle = None
+            return None
+        return self._cycle[0]
 
     async def tick(self) -> ScalingRecord | None:
         """Measure, decide, govern and apply once; returns the change made, if any."""
@@ -190,6 +220,7 @@ def _inputs(s: MetricsSnapshot, d: Decision) -> str:
         "error_rate": round(s.error_rate, 3),
         "busy": s.busy,
         "service_time": round(s.service_time, 4) if s.service_time is not None else -1,
+        "slot_cycle": round(s.slot_cycle, 4) if s.slot_cycle is not None else -1,
         "loop_lag": round(s.loop_lag, 4),
         "workers": s.workers,
     }

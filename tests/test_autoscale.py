@@ -133,3 +133,36 @@ async def test_a_strategy_that_raises_once_does_not_end_autoscaling(
     rw = await start_worker(tasks, min_concurrency=1, max_concurrency=20, strategy=strategy, **FAST)
     await wait_until(lambda: rw.worker.concurrency == 9, 5.0)
     assert strategy.calls >= 2
+
+
+async def test_the_supervisor_measures_what_a_slot_takes_per_short_job(
+    make_tasks: MakeTasks, start_worker: StartWorker
+) -> None:
+    """No-op jobs: a slot spends most of its time claiming and settling, not running. While jobs wait for every
+    slot at a steady concurrency, the snapshots carry ``slot_cycle`` (concurrency / jobs finished per second),
+    longer than the run time, and sizing uses it; with nothing waiting it is not re-measured."""
+    tasks = make_tasks()
+
+    @tasks.task
+    async def noop() -> None:
+        return None
+
+    # A supervisor runs only on an autoscaling worker (min < max); the override holds 2 slots while it measures.
+    rw = await start_worker(tasks, min_concurrency=2, max_concurrency=3, **FAST)
+    await rw.worker.scale_to(2)
+    jobs = await tasks.enqueue_many([noop.spec() for _ in range(3_000)])
+    supervisor = rw.worker.supervisor
+    assert supervisor is not None
+
+    def measured() -> bool:
+        return any(s.slot_cycle is not None for s in supervisor.history)
+
+    await wait_until(measured, 10.0)
+    await jobs[-1].result(timeout=30)
+    cycles = [s for s in supervisor.history if s.slot_cycle is not None and s.service_time is not None]
+    assert cycles, list(supervisor.history)
+    for s in cycles:
+        assert s.service_time is not None and s.slot_cycle is not None
+        assert s.slot_cycle > s.service_time, s  # claiming and settling cost a slot more than running a no-op
+        assert s.slot_cycle < 1.0, s
+        assert s.effective_service_time == s.slot_cycle

@@ -381,3 +381,20 @@ def test_custom_strategy_objects_pass_through() -> None:
     assert get_strategy(fixed) is fixed
     default = DefaultStrategy(drain_target=1.0)
     assert get_strategy(default) is default
+
+
+@pytest.mark.parametrize("strategy", [DefaultStrategy, PredictiveStrategy])
+def test_short_jobs_are_sized_by_what_a_slot_takes_per_job_not_only_by_their_run_time(
+    strategy: type[DefaultStrategy],
+) -> None:
+    """3 ms jobs on a busy loop: claiming and settling make a slot take 9 ms per job (``slot_cycle``). Sized by the
+    3 ms alone, 3,000 waiting jobs "need" 2 slots and the backlog drains in 14 s instead of 5; sized by the 9 ms,
+    6 (3,000 x 0.009 / 5 = 5.4)."""
+    late = {"backlog": 3000, "oldest_wait": 6.0, "concurrency": 2, "busy": 2, "service_time": 0.003}
+    assert run(strategy(), [snap(**late)])[-1].target == 2
+    decision = run(strategy(), [snap(**late, slot_cycle=0.009)])[-1]
+    assert decision.target == 6, decision
+    assert "service 9 ms per slot (3 ms running)" in decision.reason, decision.reason
+    # A slot cycle shorter than the run time (impossible, but a stale figure) never sizes below the run time.
+    assert snap(service_time=0.05, slot_cycle=0.01).effective_service_time == 0.05
+    assert snap(service_time=None, slot_cycle=0.01).effective_service_time is None
