@@ -5,8 +5,9 @@ that always fail and end in the dead-letter queue), runs a :class:`Worker` in th
 one-line summary every second and ends with a per-task table, the throughput and enqueue→finish latencies.
 
 With ``web=(host, port)`` (``aqueue demo --web``) it also serves the web sub-app (dashboard, ``/status``,
-``/metrics``, REST, WebSocket) for that worker and, once the batch is done, keeps a steady mixed load of about
-``rate`` jobs/s running so the dashboard stays live, until SIGINT/SIGTERM (Ctrl-C) stops the worker.
+``/metrics``, REST, WebSocket) for that worker and, once the batch is done, keeps a mixed load of about ``rate``
+jobs/s with a burst every 30 s running so the dashboard stays live, until SIGINT/SIGTERM (Ctrl-C) stops the
+worker. The batch runs at ``concurrency``; after it the worker autoscales between 2 and ``concurrency``.
 """
 
 from __future__ import annotations
@@ -139,21 +140,27 @@ async def _serve(tasks: Tasks, worker: Worker, bind: tuple[str, int]) -> web.App
     return runner
 
 
+#: The steady load of ``demo --web`` repeats this: ``BURST_EVERY`` seconds, the last ``BURST_FOR`` of them at
+#: ``BURST_FACTOR`` times the rate, so the autoscaler has something to answer on the dashboard.
+BURST_EVERY, BURST_FOR, BURST_FACTOR = 30.0, 10.0, 3.0
+
+
 async def _keep_busy(tasks: Tasks, running: asyncio.Task[None], rate: float, say: Callable[[str], None]) -> None:
-    """Enqueue the demo's mix at about ``rate`` jobs/s until the worker stops; a line every 10 s."""
+    """Enqueue the demo's mix at about ``rate`` jobs/s, with a burst of ``BURST_FACTOR`` times that for the last
+    ``BURST_FOR`` s of every ``BURST_EVERY`` s, until the worker stops; a line every 10 s."""
     rng = random.Random()
-    batch = max(1, round(rate * 0.1))
-    tick = batch / rate
     sent, last_said = 0, time.monotonic()
-    due = last_said
+    began = due = last_said
     mix: list[JobSpec[Any]] = []
     while not running.done():
+        now_rate = rate * (BURST_FACTOR if (time.monotonic() - began) % BURST_EVERY >= BURST_EVERY - BURST_FOR else 1)
+        batch = max(1, round(now_rate * 0.1))
         if len(mix) < batch:  # drawn 1,000 at a time so every slice keeps the batch's proportions
             mix += plan_jobs(tasks, 1000, rng)[0]
         specs, mix = mix[:batch], mix[batch:]
         await tasks.enqueue_many(specs)
         sent += batch
-        due += tick  # paced by the clock, so the time enqueue_many takes does not lower the rate
+        due += batch / now_rate  # paced by the clock, so the time enqueue_many takes does not lower the rate
         await asyncio.wait({running}, timeout=max(0.0, due - time.monotonic()))
         if time.monotonic() - last_said >= 10.0:
             info = await tasks.info()
@@ -176,9 +183,19 @@ async def _run(
 
     specs, delayed = plan_jobs(tasks, jobs, random.Random())
     failing = sum(1 for s in specs if _short(s.task) == "fails")
+    # With the dashboard, the worker autoscales, so its scaling decisions show there: the batch runs at the top
+    # (a manual override, as POST /scale sets), then the supervisor sizes it for the steady load.
+    low = min(2, concurrency)
+    sizing = f"concurrency {concurrency}"
+    if bind is not None:
+        sizing += f", then autoscaled within {low}..{concurrency}"
     say(f"aqueue demo on {tasks.redis_url}: {jobs} jobs ({failing} always failing, {len(delayed)} delayed "
-        f"0.5-2 s), concurrency {concurrency}, at most {seconds:g} s")  # fmt: skip
-    worker = Worker(tasks, concurrency=concurrency, shutdown_timeout=2.0)
+        f"0.5-2 s), {sizing}, at most {seconds:g} s")  # fmt: skip
+    if bind is None:
+        worker = Worker(tasks, concurrency=concurrency, shutdown_timeout=2.0)
+    else:
+        worker = Worker(tasks, min_concurrency=low, max_concurrency=concurrency, shutdown_timeout=2.0)
+        await worker.scale_to(concurrency)
     site = None if bind is None else await _serve(tasks, worker, bind)
     if site is not None and bind is not None:
         host, port = site.addresses[0][:2] if site.addresses else bind
@@ -203,8 +220,9 @@ async def _run(
         elapsed = time.monotonic() - start
         code = await _summary(handles, delayed, elapsed, say)
         if site is not None and not running.done():
-            say(f"the batch is done; now about {rate:g} jobs/s of the same mix keep the dashboard moving "
-                "(Ctrl-C stops)")  # fmt: skip
+            worker.release_scale()
+            say(f"the batch is done; now about {rate:g} jobs/s of the same mix, {BURST_FACTOR:g}x that for "
+                f"{BURST_FOR:g} s of every {BURST_EVERY:g} s, keep the dashboard moving (Ctrl-C stops)")  # fmt: skip
             await _keep_busy(tasks, running, rate, say)
             say("stopped")
     finally:
