@@ -49,6 +49,12 @@ def _service(s: MetricsSnapshot, service: float) -> str:
     return f"{service * 1000:.0f} ms"
 
 
+def _trend(s: MetricsSnapshot, history: Sequence[MetricsSnapshot]) -> str:
+    """How the backlog moved since the previous snapshot: growing, falling or steady (a first sighting grows)."""
+    before = history[-1].total_backlog if history else 0
+    return "growing" if s.total_backlog > before else "falling" if s.total_backlog < before else "steady"
+
+
 def _growth_streak(s: MetricsSnapshot, history: Sequence[MetricsSnapshot]) -> int:
     """Consecutive ticks, ending now, in which the backlog or the oldest wait grew (a first sighting counts)."""
     points = [*history, s]
@@ -188,10 +194,12 @@ class DefaultStrategy:
         streak = _growth_streak(s, history)
         late = s.oldest_wait > (self.wait_threshold or self.drain_target)
         urgent = s.total_backlog > 0 and (streak >= self.confirm_ticks or late)
-        trend = "growing" if streak else "steady"
+        trend = _trend(s, history)
+        rising = " and rising" if streak and trend != "growing" else ""  # the wait grew while the backlog did not
         share = f" (1/{s.workers} share)" if s.workers > 1 else ""
         why = (
-            f"backlog {s.total_backlog} {trend}, oldest wait {s.oldest_wait:.1f} s, arrival {s.arrival_rate:.1f}/s, "
+            f"backlog {s.total_backlog} {trend}, oldest wait {s.oldest_wait:.1f} s{rising}, "
+            f"arrival {s.arrival_rate:.1f}/s, "
             f"service {_service(s, service)} → need {need}{share} to drain in {self.drain_target:g} s"
         )
         return _Demand(need, why, urgent)

@@ -96,7 +96,12 @@ def test_a_backlog_draining_on_its_own_holds() -> None:
     draining = snap(t=1.0, backlog=600, oldest_wait=0.8, arrival_rate=20.0, busy=10)
     decision = DefaultStrategy().decide(draining, history)
     assert decision.target == 10
-    assert decision.reason.startswith("holding at 10") and "backlog 600 steady" in decision.reason
+    assert decision.reason.startswith("holding at 10") and "backlog 600 falling, oldest wait 0.8 s," in decision.reason
+    # A batch: the backlog falls while its oldest job waits longer every tick; the reason names which one grew.
+    batch = snap(t=1.0, backlog=600, oldest_wait=1.5, busy=10)
+    reason = DefaultStrategy().decide(batch, history).reason
+    assert "backlog 600 falling, oldest wait 1.5 s and rising," in reason, reason
+    assert "backlog 900 steady," in DefaultStrategy().decide(snap(t=1.0, backlog=900, oldest_wait=0.5), history).reason
 
 
 def test_workers_share_the_need() -> None:
