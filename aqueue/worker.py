@@ -363,7 +363,7 @@ class Worker:
             return  # already shut down: nothing to stop
         if self._stopping.is_set() or cancel_running:
             if self._force is not None and not self._force.is_set():
-                self._forced_by = "registry closed on an error" if cancel_running else "second stop request"
+                self._forced_by = "stop with cancel_running" if cancel_running else "second stop request"
                 log.warning("worker %s: %s: cancelling running jobs now", self.id, self._forced_by)
                 self._force.set()
                 if self._slot_free is not None:
