@@ -6,6 +6,8 @@ Every error derives from :class:`AqueueError`, so ``except aqueue.AqueueError`` 
     ├── ConfigurationError      bad settings, options, URL or task registration
     ├── SerializationError      arguments or a result that JSON cannot carry
     ├── BrokerUnavailable       Redis did not answer (connection refused, reset, timed out, cluster down, out of memory)
+    │   └── PartialEnqueue      ``enqueue_many`` wrote some jobs, not all: ``.written`` handles, ``.not_written`` specs
+    ├── PermissionDenied        Redis refused this client: wrong password, or an ACL user lacking a command or key
     ├── UnknownJob              no record for a job id (never existed, or retention expired it)
     ├── ResultTimeout           ``Job.result(timeout=…)`` ran out of time (also a ``TimeoutError``)
     ├── JobFailed               the job ended dead-lettered; carries the error and traceback
@@ -17,6 +19,11 @@ Every error derives from :class:`AqueueError`, so ``except aqueue.AqueueError`` 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from aqueue.job import Job, JobSpec
 
 __all__ = [
     "AqueueError",
@@ -24,6 +31,8 @@ __all__ = [
     "ConfigurationError",
     "JobCancelled",
     "JobFailed",
+    "PartialEnqueue",
+    "PermissionDenied",
     "Reject",
     "ResultTimeout",
     "Retry",
@@ -63,7 +72,8 @@ class InvalidArguments(AqueueError, TypeError):
 
 
 class BrokerUnavailable(AqueueError, ConnectionError):
-    """Redis could not be reached, or refused the write (out of memory, cluster down); nothing was written.
+    """Redis could not be reached, did not answer within the deadline, or refused the write (out of memory, cluster
+    down); nothing was written, except by an ``enqueue_many`` cut short, which raises :class:`PartialEnqueue`.
 
     Also a :class:`ConnectionError`. While the connection's circuit breaker is open (Redis has failed repeatedly),
     calls fail at once with this error without trying Redis, except one probe now and then; ``quiet`` is then True:
@@ -78,6 +88,14 @@ class BrokerUnavailable(AqueueError, ConnectionError):
         """The level to log this error at: ``logging.WARNING`` for a fresh failure, ``logging.DEBUG`` while the
         outage is already reported (``quiet``)."""
         return logging.DEBUG if self.quiet else logging.WARNING
+
+
+class PermissionDenied(AqueueError, PermissionError):
+    """Redis answered, and refused: authentication failed, or the ACL user lacks a command (``NOPERM``) or a key.
+
+    Also a :class:`PermissionError`. Retrying cannot help and it does not count as an outage: the message names the
+    missing right (e.g. ``TIME``, used by the enqueue script); the ACL a queue needs is in ``docs/deployment.md``.
+    """
 
 
 class UnknownJob(AqueueError, LookupError):
@@ -129,3 +147,18 @@ class Retry(AqueueError):
 class Reject(AqueueError):
     """Raise inside a task to dead-letter its job now, whatever attempts it has left (the input is wrong and
     retrying cannot help): ``raise aqueue.Reject("no such user")``. The message is the dead-letter reason."""
+
+
+class PartialEnqueue(BrokerUnavailable):
+    """:meth:`Tasks.enqueue_many` wrote some of its jobs and not the others (Redis reached ``maxmemory``, or the
+    connection dropped, midway). Also a :class:`BrokerUnavailable`.
+
+    ``written`` holds the handles of the jobs that exist (a duplicate's handle is the existing job's, as on
+    success), ``not_written`` the specs of the jobs that do not, both in the order given. Retry only
+    ``not_written``: retrying every spec would enqueue the written ones twice.
+    """
+
+    def __init__(self, message: str, written: Sequence[Job[Any]], not_written: Sequence[JobSpec[Any]]) -> None:
+        super().__init__(message)
+        self.written: list[Job[Any]] = list(written)  #: handles of the jobs written, in the order given
+        self.not_written: list[JobSpec[Any]] = list(not_written)  #: specs of the jobs not written, in order

@@ -90,6 +90,10 @@ class JobOptions:
     dedup_ttl: float | None = None  #: seconds from enqueue the key is held; None: until the job finishes
     dedup_mode: str | None = None  #: ``drop`` (the default) or ``replace`` (debounce)
     ttl: float | None = None  #: seconds after becoming due within which the job must start, else ``expired``
+    #: True: a job whose worker died (or stalled past the lease) during its last attempt is taken back and run again
+    #: anyway (still at most ``QueueSettings.max_reclaims`` times); None/False: such a job is dead-lettered instead,
+    #: so a ``max_attempts=1`` job runs at most once.
+    rerun_lost: bool | None = None
 
     def __post_init__(self) -> None:
         for name in ("delay", "timeout", "backoff_base", "backoff_max", "dedup_ttl", "ttl"):
@@ -119,6 +123,8 @@ class JobOptions:
             raise ConfigurationError(f"dedup_mode must be one of {', '.join(DEDUP_MODES)}, got {self.dedup_mode!r}")
         if self.ttl is not None and self.ttl < 0.001:
             raise ConfigurationError(f"ttl must be at least 0.001 seconds, got {self.ttl}")
+        if self.rerun_lost is not None and not isinstance(self.rerun_lost, bool):
+            raise ConfigurationError(f"rerun_lost must be True or False, got {self.rerun_lost!r}")
         if self.delay < 0:
             raise ConfigurationError(f"delay must be >= 0 seconds, got {self.delay}")
         if self.max_attempts is not None and self.max_attempts < 1:
@@ -146,6 +152,7 @@ class JobOptions:
             dedup_ttl=override.dedup_ttl if override.dedup_ttl is not None else self.dedup_ttl,
             dedup_mode=override.dedup_mode if override.dedup_mode is not None else self.dedup_mode,
             ttl=override.ttl if override.ttl is not None else self.ttl,
+            rerun_lost=override.rerun_lost if override.rerun_lost is not None else self.rerun_lost,
         )
 
     def script_options(self) -> dict[str, Any] | None:

@@ -8,12 +8,15 @@ cancelled while it waits for work (nothing is lost, the queue keeps its item), a
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 
 from aqueue._aio import cancel_and_wait
 from aqueue.backend.broker import Claimed
 
 __all__ = ["SlotPool"]
+
+log = logging.getLogger("aqueue.worker")
 
 
 class SlotPool:
@@ -67,6 +70,9 @@ class SlotPool:
                     job = await self._queue.get()
                 finally:
                     self._idle.discard(task)
-                await self._run(job)
+                try:
+                    await self._run(job)
+                except Exception:  # run() settles every job's errors itself: a slot must outlive a defect
+                    log.exception("slot %s: running job %s failed", task.get_name(), job.job_id)
         finally:
             self._slots.discard(task)

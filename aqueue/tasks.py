@@ -19,7 +19,7 @@ from aqueue import codec
 from aqueue.backend.broker import Broker, EnqueueItem, QueueInfo
 from aqueue.backend.connect import check_url, open_connection, resolve_url
 from aqueue.cron import CronSchedule, parse_every
-from aqueue.errors import ConfigurationError, InvalidArguments
+from aqueue.errors import ConfigurationError, InvalidArguments, PartialEnqueue
 from aqueue.events import EventHub
 from aqueue.job import Job, JobOptions, JobSpec, JobStatus
 from aqueue.keys import Keys
@@ -144,6 +144,7 @@ class Task(Generic[P, R]):
         dedup_ttl: float | timedelta | None = None,
         dedup_mode: str | None = None,
         ttl: float | timedelta | None = None,
+        rerun_lost: bool | None = None,
     ) -> Task[P, R]:
         """A copy of this task whose jobs get these options; the registered task is unchanged.
 
@@ -164,6 +165,7 @@ class Task(Generic[P, R]):
             dedup_ttl=_seconds(dedup_ttl),
             dedup_mode=dedup_mode,
             ttl=_seconds(ttl),
+            rerun_lost=rerun_lost,
         )
         if priority is not None:
             self.tasks.settings.priority_index(priority)
@@ -225,10 +227,14 @@ class Tasks:
     ``None`` means ``$AQUEUE_REDIS_URL``, else ``redis://localhost:6379/0``; ``memory://`` runs on in-process
     fakeredis. ``settings`` (:class:`QueueSettings`: priority levels, retries, lease, retention) must be the same
     in every producer and worker of the queue. ``rate_limit`` (``"100/s"`` or a :class:`RateLimit`) caps how often
-    jobs of the whole queue start.
+    jobs of the whole queue start. ``redis_timeout`` bounds each call to Redis in seconds (default: the URL's
+    ``socket_timeout`` option, else 5): a call Redis does not answer in time raises :class:`BrokerUnavailable`, and
+    three in a row open the circuit breaker; a blocking wait gets its block time on top.
 
     The connection opens on first use, so a module can create its ``Tasks`` at import time. Close it with
-    :meth:`close`, or use it as ``async with tasks: ...``.
+    :meth:`close`, or use it as ``async with tasks: ...``. It belongs to the event loop that first uses it: after
+    that loop is closed (each ``asyncio.run()``, each test of pytest-asyncio) it reconnects in the next one; using
+    it in another loop while the first one is still open raises :class:`ConfigurationError`.
     """
 
     def __init__(
@@ -238,6 +244,7 @@ class Tasks:
         *,
         settings: QueueSettings | None = None,
         rate_limit: str | RateLimit | None = None,
+        redis_timeout: float | None = None,
     ) -> None:
         if not queue or any(c in queue for c in "{}: \t\n"):
             raise ConfigurationError(f"queue name {queue!r} must be non-empty without braces, ':' or spaces")
@@ -246,6 +253,12 @@ class Tasks:
         if redis_url is not None:
             check_url(redis_url)
         self._url = redis_url
+        if redis_timeout is not None and not (
+            isinstance(redis_timeout, int | float) and not isinstance(redis_timeout, bool) and 0 < redis_timeout < 1e9
+        ):
+            raise ConfigurationError(f"redis_timeout must be seconds > 0, got {redis_timeout!r}")
+        #: Seconds a call may wait for Redis (None: the URL's ``socket_timeout``, else 5).
+        self.redis_timeout = redis_timeout
         self._registry: dict[str, Task[Any, Any]] = {}
         self._crons: dict[str, CronJob] = {}
         #: Global cap on how often jobs of this queue start (every task together), across all workers.
@@ -253,6 +266,7 @@ class Tasks:
         self._broker: Broker | None = None
         self._hub: EventHub | None = None
         self._lock: asyncio.Lock | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # the loop the connection belongs to
         self._workers: set[Worker] = set()  # running on this registry: close() stops them first
 
     def __repr__(self) -> str:
@@ -303,6 +317,7 @@ class Tasks:
         backoff_max: float | None = None,
         ttl: float | timedelta | None = None,
         rate_limit: str | RateLimit | None = None,
+        rerun_lost: bool | None = None,
     ) -> TaskDecorator: ...
 
     def task(
@@ -318,14 +333,16 @@ class Tasks:
         backoff_max: float | None = None,
         ttl: float | timedelta | None = None,
         rate_limit: str | RateLimit | None = None,
+        rerun_lost: bool | None = None,
     ) -> Any:
         """Register a function as a task: ``@tasks.task`` or ``@tasks.task(name=…, priority=…, …)``; returns the
         :class:`Task`.
 
         Async functions run on the worker's loop; plain functions run in a worker thread (anyio). ``name`` defaults
         to the function's ``module.qualname``; producers and workers must agree on it. ``priority``,
-        ``max_attempts``, ``timeout``, ``backoff_base``, ``backoff_max`` and ``ttl`` are defaults for the task's
-        jobs (see :class:`~aqueue.JobOptions`; a job may override them with :meth:`Task.with_options`).
+        ``max_attempts``, ``timeout``, ``backoff_base``, ``backoff_max``, ``ttl`` and ``rerun_lost`` are defaults
+        for the task's jobs (see :class:`~aqueue.JobOptions`; a job may override them with
+        :meth:`Task.with_options`).
         ``rate_limit`` (``"100/m"``, ``"5000/s"``, or a :class:`~aqueue.RateLimit`) caps how often jobs of this
         task start, across every worker of the queue. Raises :class:`ConfigurationError` if the name is already
         registered on this queue, or for an invalid option.
@@ -337,6 +354,7 @@ class Tasks:
             backoff_base=backoff_base,
             backoff_max=backoff_max,
             ttl=_seconds(ttl),
+            rerun_lost=rerun_lost,
         )
         if priority is not None:
             self.settings.priority_index(priority)
@@ -455,6 +473,8 @@ class Tasks:
                 retry.backoff_max if options.backoff_max is None else options.backoff_max,
             ],
         }
+        if options.rerun_lost:
+            resolved["rerun_lost"] = True  # absent otherwise: the common payload stays as short as it was
         payload = codec.encode({"a": args, "k": kwargs, "o": resolved}, f"arguments of task {task!r}")
         return JobSpec(task, args, kwargs, options, payload, self)
 
@@ -492,14 +512,30 @@ class Tasks:
         """Enqueue many jobs made by :meth:`Task.spec`; returns their handles in the same order.
 
         One script call per 500 jobs, all pipelined in one round trip. A job whose ``dedup_key`` is held gets the
-        existing job's handle, as with :meth:`enqueue`.
+        existing job's handle, as with :meth:`enqueue`. Each call of 500 is written whole or not at all, the batch
+        is not: if Redis refuses some calls (``maxmemory`` reached midway) or the connection drops midway, raises
+        :class:`PartialEnqueue` (a :class:`BrokerUnavailable`) with the handles of the jobs written and the specs
+        not written; retry only those specs. :class:`BrokerUnavailable` itself means none was written, or that Redis
+        stopped answering before it could tell which were.
         """
+        specs = list(specs)
         items = [self._item(s) for s in specs]
-        dups: dict[int, str] = {}
-        if items:
-            broker = await self.broker()
-            dups = await broker.enqueue_many(items)
-        return [Job(self, dups.get(i, it.job_id)) for i, it in enumerate(items)]
+        if not items:
+            return []
+        broker = await self.broker()
+        wrote = await broker.enqueue_many(items)
+        jobs: list[Job[Any]] = [Job(self, wrote.duplicates.get(i, it.job_id)) for i, it in enumerate(items)]
+        if wrote.error is None:
+            return jobs
+        missed = set(wrote.not_written)
+        error = PartialEnqueue(
+            f"{len(items) - len(missed):,} of {len(items):,} jobs were written, {len(missed):,} were not (retry only "
+            f"PartialEnqueue.not_written): {wrote.reason}",
+            [job for i, job in enumerate(jobs) if i not in missed],
+            [specs[i] for i in wrote.not_written],
+        )
+        error.quiet = wrote.error.quiet
+        raise error from wrote.error
 
     def workflow(self, name: str = "workflow") -> Workflow:
         """A new, empty workflow (a DAG of jobs of this queue): add steps with :meth:`Workflow.step`, then send it
@@ -585,12 +621,14 @@ class Tasks:
     async def broker(self) -> Broker:
         """Internal: the connected broker, the only code that talks to Redis (connects and loads the scripts on first
         use; :class:`BrokerUnavailable` if Redis does not answer)."""
+        if self._loop is not asyncio.get_running_loop():
+            self._bind()
         if self._broker is None:
             if self._lock is None:
                 self._lock = asyncio.Lock()
             async with self._lock:
                 if self._broker is None:
-                    broker = Broker(open_connection(self.redis_url), self.keys, self.settings)
+                    broker = Broker(open_connection(self.redis_url, self.redis_timeout), self.keys, self.settings)
                     try:
                         await broker.prepare()
                     except BaseException:
@@ -599,11 +637,24 @@ class Tasks:
                     self._broker = broker
         return self._broker
 
+    def _bind(self) -> None:
+        """Adopt the running loop: forget a connection, reader and lock left by a closed loop (they cannot be used,
+        nor closed, from this one); :class:`ConfigurationError` while the loop that made them is still open."""
+        old = self._loop
+        if old is not None and not old.is_closed() and (self._broker is not None or self._hub is not None):
+            raise ConfigurationError(f"{self!r} is connected in another event loop that is still open: await "
+                                     "tasks.close() in that loop first, or use one Tasks per event loop")  # fmt: skip
+        self._broker, self._hub, self._lock = None, None, None
+        if old is not None and old.is_closed():
+            self._workers.clear()  # they ran in the closed loop
+        self._loop = asyncio.get_running_loop()
+
     async def event_hub(self) -> EventHub:
         """Internal: this process's reader of the queue's events stream (what :meth:`Job.result` waits with),
         started on first use."""
+        broker = await self.broker()  # first: a reader left by a closed event loop is dropped there
         if self._hub is None:
-            self._hub = EventHub(await self.broker())
+            self._hub = EventHub(broker)
         await self._hub.start()
         return self._hub
 
@@ -616,6 +667,8 @@ class Tasks:
         ``cancel_running`` (what leaving ``async with tasks:`` on an exception does) it cancels its running jobs at
         once and puts them back in the queue for another run.
         """
+        if self._loop is not asyncio.get_running_loop():
+            self._bind()  # what a closed loop left cannot be closed from this one: it is dropped
         current = asyncio.current_task()
         # Not a worker whose job is closing the registry: stopping it would wait for this very call.
         workers = [w for w in self._workers if current not in w._slot_tasks.values()]
@@ -630,6 +683,8 @@ class Tasks:
         if self._broker is not None:
             await self._broker.close()
             self._broker = None
+        self._lock = None  # an asyncio.Lock binds to the loop that first waits on it
+        self._loop = None
 
     async def __aenter__(self) -> Tasks:
         """``async with tasks:`` returns the registry itself (nothing connects until first use)."""

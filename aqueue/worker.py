@@ -25,6 +25,7 @@ from aqueue._aio import cancel_and_wait, retry_unavailable
 from aqueue.backend.breaker import MAX_RETRY_DELAY as _MAX_RETRY_DELAY
 from aqueue.backend.broker import Claimed, Outcome
 from aqueue.errors import BrokerUnavailable, ConfigurationError
+from aqueue.loopwatch import LoopWatch
 from aqueue.periodic import run_crons
 from aqueue.quotas import ReadQuotas
 from aqueue.runner import run_job
@@ -32,13 +33,12 @@ from aqueue.scaling import Strategy, concurrency_bounds
 from aqueue.scheduler import PROMOTE_LIMIT, promote_due_jobs
 from aqueue.slots import SlotPool
 from aqueue.strategies import get_strategy
+from aqueue.subtasks import SubTasks
 from aqueue.supervisor import ScalingRecord, Supervisor
 from aqueue.tasks import Tasks
 
 __all__ = ["Worker"]
 
-#: What Redis answers a read of streams that were deleted under the worker.
-_STREAMS_GONE = ("NOGROUP", "UNBLOCKED", "requires the key to exist")
 log = logging.getLogger("aqueue.worker")
 T = TypeVar("T")
 
@@ -48,6 +48,12 @@ _TRICKLE_WAIT = 0.002  # a blocking read that waited longer than this found an e
 #: Ctrl-C or systemd's control-group kill reaches every process, and ``aqueue worker --processes`` forwards it too),
 #: not a second one: it does not cancel the running jobs.
 _SIGNAL_REPEAT_WINDOW = 1.0
+#: Seconds a stopping worker spends at most on its last Redis calls (settling what finished, giving the rest back)
+#: after its running jobs ended: a Redis that hangs must not hold the exit; what was not given back returns after
+#: the lease.
+_SHUTDOWN_GRACE = 5.0
+#: The event loop blocked for longer than this is reported, with the job that blocked it when it can be told.
+_BLOCK_REPORTED = 1.0
 
 #: Called after every attempt with (task, seconds it ran, seconds it waited in the stream, outcome kind ``ok``,
 #: ``retry``, ``dead`` or ``cancel``); it runs on the slot's path, so it must be quick and must not block.
@@ -125,12 +131,17 @@ class Worker:
         self._override: tuple[int, float] | None = None  # manual target, monotonic expiry
         self._service_time: float | None = None
         self._busy = 0
-        self._running: dict[str, Claimed] = {}
+        self._running: dict[str, Claimed] = {}  # message id -> claimed and not finished (running or prefetched)
+        self._held: set[str] = set()  # message ids claimed and not yet settled: never started again here
         self._outcomes: list[Outcome] = []
         self._quotas = ReadQuotas([p.weight for p in tasks.settings.priorities], tasks.settings.strict_priority)
         self._cancel_asked: set[str] = set()  # job ids whose cancellation was requested while here
         self._forced_by = "second stop request"
-        self._slot_tasks: dict[str, asyncio.Task[None]] = {}  # job id -> the slot coroutine running it
+        self._slot_tasks: dict[str, asyncio.Task[None]] = {}  # message id -> the slot coroutine running it
+        self._subtasks: SubTasks | None = None
+        self._heartbeat_now: asyncio.Event | None = None
+        self._control_from = "0-0"  # the last control command read
+        self.loop_blocks = 0  #: times the event loop was found blocked for more than a second while this worker ran
         self.paused = False  #: True while the queue is paused (as this worker last saw it)
         self._started_at = 0.0
         self._stop_pending = False  # a stop requested before run() began: that run returns after start-up
@@ -183,6 +194,13 @@ class Worker:
         """Mean seconds a job takes here (exponentially weighted, so recent jobs count most), None until one has
         finished."""
         return self._service_time
+
+    @property
+    def failing(self) -> dict[str, str]:
+        """Sub-tasks of this worker (``claim``, ``settler``, ``heartbeat``, ``scheduler``, ``control``, ``cron``,
+        ``supervisor``, ``loop-watch``) that keep failing, with their last error: each is restarted with a backoff,
+        and is listed here after 3 failures in a row until it runs 10 s without one. ``{}`` when all is well."""
+        return self._subtasks.failing if self._subtasks is not None else {}
 
     @property
     def registry_ttl_ms(self) -> int:
@@ -291,34 +309,43 @@ class Worker:
             self._done.set()
 
     async def _serve(self, burst: bool) -> None:
-        assert self._stopping is not None and self._queue is not None
+        assert self._stopping is not None and self._queue is not None and self._force is not None
         broker = await self.tasks.broker()
         self._pool = SlotPool(self._queue, self._run_one)
         self._pool.resize(self._target)
-        settler = asyncio.create_task(self._settler(), name="aqueue-settler")
+        self._heartbeat_now = asyncio.Event()
+        subtasks = self._subtasks = SubTasks(self.id, broker.ensure_groups, self._heartbeat_now.set)
+        settler = subtasks.start("settler", self._settler)
         helpers: list[asyncio.Task[None]] = []
         try:
             await self._heartbeat_once()
-            control_from = await broker.last_control_id()  # before claiming: no cancel of a job of ours is missed
+            self._control_from = await broker.last_control_id()  # before claiming: no cancel of ours is missed
+            watch = LoopWatch(_BLOCK_REPORTED, run_job.__code__, "c", self._on_loop_blocked)
             helpers += [
-                asyncio.create_task(self._heartbeats(), name="aqueue-heartbeat"),
-                asyncio.create_task(promote_due_jobs(broker, self.id), name="aqueue-scheduler"),
-                asyncio.create_task(self._control(control_from), name="aqueue-control"),
+                subtasks.start("heartbeat", self._heartbeats),
+                subtasks.start("scheduler", lambda: promote_due_jobs(broker, self.id)),
+                subtasks.start("control", self._control),
+                subtasks.start("loop-watch", watch.run),
             ]
             if self.tasks.crons:
-                helpers.append(asyncio.create_task(run_crons(self.tasks), name="aqueue-cron"))
+                helpers.append(subtasks.start("cron", lambda: run_crons(self.tasks)))
             if self.autoscaling:
-                self.supervisor = Supervisor(self, self.strategy, self.scale_interval, self.cooldown)
-                helpers.append(asyncio.create_task(self.supervisor.run(), name="aqueue-supervisor"))
+                supervisor = self.supervisor = Supervisor(self, self.strategy, self.scale_interval, self.cooldown)
+                helpers.append(subtasks.start("supervisor", supervisor.run))
             log.info("worker %s up: queue=%s concurrency=%d [%d..%d] lease=%.1fs loop=%s", self.id, self.tasks.queue,
                      self._target, self.min_concurrency, self.max_concurrency, self.lease,
                      type(asyncio.get_running_loop()).__module__)  # fmt: skip
-            self._claim_task = asyncio.create_task(self._claim_loop(burst), name="aqueue-claim")
+            self._claim_task = subtasks.start("claim", lambda: self._claim_loop(burst))
             await self._claim_task
         except asyncio.CancelledError:
             current = asyncio.current_task()
             if current is not None and current.cancelling():
-                raise  # run() itself was cancelled: shut down (below), then let the cancellation through
+                # run() itself was cancelled: a forced stop. Running jobs are cancelled and put back at once
+                # (waiting shutdown_timeout for them would hold up whoever cancelled), then the cancellation
+                # goes through.
+                self._forced_by = "run() cancelled"
+                self._force.set()
+                raise
         finally:
             self._stopping.set()
             if self._claim_task is not None:
@@ -427,15 +454,19 @@ class Worker:
         await cancel_and_wait(settler)
         broker = await self.tasks.broker()
         try:
-            await retry_unavailable(f"worker {self.id}: final settle", self._flush, attempts=5)
-            put_back = await retry_unavailable(f"worker {self.id}: release", lambda: broker.release(self.id), 5)
-        except BrokerUnavailable:
-            log.error("worker %s: Redis unavailable at shutdown; its jobs return after the lease", self.id)
+            async with asyncio.timeout(_SHUTDOWN_GRACE):
+                await retry_unavailable(f"worker {self.id}: final settle", self._flush, attempts=5)
+                put_back = await retry_unavailable(f"worker {self.id}: release", lambda: broker.release(self.id), 5)
+        except (BrokerUnavailable, TimeoutError) as exc:
+            why = f"did not answer within {_SHUTDOWN_GRACE:.0f}s" if isinstance(exc, TimeoutError) else "unavailable"
+            log.error("worker %s: Redis %s at shutdown: %d finished jobs not recorded, its unfinished jobs return "
+                      "after the lease (%.1fs)", self.id, why, len(self._outcomes), self.lease)  # fmt: skip
         else:
             if put_back:
                 log.info("worker %s: put %d unfinished jobs back in the queue", self.id, put_back)
         self._busy = 0
         self._running.clear()
+        self._held.clear()
 
     # -- claiming --------------------------------------------------------------------------------------------
 
@@ -464,10 +495,11 @@ class Worker:
                     reclaim = now >= next_reclaim
                     if reclaim:
                         next_reclaim = now + reclaim_every
-                    jobs, cursors, paused = await broker.claim(
+                    turn = await broker.claim(
                         self.id, self._quotas.split(free), cursors, lease_ms if reclaim else 0, limits
                     )
-                    if paused:
+                    cursors = turn.cursors
+                    if turn.paused:
                         if burst and self._busy == 0:
                             return
                         await self._wait_resumed()
@@ -475,9 +507,13 @@ class Worker:
                     if self.paused:
                         self.paused = False
                         log.info("worker %s: queue %s resumed", self.id, self.tasks.queue)
-                    if jobs:
+                    if turn.own:
+                        await self._own_overdue(turn.own, limits)
+                    if turn.jobs:
                         trickle = False
-                        self._dispatch(jobs)
+                        self._dispatch(turn.jobs)
+                        continue
+                    if turn.consumed:  # only stale entries (e.g. of cancelled jobs): runnable ones may follow
                         continue
                     if burst:
                         if await self._burst_done():
@@ -501,14 +537,27 @@ class Worker:
                 log.log(exc.log_level, "worker %s: %s; retrying in %.1fs", self.id, exc, backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, _MAX_RETRY_DELAY)
-            except Exception as exc:
-                # The streams were deleted (FLUSHALL, a DEL of the queue's keys): a later read finds no group
-                # (NOGROUP; fakeredis: "requires the key to exist"); one blocked at that moment is woken with
-                # UNBLOCKED. Recreate the groups and go on.
-                if not any(sign in str(exc) for sign in _STREAMS_GONE):
-                    raise
-                log.warning("worker %s: the queue's streams were deleted: %s; recreating them", self.id, exc)
-                await broker.ensure_groups()
+            # Anything else (streams deleted under the worker: NOGROUP) ends this run of the loop; its supervisor
+            # repairs what it can and starts it again.
+
+    async def _own_overdue(self, own: list[tuple[int, str, str]], limits: str) -> None:
+        """Messages of this consumer that went longer than the lease without a heartbeat: the claim renewed them.
+
+        One still held here (running, or finished and not yet settled) is not started again: the heartbeat was late
+        (a Redis stall, a blocked event loop), the worker was not gone. One not held here was left by an earlier run
+        under the same name (``Worker(name=...)``): it is taken back like a dead worker's.
+        """
+        orphans = [item for item in own if item[1] not in self._held]
+        renewed = len(own) - len(orphans)
+        if renewed:
+            log.warning("worker %s: %d of its jobs went longer than the lease (%.1fs) without a heartbeat (Redis "
+                        "stalled or the event loop was blocked): renewed, not started again", self.id, renewed,
+                        self.lease)  # fmt: skip
+        if orphans:
+            log.warning("worker %s: taking back %d jobs an earlier run under the same name left running", self.id,
+                        len(orphans))  # fmt: skip
+            started, _ = await (await self.tasks.broker()).start(self.id, orphans, limits, taken=True)
+            self._dispatch(started)
 
     async def _wait_resumed(self) -> None:
         """The queue is paused: wait for a ``resume`` command (or re-check after a second)."""
@@ -522,13 +571,13 @@ class Worker:
             async with asyncio.timeout(1.0):
                 await self._resumed.wait()
 
-    async def _control(self, last_id: str) -> None:
+    async def _control(self) -> None:
         """Follow the control stream: cancel running jobs of this worker, wake up on ``resume``."""
         broker = await self.tasks.broker()
         backoff = 0.1
         while True:
             try:
-                commands = await broker.read_control(last_id, _BLOCK_SECONDS)
+                commands = await broker.read_control(self._control_from, _BLOCK_SECONDS)
                 backoff = 0.1
             except BrokerUnavailable as exc:
                 log.log(exc.log_level, "worker %s: control stream: %s; retrying in %.1fs", self.id, exc, backoff)
@@ -536,7 +585,7 @@ class Worker:
                 backoff = min(backoff * 2, _MAX_RETRY_DELAY)
                 continue
             for command_id, fields in commands:
-                last_id = command_id
+                self._control_from = command_id
                 cmd = fields.get("cmd")
                 if cmd == "cancel":
                     self._cancel_running(fields.get("job", ""))
@@ -544,14 +593,16 @@ class Worker:
                     self._resumed.set()
 
     def _cancel_running(self, job_id: str) -> None:
-        if not any(c.job_id == job_id for c in self._running.values()):
+        messages = [msg_id for msg_id, c in self._running.items() if c.job_id == job_id]
+        if not messages:
             return  # not ours
         self._cancel_asked.add(job_id)
-        slot = self._slot_tasks.get(job_id)
-        if slot is not None:
-            log.info("worker %s: cancelling running job %s on request", self.id, job_id)
-            slot.cancel()
-        # else: claimed but not started yet; _run_one sees the request before running it
+        for msg_id in messages:
+            slot = self._slot_tasks.get(msg_id)
+            if slot is not None:
+                log.info("worker %s: cancelling running job %s on request", self.id, job_id)
+                slot.cancel()
+            # else: claimed but not started yet; _run_one sees the request before running it
 
     async def _burst_done(self) -> bool:
         """In burst mode with nothing claimable: wait for running jobs, then check nothing became due."""
@@ -571,6 +622,7 @@ class Worker:
         for c in jobs:
             self._busy += 1
             self._running[c.msg_id] = c
+            self._held.add(c.msg_id)
             self._queue.put_nowait(c)
 
     # -- running and settling --------------------------------------------------------------------------------
@@ -587,6 +639,9 @@ class Worker:
             self._busy -= 1
             self._slot_free.set()
             raise
+        except Exception as exc:  # run_job returns every error of the job as an outcome: this is a bug of ours
+            log.exception("worker %s: job %s (%s): internal error; dead-lettering it", self.id, c.job_id, c.task)
+            outcome = Outcome("dead", c.stream, c.msg_id, c.job_id, f"internal error of the worker: {exc!r}")
         took = time.perf_counter() - started
         # The autoscaler sizes from this: weighted so a change of workload shows within ~20 jobs.
         self._service_time = took if self._service_time is None else 0.95 * self._service_time + 0.05 * took
@@ -612,7 +667,7 @@ class Worker:
             return Outcome("cancel", c.stream, c.msg_id, c.job_id)
         slot = asyncio.current_task()
         assert slot is not None
-        self._slot_tasks[c.job_id] = slot
+        self._slot_tasks[c.msg_id] = slot
         try:
             return await run_job(self.tasks, c)
         except asyncio.CancelledError:
@@ -623,7 +678,7 @@ class Worker:
                 raise  # a shutdown cancellation arrived as well
             return Outcome("cancel", c.stream, c.msg_id, c.job_id)
         finally:
-            del self._slot_tasks[c.job_id]
+            self._slot_tasks.pop(c.msg_id, None)
 
     def _observe(self, c: Claimed, took: float, kind: str) -> None:
         # The message id is the (Redis clock) time the job entered its stream: wait = that until it started here.
@@ -643,10 +698,13 @@ class Worker:
             except BaseException:
                 self._outcomes[:0] = batch  # keep them: settling is idempotent, so a retry is safe
                 raise
+            self._held.difference_update(o.msg_id for o in batch)
 
     async def _settler(self) -> None:
         assert self._settle_wakeup is not None
         backoff = 0.1
+        if self._outcomes:
+            self._settle_wakeup.set()  # restarted after a failure: settle what is waiting
         while True:
             await self._settle_wakeup.wait()
             self._settle_wakeup.clear()
@@ -677,6 +735,7 @@ class Worker:
                 "failed": self.failed,
                 "started_at": self._started_at,
                 "heartbeat_at": time.time(),
+                "failing": self.failing,
             }
         )
 
@@ -687,15 +746,40 @@ class Worker:
         for msg_id in lost:
             c = self._running.get(msg_id)
             if c is not None:
-                log.warning("job %s (%s) was taken back by another worker while running here", c.job_id, c.task)
+                log.warning("job %s (%s) is no longer this worker's while running here: another worker took it back "
+                            "(this one went longer than the lease without a heartbeat), or Redis lost it", c.job_id,
+                            c.task)  # fmt: skip
+
+    def _on_loop_blocked(self, seconds: float, culprit: object | None) -> None:
+        """The event loop was blocked for ``seconds``; ``culprit`` is the job that was running when it was seen."""
+        self.loop_blocks += 1
+        if isinstance(culprit, Claimed):
+            who = f"by job {culprit.job_id} ({culprit.task}, attempt {culprit.attempt})"
+        else:
+            running = list(self._running.values())
+            threads = [c for c in running if (t := self.tasks.get(c.task)) is not None and not t.is_async]
+            shown = threads or running
+            who = "; running: " + (", ".join(f"{c.job_id} ({c.task})" for c in shown[:10]) or "no job")
+            if threads:
+                who += " (plain functions in threads: one holding the GIL blocks the loop too)"
+        log.warning("worker %s: the event loop was blocked for %.1fs %s. A task that blocks it (time.sleep, CPU work "
+                    "or blocking I/O in an async def, a thread holding the GIL) stops every job, the heartbeat and "
+                    "the claims of this worker; a block longer than the lease (%.1fs) lets other workers take its "
+                    "jobs back", self.id, seconds, who, self.lease)  # fmt: skip
+        if seconds >= self._heartbeat_interval / 2 and self._heartbeat_now is not None:
+            self._heartbeat_now.set()  # renew the running jobs now rather than at the next interval
 
     @property
     def _heartbeat_interval(self) -> float:
         return min(self.lease / 3, 10.0)
 
     async def _heartbeats(self) -> None:
+        assert self._heartbeat_now is not None
         while True:
-            await asyncio.sleep(self._heartbeat_interval)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._heartbeat_interval):
+                    await self._heartbeat_now.wait()
+            self._heartbeat_now.clear()
             try:
                 await self._heartbeat_once()
             except BrokerUnavailable as exc:

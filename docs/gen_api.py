@@ -89,6 +89,8 @@ GROUPS: list[tuple[str, str, list[str]]] = [
             "aqueue.SerializationError",
             "aqueue.InvalidArguments",
             "aqueue.BrokerUnavailable",
+            "aqueue.PartialEnqueue",
+            "aqueue.PermissionDenied",
             "aqueue.UnknownJob",
             "aqueue.ResultTimeout",
             "aqueue.JobFailed",

@@ -189,7 +189,7 @@ async def test_per_task_counters_come_from_every_script(make_tasks: Callable[...
     await tasks.enqueue_many([add.spec(1, 2), add.spec(2, 3)])
     # An entry whose record is missing is dead-lettered by the claim script itself, under no task.
     await broker.redis.xadd(tasks.keys.stream("normal"), {"j": "ghost"})
-    claimed, _, _ = await broker.claim("c1", [0, 10, 0], ["0-0"] * 3, 0)
+    claimed = (await broker.claim("c1", [0, 10, 0], ["0-0"] * 3, 0)).jobs
     assert len(claimed) == 2
     counters = await broker.task_counters()
     assert counters["add"] == {"enqueued": 2}

@@ -7,25 +7,31 @@ signal instead, because fakeredis does not block.
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import inspect
+import re
 from collections.abc import Awaitable, Callable, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar, cast
 from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 import redis.exceptions as rexc
 
 from aqueue import codec
-from aqueue.backend.breaker import CircuitBreaker
-from aqueue.backend.connect import Connection
-from aqueue.errors import BrokerUnavailable
+from aqueue.backend.breaker import CircuitBreaker, judge
+from aqueue.backend.connect import Connection, waiting_for_pool
+from aqueue.errors import AqueueError, BrokerUnavailable, ConfigurationError, PermissionDenied
 from aqueue.keys import GROUP, Keys
 from aqueue.settings import QueueSettings
 
-__all__ = ["Broker", "Claimed", "EnqueueItem", "Outcome", "QueueInfo", "QueueSample", "ScheduleState"]
+__all__ = [
+    "Broker", "BulkWrite", "ClaimTurn", "Claimed", "EnqueueItem", "Outcome", "QueueInfo", "QueueSample",
+    "ScheduleState",
+]  # fmt: skip
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -53,51 +59,62 @@ _SOURCES = _load_sources()
 
 _inside: ContextVar[bool] = ContextVar("aqueue_broker_call", default=False)
 
-#: What "Redis is down" looks like: connection failures, a cluster with a slot no master serves right now, and a
-#: Redis at maxmemory refusing writes (noeviction): no queue operation can go on until it is fixed.
-_DOWN = (
-    rexc.ConnectionError,
-    rexc.TimeoutError,
-    OSError,
-    rexc.ClusterDownError,
-    rexc.SlotNotCoveredError,
-    rexc.TryAgainError,
-    rexc.OutOfMemoryError,
-)
+
+def _deadline_error(broker: Broker, seconds: float) -> tuple[BrokerUnavailable, bool]:
+    """The error of a call whose deadline ran out, and whether it counts as an outage (not when the call was still
+    waiting for a free connection)."""
+    within = f"within {round(seconds, 1):g} s"
+    if waiting_for_pool():
+        return BrokerUnavailable(f"no free Redis connection {within}: every connection of the client is in use (raise "
+                                 "the URL's max_connections)"), False  # fmt: skip
+    return BrokerUnavailable(f"Redis at {broker.breaker.where} did not answer {within}"), True
 
 
-def _is_down(exc: BaseException) -> bool:
-    """Whether ``exc`` says Redis is unreachable (as opposed to a bad command): redis-py's cluster client raises a
-    bare RedisClusterException when it reaches none of the nodes it knows."""
-    if isinstance(exc, _DOWN):
-        return True
-    return isinstance(exc, rexc.RedisClusterException) and "cannot be connected" in str(exc)
+def _block_seconds(fn: Callable[..., Any]) -> Callable[[tuple[Any, ...], dict[str, Any]], float] | None:
+    """How much longer than the deadline a call of ``fn`` may take: a blocking read's ``timeout`` (its block time
+    in Redis), a bulk write's 0.1 ms per item; None for every other method."""
+    names = list(inspect.signature(fn).parameters)
+    if "timeout" in names:
+        at = names.index("timeout")
+        return lambda args, kwargs: float(kwargs["timeout"] if "timeout" in kwargs else args[at])
+    if "items" in names:
+        at = names.index("items")
+        return lambda args, kwargs: len(kwargs["items"] if "items" in kwargs else args[at]) * 1e-4
+    return None
 
 
 def unavailable(fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
-    """Pass a broker method through its circuit breaker, and turn redis-py connection failures into
-    :class:`BrokerUnavailable` with the cause attached (quiet once the breaker has reported the outage)."""
+    """Pass a broker method through its circuit breaker within its deadline (``Connection.timeout``, plus a blocking
+    read's block time), and turn redis-py failures into aqueue errors (:func:`~aqueue.backend.breaker.judge`):
+    :class:`BrokerUnavailable` with the cause attached for an outage or a deadline that ran out (quiet once the
+    breaker has reported the outage), a clear error for the failures that retrying cannot help."""
+    extra = _block_seconds(fn)
 
     @functools.wraps(fn)
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
         if _inside.get():  # a broker call made by another one (e.g. reloading scripts): the outer one counts
             return await fn(*args, **kwargs)
-        breaker: CircuitBreaker = getattr(args[0], "breaker")  # noqa: B009 - args[0] is the Broker
+        broker = cast(Broker, args[0])
+        breaker = broker.breaker
         breaker.before_call()
+        seconds = broker._conn.timeout
+        if seconds is not None and extra is not None:
+            seconds += extra(args, kwargs)
         token = _inside.set(True)
         try:
-            result = await fn(*args, **kwargs)
-        except BrokerUnavailable:
+            async with asyncio.timeout(seconds):
+                result = await fn(*args, **kwargs)
+        except AqueueError:
             raise
-        except (*_DOWN, rexc.RedisClusterException) as exc:
-            if not _is_down(exc):
+        except TimeoutError as exc:
+            if seconds is None or isinstance(exc, rexc.RedisError):  # not our deadline
                 raise
-            if isinstance(exc, rexc.OutOfMemoryError):
-                error = BrokerUnavailable(f"Redis is out of memory (maxmemory reached), nothing was written: {exc}")
-            else:
-                error = BrokerUnavailable(f"Redis is not answering: {type(exc).__name__}: {exc}")
-            error.quiet = breaker.failed(exc)
-            raise error from exc
+            error, outage = _deadline_error(broker, seconds)
+            if outage:
+                error.quiet = breaker.failed(exc)
+            raise error from None
+        except Exception as exc:
+            raise await _judged(broker, exc, (*args, *kwargs.values())) from exc
         finally:
             _inside.reset(token)
         breaker.succeeded()
@@ -106,12 +123,112 @@ def unavailable(fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
     return wrapper
 
 
+async def _judged(broker: Broker, exc: Exception, request: tuple[Any, ...]) -> Exception:
+    """The error to raise for ``exc``, a failure of a call with arguments ``request``, after telling the breaker what
+    it means."""
+    verdict = judge(exc, functools.partial(_script_command, broker))
+    if verdict.kind == "ask":
+        error = await _dropped(broker, exc, request)
+        if error is not None:
+            return error
+    if verdict.kind in ("down", "ask"):
+        assert isinstance(verdict.error, BrokerUnavailable)
+        verdict.error.quiet = broker.breaker.failed(exc)
+    elif verdict.kind == "answered":
+        broker.breaker.succeeded()  # any reply proves Redis answers: closes an open circuit
+        if isinstance(verdict.error, ConfigurationError) and "Protocol error" in str(exc):
+            await _drop_idle(broker)  # Redis closes a connection after a protocol error; redis-py pooled it again
+    return verdict.error or exc
+
+
+async def _dropped(broker: Broker, exc: Exception, request: tuple[Any, ...]) -> Exception | None:
+    """Redis dropped the connection of a call: the error to raise if that was no outage, after asking Redis."""
+    problem = await _probe(broker)
+    if problem is None:
+        broker.breaker.succeeded()
+        if "while writing" in str(exc) and _size(request) >= _MIN_BULK_LIMIT:
+            # Redis answers on another connection: it dropped this request. An argument bigger than its
+            # proto-max-bulk-len makes it reply with a protocol error and close the connection while we still send.
+            return ConfigurationError(f"Redis closed the connection while receiving this request, yet it answers: "
+                                      f"the request is probably bigger than Redis' proto-max-bulk-len (512 MB by "
+                                      f"default) ({exc})")  # fmt: skip
+        return BrokerUnavailable(f"Redis dropped the connection ({exc}) and answers again; nothing was done")
+    seen = judge(problem, functools.partial(_script_command, broker))
+    if isinstance(seen.error, ConfigurationError | PermissionDenied):
+        return seen.error  # e.g. the TLS alert of a server that wants a client certificate
+    url, why = broker._conn.url, str(problem)
+    if "while reading" in why and "reset by peer" in why and url.startswith("rediss") and "ssl_certfile" not in url:
+        # Connected (TLS handshake done) twice, and reset instead of an answer, the alert lost in the reset:
+        # what a Redis with tls-auth-clients does to a client without a certificate.
+        return ConfigurationError(f"Redis accepts the TLS connection, then resets it ({exc}): a Redis with "
+                                  "tls-auth-clients needs the URL's ssl_certfile and ssl_keyfile")  # fmt: skip
+    return None
+
+
+#: The smallest proto-max-bulk-len Redis accepts (1 MB): a smaller request cannot exceed it.
+_MIN_BULK_LIMIT = 1 << 20
+
+
+def _size(value: Any, depth: int = 0) -> int:
+    """About how many bytes ``value`` (a call's arguments) sends to Redis, for strings and sequences of them."""
+    if isinstance(value, str | bytes):
+        return len(value)
+    if isinstance(value, EnqueueItem):
+        return len(value.spec)
+    if isinstance(value, list | tuple) and depth < 3:
+        return sum(_size(v, depth + 1) for v in value)
+    return 0
+
+
+async def _drop_idle(broker: Broker) -> None:
+    pool = getattr(broker.redis, "connection_pool", None)
+    if pool is not None:
+        await pool.disconnect(inuse_connections=False)
+
+
+def _script_command(broker: Broker, sha: str, line: int) -> str | None:
+    """The Redis command called at ``line`` of the loaded script ``sha``, e.g. ``TIME (in aqueue's enqueue script)``."""
+    name = next((name for name, known in broker._sha.items() if known == sha), None)
+    lines = _SOURCES[name].splitlines() if name is not None else []
+    found = re.search(r"redis\.p?call\(\s*['\"](\w+)", lines[line - 1]) if 0 < line <= len(lines) else None
+    return f"{found.group(1).upper()} (in aqueue's {name} script)" if found else None
+
+
+async def _probe(broker: Broker) -> Exception | None:
+    """None if Redis answers a PING within the deadline, else what went wrong."""
+    try:
+        async with asyncio.timeout(broker._conn.timeout):
+            await broker.redis.ping()
+    except Exception as exc:
+        return exc
+    return None
+
+
 def _redacted(url: str) -> str:
     parts = urlsplit(url)
     if parts.password is None:
         return url
     netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
     return urlunsplit(parts._replace(netloc=netloc))
+
+
+@dataclass(frozen=True, slots=True)
+class BulkWrite:
+    """What :meth:`Broker.enqueue_many` wrote: the duplicates, and after a failure midway, what it did not write."""
+
+    duplicates: dict[int, str]  #: {index: existing job id} for the items that were duplicates of a holder's key
+    not_written: list[int]  #: indexes of the items not written, in order ([] when all were)
+    error: BrokerUnavailable | None  #: the error that stopped them (None when all were written)
+
+    @property
+    def reason(self) -> str:
+        """Why the items were not written, for a message (the redis-py error, e.g. ``OOM command not allowed…``)."""
+        if self.error is None:
+            return ""
+        cause = self.error.__cause__
+        if isinstance(cause, rexc.OutOfMemoryError):
+            return f"Redis is out of memory (maxmemory reached): {cause}"
+        return str(cause or self.error)
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +260,18 @@ class Claimed:
     spec: str
     attempt: int
     inputs: str = ""  # JSON a workflow step receives from its parents ('' when none)
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimTurn:
+    """What one claim call found."""
+
+    jobs: list[Claimed]  #: jobs claimed and marked active, to run now
+    cursors: list[str]  #: where the next take-back scan of each stream starts
+    paused: bool  #: the queue is paused: nothing was claimed
+    #: (stream index, message id, job id) of this consumer's own idle messages: renewed, not started again
+    own: list[tuple[int, str, str]]
+    consumed: int  #: messages read or taken back, started or not (stale ones are dropped)
 
 
 @dataclass(slots=True)
@@ -286,33 +415,90 @@ class Broker:
         self._bump()
         return self._duplicates(dups)
 
-    @unavailable
-    async def enqueue_many(self, items: Sequence[EnqueueItem], chunk: int = 500) -> dict[int, str]:
+    async def enqueue_many(self, items: Sequence[EnqueueItem], chunk: int = 500) -> BulkWrite:
         """Write many jobs: one script call per ``chunk`` jobs, all pipelined in one round trip.
 
-        Returns {index: existing job id} for the items that were duplicates of a job holding their dedup key.
+        Each call is atomic, the batch is not: when Redis refuses some calls (it reached ``maxmemory`` midway) or
+        the connection drops midway, the calls that ran stay written. Raises :class:`BrokerUnavailable` when no job
+        was written, or when Redis stopped answering before it could tell which were; else the returned
+        :class:`BulkWrite` says which items were not written, and why.
         """
+        replies: dict[int, Any] = {}
+        try:
+            await self._send_chunks(items, chunk, replies)
+        except BrokerUnavailable as exc:
+            error: BrokerUnavailable = exc
+        else:
+            return BulkWrite(self._bulk_duplicates(replies), [], None)
+        if not replies:  # the connection failed: some calls may have run before it did (raises if Redis is away)
+            replies = await self._chunks_written(items, chunk)
+        failed = [start for start, reply in sorted(replies.items()) if isinstance(reply, BaseException)]
+        missed = [i for start in failed for i in range(start, min(start + chunk, len(items)))]
+        if len(missed) == len(items):
+            raise error
+        return BulkWrite(self._bulk_duplicates(replies), missed, error)
+
+    @staticmethod
+    def _bulk_duplicates(replies: dict[int, Any]) -> dict[int, str]:
+        dups: dict[int, str] = {}
+        for start, flat in replies.items():
+            if isinstance(flat, list):
+                dups.update(Broker._duplicates(flat, start))
+        return dups
+
+    @unavailable
+    async def _send_chunks(self, items: Sequence[EnqueueItem], chunk: int, replies: dict[int, Any]) -> None:
+        """Send one enqueue call per ``chunk`` items in one pipeline, and put each call's reply (or error) in
+        ``replies`` under the index of its first item; raise the first call's error, if any."""
         if not self._sha:
             await self.prepare()
-        replies: list[Any] = []
+        todo = list(range(0, len(items), chunk))
         for attempt in (1, 2):
             async with self.redis.pipeline(transaction=False) as pipe:
-                for i in range(0, len(items), chunk):
-                    keys, args = self._enqueue_args(items[i : i + chunk])
+                for start in todo:
+                    keys, args = self._enqueue_args(items[start : start + chunk])
                     pipe.execute_command("EVALSHA", self._sha["enqueue"], len(keys), *keys, *args)
-                try:
-                    replies = await pipe.execute()
-                    break
-                except rexc.NoScriptError:
-                    # The script cache was lost, so no call of this pipeline ran: load and send it again.
-                    if attempt == 2:
-                        raise
-                    await self.prepare(force=True)
+                results = await pipe.execute(raise_on_error=False)
+            replies.update(zip(todo, results, strict=True))
+            todo = [start for start in todo if isinstance(replies[start], rexc.NoScriptError)]
+            if not todo or attempt == 2:
+                break
+            await self.prepare(force=True)  # the script cache was lost (restart, SCRIPT FLUSH): those did not run
         self._bump()
-        dups: dict[int, str] = {}
-        for n, flat in enumerate(replies):
-            dups.update(self._duplicates(flat, n * chunk))
-        return dups
+        for start in sorted(replies):
+            if isinstance(replies[start], BaseException):
+                raise replies[start]
+
+    @unavailable
+    async def _chunks_written(self, items: Sequence[EnqueueItem], chunk: int) -> dict[int, Any]:
+        """After a pipeline lost its connection, which of its calls ran, as :meth:`_send_chunks` would have put it.
+
+        A call is atomic, so it ran if any record it writes exists. Its items without a record were duplicates: their
+        holder is read from the dedup key. A call whose items were all duplicates wrote no record and counts as not
+        run: sending its items again resolves them to the same jobs.
+        """
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for it in items:
+                pipe.exists(self.keys.job(it.job_id))
+            found = await pipe.execute()
+        replies: dict[int, Any] = {}
+        dups: list[int] = []  # items of calls that ran, without a record of their own
+        for start in range(0, len(items), chunk):
+            part = range(start, min(start + chunk, len(items)))
+            if any(found[i] for i in part):
+                replies[start] = []
+                dups += [i for i in part if not found[i]]
+            else:
+                replies[start] = BrokerUnavailable("the connection dropped before this call ran")
+        if dups:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for i in dups:
+                    pipe.get(self.keys.dedup((items[i].options or {}).get("dk", "")))
+                holders = await pipe.execute()
+            for i, holder in zip(dups, holders, strict=True):
+                if holder:  # flat as the script answers: index in its call (1-based), holder
+                    replies[i - i % chunk] += [i % chunk + 1, holder]
+        return replies
 
     @unavailable
     async def get_record(self, job_id: str) -> dict[str, str]:
@@ -350,31 +536,40 @@ class Broker:
     @unavailable
     async def claim(
         self, consumer: str, quotas: Sequence[int], cursors: Sequence[str], lease_ms: int, limits: str = ""
-    ) -> tuple[list[Claimed], list[str], bool]:
+    ) -> ClaimTurn:
         """Claim up to ``sum(quotas)`` jobs (taking back idle ones first when ``lease_ms`` > 0).
 
-        ``limits`` is '' or the JSON of the queue's rate limits (:meth:`Tasks.rate_limits_json`). Returns the jobs,
-        the reclaim cursors, and whether the queue is paused (then nothing was claimed).
+        ``limits`` is '' or the JSON of the queue's rate limits (:meth:`Tasks.rate_limits_json`). While the queue is
+        paused nothing is claimed. Messages of ``consumer``'s own whose records say it runs them are renewed, not
+        started again: they come back in ``ClaimTurn.own``.
         """
         keys, args = self._claim_args(consumer, "read", lease_ms, limits)
         args += [*quotas, *cursors]
-        cur, flat, changed, paused = await self._script("claim", keys, args)
+        cur, flat, changed, paused, own, consumed = await self._script("claim", keys, args)
         if flat or changed:
             self._bump()  # only on change: idle workers of one process must not wake each other in a loop
-        return self._claimed(flat), list(cur), bool(paused)
+        return ClaimTurn(self._claimed(flat), list(cur), bool(paused), self._triples(own), int(consumed))
 
     @unavailable
     async def start(
-        self, consumer: str, delivered: Sequence[tuple[int, str, str]], limits: str = ""
+        self, consumer: str, delivered: Sequence[tuple[int, str, str]], limits: str = "", taken: bool = False
     ) -> tuple[list[Claimed], bool]:
-        """Mark jobs delivered by :meth:`wait_for_work` active and fetch their specs (or, paused, give them back)."""
-        keys, args = self._claim_args(consumer, "given", 0, limits)
+        """Mark jobs delivered by :meth:`wait_for_work` active and fetch their specs (or, paused, give them back).
+
+        ``taken``: the messages are ``consumer``'s own that it no longer runs (an earlier run under the same name
+        left them); they are started as taken back (a reclaim and an attempt counted).
+        """
+        keys, args = self._claim_args(consumer, "taken" if taken else "given", 0, limits)
         for item in delivered:
             args += item
-        _, flat, changed, paused = await self._script("claim", keys, args)
+        _, flat, changed, paused, _, _ = await self._script("claim", keys, args)
         if flat or changed or paused:
             self._bump()
         return self._claimed(flat), bool(paused)
+
+    @staticmethod
+    def _triples(flat: list[Any]) -> list[tuple[int, str, str]]:
+        return [(int(flat[i]), str(flat[i + 1]), str(flat[i + 2])) for i in range(0, len(flat), 3)]
 
     @unavailable
     async def wait_for_work(self, consumer: str, timeout: float) -> list[tuple[int, str, str]]:

@@ -171,7 +171,8 @@ async def health_live(request: web.Request) -> web.Response:
 
 
 async def health_ready(request: web.Request) -> web.Response:
-    """GET /health/ready: Redis answers and, when a worker is attached, it is running; 503 with the reason if not."""
+    """GET /health/ready: Redis answers and, when a worker is attached, it is running and none of its sub-tasks
+    keeps failing; 503 with the reason if not."""
     config = request.config_dict[CONFIG]
     try:
         async with asyncio.timeout(_READY_TIMEOUT):
@@ -184,4 +185,7 @@ async def health_ready(request: web.Request) -> web.Response:
     worker = config.worker
     if worker is not None and not worker.is_running:
         raise error(web.HTTPServiceUnavailable, f"worker {worker.id} is not running")
+    if worker is not None and (failing := worker.failing):
+        what = "; ".join(f"{name}: {error}" for name, error in failing.items())
+        raise error(web.HTTPServiceUnavailable, f"worker {worker.id} has sub-tasks that keep failing: {what}")
     return reply({"status": "ready", "redis_circuit": (await config.tasks.broker()).breaker.state})

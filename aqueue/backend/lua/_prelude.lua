@@ -73,8 +73,9 @@ local function make_ready(c, id, rec, prio, task, delay_ms)
     redis.call('XADD', c.prefix .. 'wake', 'MAXLEN', '1', '*', 'due_at', int(due))
     event(c.prefix, c.maxlen, 'type', 'scheduled', 'job', id, 'task', task, 'due_at', int(due))
   else
-    redis.call('HSET', rec, 'status', 'queued')
-    redis.call('XADD', c.prefix .. 'stream:' .. prio, '*', 'j', id)
+    -- 'msg' names the job's stream entry, so that cancelling the job while it waits deletes the entry
+    local msg = redis.call('XADD', c.prefix .. 'stream:' .. prio, '*', 'j', id)
+    redis.call('HSET', rec, 'status', 'queued', 'msg', msg)
     event(c.prefix, c.maxlen, 'type', 'queued', 'job', id, 'task', task)
   end
 end
@@ -225,9 +226,9 @@ local function enqueue_one(c, job, per_task)
           redis.call('XADD', c.prefix .. 'wake', 'MAXLEN', '1', '*', 'due_at', int(due))
         elseif est == 'scheduled' then
           redis.call('ZREM', c.prefix .. 'scheduled', existing)
-          redis.call('HSET', erec, 'status', 'queued')
+          local msg = redis.call('XADD', c.prefix .. 'stream:' .. prio, '*', 'j', existing)
+          redis.call('HSET', erec, 'status', 'queued', 'msg', msg)
           redis.call('HDEL', erec, 'due_at')
-          redis.call('XADD', c.prefix .. 'stream:' .. prio, '*', 'j', existing)
         elseif eprio ~= prio then
           -- queued at another priority: an entry on the new level's stream too; whichever is claimed first runs
           -- the job, and claim drops the other (the status is no longer 'queued' by then)
@@ -285,9 +286,10 @@ local function enqueue_one(c, job, per_task)
     event(c.prefix, c.maxlen, 'type', 'scheduled', 'job', id, 'task', task, 'due_at', int(due))
     if c.earliest == nil or due < c.earliest then c.earliest = due end
   else
+    -- 'msg' names the job's stream entry, so that cancelling the job while it waits deletes the entry
+    local msg = redis.call('XADD', c.prefix .. 'stream:' .. prio, '*', 'j', id)
     redis.call('HSET', rec, 'task', task, 'spec', spec, 'priority', prio, 'status', 'queued',
-      'attempts', 0, 'enqueued_at', now_s)
-    redis.call('XADD', c.prefix .. 'stream:' .. prio, '*', 'j', id)
+      'attempts', 0, 'enqueued_at', now_s, 'msg', msg)
     event(c.prefix, c.maxlen, 'type', 'enqueued', 'job', id, 'task', task, 'priority', prio)
   end
   count_task(per_task, 'enqueued', task)

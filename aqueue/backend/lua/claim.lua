@@ -5,10 +5,19 @@
 --   mode 'read':  quota_1 .. quota_n, cursor_1 .. cursor_n  (reclaim idle messages first when lease_ms > 0,
 --                 then read new ones: each level up to its quota, then any level in order for what is left)
 --   mode 'given': triples (stream index, message id, job id) already delivered by a blocking XREADGROUP
+--   mode 'taken': triples as for 'given', of messages this consumer holds but no longer runs (left by an earlier
+--                 run under the same name): started as taken back
 -- While the queue is paused nothing starts: 'read' reads nothing, 'given' puts the delivered messages back.
 -- A job past its TTL is expired instead of started; a rate-limited one is scheduled for its reserved slot.
--- Returns {cursors, jobs, dead-lettered count, paused 0|1}; jobs is flat: stream index, message id, job id,
--- task, spec, attempt, inputs (the JSON a workflow step receives from its parents, or '').
+-- Taking back: XAUTOCLAIM also returns this consumer's own idle messages (its heartbeat was late: a Redis stall, a
+-- blocked event loop). A job whose record says this consumer runs it is not started again: XAUTOCLAIM has renewed
+-- its idle time, and the message is returned in 'own' for the worker to check it still runs it. A job taken back
+-- from another consumer counts a reclaim (more than max_reclaims: poison) and an attempt, and is dead-lettered
+-- instead of started when that attempt would exceed the job's max_attempts.
+-- Returns {cursors, jobs, dead-lettered count, paused 0|1, own, consumed}; jobs is flat: stream index, message id,
+-- job id, task, spec, attempt, inputs (the JSON a workflow step receives from its parents, or ''); own is flat:
+-- stream index, message id, job id; consumed counts the messages read or taken back, started or not (a batch of
+-- stale messages starts nothing but is not an empty queue).
 local events, stats, dead = KEYS[1], KEYS[2], KEYS[3]
 local prefix, group, consumer = ARGV[1], ARGV[2], ARGV[3]
 local maxlen, dead_maxlen, dead_ttl = ARGV[4], ARGV[5], tonumber(ARGV[6])
@@ -23,8 +32,11 @@ local out = {}
 local n_dead, n_expired = 0, 0
 local per_task = {}
 local earliest = nil
+local own = {}
+local consumed = 0
 
 if redis.call('EXISTS', prefix .. 'paused') == 1 then
+  if mode == 'taken' then return {{}, {}, 0, 1, {}, 0} end  -- left pending here: taken at the next claim
   if mode == 'given' then
     for i = 12, #ARGV, 3 do
       local stream = KEYS[3 + tonumber(ARGV[i])]
@@ -32,11 +44,21 @@ if redis.call('EXISTS', prefix .. 'paused') == 1 then
       redis.call('XDEL', stream, ARGV[i + 1])
       if ARGV[i + 2] ~= '' then redis.call('XADD', stream, '*', 'j', ARGV[i + 2]) end
     end
-    return {{}, {}, 0, 1}
+    return {{}, {}, 0, 1, {}, 0}
   end
   local cursors = {}
   for i = 1, n do cursors[i] = ARGV[11 + n + i] end
-  return {cursors, {}, 0, 1}
+  return {cursors, {}, 0, 1, {}, 0}
+end
+
+-- The job's max_attempts (its spec's options), or nil when the spec does not say (a job is then not refused).
+local function spec_max_attempts(spec)
+  local ok, decoded = pcall(cjson.decode, spec)
+  if ok and type(decoded) == 'table' and type(decoded.o) == 'table' then
+    if decoded.o.rerun_lost == true then return nil end  -- the task opted out: a take-back always runs
+    return tonumber(decoded.o.max_attempts)
+  end
+  return nil
 end
 
 local function drop(stream, msgid)
@@ -67,10 +89,16 @@ local function start(si, msgid, jobid, reclaimed)
   end
   local rec = prefix .. 'job:' .. jobid
   local f = redis.call('HMGET', rec, 'task', 'spec', 'status', 'attempts', 'reclaims', 'expires_at', 'rl', 'inputs',
-    'cancel')
+    'cancel', 'worker')
   local task, spec, status = f[1], f[2], f[3]
   if not task or not spec then
     dead_letter(stream, msgid, jobid, task or '', 'job record missing or incomplete')
+    return
+  end
+  if reclaimed and status == 'active' and f[10] == consumer and mode ~= 'taken' then
+    own[#own + 1] = si
+    own[#own + 1] = msgid
+    own[#own + 1] = jobid
     return
   end
   if status ~= 'queued' and not (reclaimed and status == 'active') then
@@ -118,6 +146,7 @@ local function start(si, msgid, jobid, reclaimed)
       end
     end
   end
+  local attempt = (tonumber(f[4]) or 0) + 1
   if reclaimed then
     local r = (tonumber(f[5]) or 0) + 1
     redis.call('HSET', rec, 'reclaims', r)
@@ -125,8 +154,14 @@ local function start(si, msgid, jobid, reclaimed)
       dead_letter(stream, msgid, jobid, task, 'poison: taken back from a stopped worker ' .. r .. ' times')
       return
     end
+    local max_attempts = status == 'active' and spec_max_attempts(spec)
+    if max_attempts and attempt > max_attempts then
+      redis.call('HSET', rec, 'attempts', attempt - 1)
+      dead_letter(stream, msgid, jobid, task, 'taken back from a stopped worker after its last attempt (' ..
+        (attempt - 1) .. ' of max_attempts ' .. max_attempts .. '): not run again')
+      return
+    end
   end
-  local attempt = (tonumber(f[4]) or 0) + 1
   redis.call('HSET', rec, 'status', 'active', 'attempts', attempt, 'started_at', now_s, 'worker', consumer)
   redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'type', 'started', 'job', jobid, 'task', task,
     'attempt', attempt, 'worker', consumer)
@@ -140,9 +175,10 @@ local function start(si, msgid, jobid, reclaimed)
 end
 
 local cursors = {}
-if mode == 'given' then
+if mode == 'given' or mode == 'taken' then
   for i = 12, #ARGV, 3 do
-    start(tonumber(ARGV[i]), ARGV[i + 1], ARGV[i + 2], false)
+    consumed = consumed + 1
+    start(tonumber(ARGV[i]), ARGV[i + 1], ARGV[i + 2], mode == 'taken')
   end
 else
   local quotas, total = {}, 0
@@ -160,6 +196,7 @@ else
       for _, e in ipairs(r[2]) do
         -- A claimed id whose entry was deleted has no fields; it is not a job any more.
         if type(e) == 'table' and type(e[2]) == 'table' then
+          consumed = consumed + 1
           start(i, e[1], field(e[2], 'j') or '', true)
           left = left - 1
         end
@@ -171,6 +208,7 @@ else
     local got = entries_of(redis.call('XREADGROUP', 'GROUP', group, consumer, 'COUNT', count,
       'STREAMS', KEYS[3 + i], '>'))
     for _, e in ipairs(got) do start(i, e[1], field(e[2], 'j') or '', false) end
+    consumed = consumed + #got
     return #got
   end
   for i = 1, n do
@@ -190,4 +228,4 @@ if n_expired > 0 then redis.call('HINCRBY', stats, 'expired', n_expired) end
 if earliest ~= nil then redis.call('XADD', prefix .. 'wake', 'MAXLEN', '1', '*', 'due_at', int(earliest)) end
 flush_task_counts(prefix, per_task)
 flush_done(c)
-return {cursors, out, n_dead + n_expired, 0}
+return {cursors, out, n_dead + n_expired, 0, own, consumed}

@@ -4,18 +4,45 @@
 -- ARGV: prefix, events_maxlen, jobs: one JSON array of [id, task, priority, delay_ms, spec, options or 0]
 --   (see enqueue_one in the prelude), workflow: '' or JSON [id, steps JSON, step count, name]
 -- Returns the duplicates, flat: index in the batch (1-based), id of the existing job.
+-- A call sent again writes nothing: redis-py resends a whole pipeline whose connection dropped, calls that ran
+-- included. Job ids are fresh, so a record of one of the batch's jobs means this call ran; it answers as it did
+-- then (the duplicates from their dedup keys).
 local stats, wake = KEYS[3], KEYS[4]
 local c = {prefix = ARGV[1], maxlen = ARGV[2], now = now_ms()}
 local per_task = {}
 local n = 0
 local dups = {}
+local jobs = cjson.decode(ARGV[3])
+
+-- One EXISTS in the common case: a job without a dedup key always gets its record, so the first such job tells.
+local function ran_before()
+  for _, job in ipairs(jobs) do
+    if redis.call('EXISTS', c.prefix .. 'job:' .. job[1]) == 1 then return true end
+    if type(job[6]) ~= 'table' or not job[6].dk then return false end
+  end
+  return false
+end
+
+if ran_before() then
+  for i, job in ipairs(jobs) do
+    local o = job[6]
+    if type(o) == 'table' and o.dk and redis.call('EXISTS', c.prefix .. 'job:' .. job[1]) == 0 then
+      local holder = redis.call('GET', c.prefix .. 'dedup:' .. o.dk)
+      if holder then
+        dups[#dups + 1] = i
+        dups[#dups + 1] = holder
+      end
+    end
+  end
+  return dups
+end
 if ARGV[4] and ARGV[4] ~= '' then
   local wf = cjson.decode(ARGV[4])
   redis.call('HSET', c.prefix .. 'wf:' .. wf[1], 'steps', wf[2], 'left', wf[3], 'name', wf[4],
     'created_at', int(c.now))
   event(c.prefix, c.maxlen, 'type', 'workflow_started', 'workflow', wf[1], 'name', wf[4])
 end
-for i, job in ipairs(cjson.decode(ARGV[3])) do
+for i, job in ipairs(jobs) do
   local existing = enqueue_one(c, job, per_task)
   if existing then
     dups[#dups + 1] = i

@@ -3,6 +3,8 @@
 -- delivery); one that another worker took back is reported, never stolen back.
 -- KEYS: workers, worker record, stream_1 .. stream_n
 -- ARGV: group, consumer, ttl_ms, info JSON, then pairs: stream index, message id
+-- A stream or group that no longer exists (Redis restarted empty, FLUSHALL) loses its messages, not the heartbeat:
+-- the worker stays registered, and the claim loop recreates the groups.
 -- Returns the message ids this worker no longer owns.
 local workers, record = KEYS[1], KEYS[2]
 local group, consumer, ttl, info = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
@@ -10,8 +12,8 @@ local now = now_ms()
 local mine, lost = {}, {}
 for i = 5, #ARGV, 2 do
   local si, msgid = tonumber(ARGV[i]), ARGV[i + 1]
-  local p = redis.call('XPENDING', KEYS[2 + si], group, msgid, msgid, 1)
-  if #p > 0 and p[1][2] == consumer then
+  local p = redis.pcall('XPENDING', KEYS[2 + si], group, msgid, msgid, 1)
+  if type(p) == 'table' and not p.err and #p > 0 and p[1][2] == consumer then
     mine[si] = mine[si] or {}
     table.insert(mine[si], msgid)
   else
