@@ -252,15 +252,22 @@ async def test_a_burst_worker_drains_past_a_batch_of_stale_entries(make_tasks: M
     assert await good.status() is aqueue.JobStatus.SUCCEEDED
 
 
-async def test_cancelling_the_task_of_run_puts_running_jobs_back_at_once(make_tasks: MakeTasks) -> None:
-    tasks = make_tasks()
-    started = asyncio.Event()
+def _hanging_task(tasks: aqueue.Tasks, started: asyncio.Event) -> aqueue.Task[[], str]:
+    """A task whose jobs set ``started`` and then run for a minute."""
 
     @tasks.task(name="slow")
     async def slow() -> str:
         started.set()
         await asyncio.sleep(60)
         return "done"
+
+    return slow
+
+
+async def test_cancelling_the_task_of_run_puts_running_jobs_back_at_once(make_tasks: MakeTasks) -> None:
+    tasks = make_tasks()
+    started = asyncio.Event()
+    slow = _hanging_task(tasks, started)
 
     job = await slow.enqueue()
     worker = aqueue.Worker(tasks, concurrency=2, shutdown_timeout=30)
@@ -419,12 +426,7 @@ async def test_a_worker_asked_to_stop_while_redis_hangs_exits_within_its_shutdow
 ) -> None:
     tasks = aqueue.Tasks("hang", empty_redis.url, settings=aqueue.QueueSettings(lease=3.0))
     started = asyncio.Event()
-
-    @tasks.task(name="slow")
-    async def slow() -> str:
-        started.set()
-        await asyncio.sleep(60)
-        return "done"
+    slow = _hanging_task(tasks, started)
 
     worker = aqueue.Worker(tasks, concurrency=2, shutdown_timeout=1.0)
     running = asyncio.create_task(worker.run())
