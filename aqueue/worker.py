@@ -133,6 +133,9 @@ class Worker:
         self._busy = 0
         self._running: dict[str, Claimed] = {}  # message id -> claimed and not finished (running or prefetched)
         self._held: set[str] = set()  # message ids claimed and not yet settled: never started again here
+        # Plain-function jobs that finished lately, with when: a thread holding the GIL ends its block of the loop
+        # by finishing, so the job to blame may be gone from _running by the time the loop reports the block.
+        self._threads_done: deque[tuple[float, Claimed]] = deque(maxlen=16)
         self._outcomes: list[Outcome] = []
         self._quotas = ReadQuotas([p.weight for p in tasks.settings.priorities], tasks.settings.strict_priority)
         self._cancel_asked: set[str] = set()  # job ids whose cancellation was requested while here
@@ -646,6 +649,8 @@ class Worker:
         # The autoscaler sizes from this: weighted so a change of workload shows within ~20 jobs.
         self._service_time = took if self._service_time is None else 0.95 * self._service_time + 0.05 * took
         self._running.pop(c.msg_id, None)
+        if (task := self.tasks.get(c.task)) is not None and not task.is_async:
+            self._threads_done.append((time.monotonic(), c))
         self._outcomes.append(outcome)
         self.processed += 1
         if outcome.kind == "cancel":
@@ -757,7 +762,9 @@ class Worker:
             who = f"by job {culprit.job_id} ({culprit.task}, attempt {culprit.attempt})"
         else:
             running = list(self._running.values())
-            threads = [c for c in running if (t := self.tasks.get(c.task)) is not None and not t.is_async]
+            since = time.monotonic() - seconds - 1.0  # the block ended moments ago: what finished in it ran in it
+            threads = [c for done, c in reversed(self._threads_done) if done >= since]
+            threads += [c for c in running if (t := self.tasks.get(c.task)) is not None and not t.is_async]
             shown = threads or running
             who = "; running: " + (", ".join(f"{c.job_id} ({c.task})" for c in shown[:10]) or "no job")
             if threads:
