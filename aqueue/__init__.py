@@ -4,10 +4,9 @@ Producers ``await task.enqueue(...)``; a :class:`Worker` claims jobs through a c
 them on coroutines and settles them atomically (ack, retry with backoff, dead-letter) with one Lua call per batch.
 """
 
-from aqueue.backend.broker import QueueInfo
-from aqueue.context import JobContext, current_job, progress
-from aqueue.cron import CronSchedule
-from aqueue.errors import (
+from aqueue._core.context import JobContext, current_job, progress
+from aqueue._core.cron import CronSchedule
+from aqueue._core.errors import (
     AqueueError,
     BrokerUnavailable,
     ConfigurationError,
@@ -22,14 +21,16 @@ from aqueue.errors import (
     SerializationError,
     UnknownJob,
 )
-from aqueue.events import EVENT_TYPES
-from aqueue.job import Job, JobOptions, JobRecord, JobSpec, JobStatus
-from aqueue.ratelimit import RateLimit
-from aqueue.scaling import Decision, MetricsSnapshot, Strategy
-from aqueue.settings import Priority, QueueSettings, RetryPolicy
-from aqueue.tasks import CronJob, Task, Tasks
-from aqueue.worker import Worker
-from aqueue.workflow import Chain, Step, Workflow, WorkflowHandle, workflow
+from aqueue._core.events import EVENT_TYPES
+from aqueue._core.job import Job, JobOptions, JobRecord, JobSpec, JobStatus
+from aqueue._core.ratelimit import RateLimit
+from aqueue._core.settings import Priority, QueueSettings, RetryPolicy
+from aqueue._core.tasks import CronJob, Task, Tasks
+from aqueue._core.workflow import Chain, Step, Workflow, WorkflowHandle
+from aqueue._redis.broker import QueueInfo
+from aqueue._version import __version__
+from aqueue._worker.worker import Worker
+from aqueue.autoscale.scaling import Decision, MetricsSnapshot, Strategy
 
 __all__ = [
     "EVENT_TYPES",
@@ -71,7 +72,4 @@ __all__ = [
     "WorkflowHandle",
     "current_job",
     "progress",
-    "workflow",
 ]
-
-__version__ = "0.1.0"

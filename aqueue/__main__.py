@@ -1,5 +1,5 @@
 """``python -m aqueue``: the same as the ``aqueue`` command."""
 
-from aqueue.cli import main
+from aqueue.cli.main import main
 
 raise SystemExit(main())

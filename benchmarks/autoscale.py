@@ -54,8 +54,8 @@ import redis.asyncio as aioredis
 from _common import delete_keys
 
 import aqueue
-from aqueue.scaling import Decision
-from aqueue.supervisor import ScalingRecord
+from aqueue.autoscale.scaling import Decision
+from aqueue.autoscale.supervisor import ScalingRecord
 
 SERVICE_TIME = 0.05  # seconds each job awaits
 SAMPLE_EVERY = 0.1  # seconds between samples of concurrency and backlog

@@ -33,7 +33,7 @@ import redis.asyncio as aioredis
 from _common import delete_keys
 
 import aqueue
-from aqueue.backend.broker import Broker
+from aqueue._redis.broker import Broker
 
 TARGET = 15_000.0  # jobs/s at concurrency 1,000 and 50 ms jobs
 

@@ -77,7 +77,7 @@ GROUPS: list[tuple[str, str, list[str]]] = [
     (
         "Workflows",
         "Jobs that wait for other jobs: chains and DAGs with failure branches. Guide: [workflows](workflows.md).",
-        ["aqueue.Chain", "aqueue.Step", "aqueue.Workflow", "aqueue.WorkflowHandle", "aqueue.workflow"],
+        ["aqueue.Chain", "aqueue.Step", "aqueue.Workflow", "aqueue.WorkflowHandle"],
     ),
     (
         "Errors",

@@ -2,7 +2,7 @@
 
     python examples/workflow.py                # memory:// (no Redis needed): a good run, then a failing one
 
-The DAG (``aqueue.workflow``), enqueued in one script call:
+The DAG (``aqueue._core.workflow``), enqueued in one script call:
 
     extract ──┬── transform-0 ──┐
               ├── transform-1 ──┼── load          (fan-out, then fan-in: `load` gets the list of results)
@@ -60,7 +60,7 @@ async def alert(failure: dict[str, str | None], channel: str) -> str:
 
 def build(source: str, parts: int = 3, poison: int | None = None) -> aqueue.Workflow:
     """The DAG above; ``poison`` makes the transform step that gets that row fail."""
-    wf = aqueue.workflow(tasks, "etl")
+    wf = tasks.workflow("etl")
     first = wf.step(extract.spec(source, parts), name="extract")
     # With pass_results a step's first argument is its parents' result(s), filled in when it runs, so
     # `spec_after()` takes only the others (and a type checker checks them against the rest of the signature).

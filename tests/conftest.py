@@ -22,7 +22,7 @@ import pytest
 import redis
 
 import aqueue
-from aqueue.backend.connect import open_connection
+from aqueue._redis.connect import open_connection
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 

@@ -7,7 +7,7 @@ import itertools
 from collections.abc import Awaitable, Callable, Sequence
 
 import aqueue
-from aqueue.scaling import Decision, MetricsSnapshot
+from aqueue.autoscale.scaling import Decision, MetricsSnapshot
 from tests.conftest import RunningWorker, wait_until
 
 MakeTasks = Callable[..., aqueue.Tasks]

@@ -22,7 +22,7 @@ import pytest
 import redis
 
 import aqueue
-from aqueue.cli import main
+from aqueue.cli.main import main
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 DEAD_URL = "redis://127.0.0.1:1/0"  # nothing listens on port 1
@@ -267,7 +267,7 @@ async def test_burst_worker_drains_the_queue_and_logs_json(app_dir: Path, queue:
         assert (info.queued, info.active, info.workers) == ({"high": 0, "normal": 0, "low": 0}, 0, [])
     lines = [orjson.loads(line) for line in err.splitlines()]
     assert lines and all(set(line) >= {"ts", "level", "logger", "message"} for line in lines)
-    assert any(line["logger"] == "aqueue.worker" and " up: " in line["message"] for line in lines)
+    assert any(line["logger"] == "aqueue._worker.worker" and " up: " in line["message"] for line in lines)
 
 
 @pytest.mark.parametrize("processes", ["1", "2"])

@@ -21,8 +21,8 @@ import orjson
 import pytest
 
 import aqueue
-from aqueue import cli_control
-from aqueue.cli import main
+from aqueue.cli import control as cli_control
+from aqueue.cli.main import main
 from tests.conftest import REDIS_URL, RunningWorker, wait_until
 
 MakeTasks = Callable[..., aqueue.Tasks]

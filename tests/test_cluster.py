@@ -17,7 +17,7 @@ import pytest
 import redis.asyncio as aioredis
 
 import aqueue
-from aqueue.backend.connect import check_url
+from aqueue._redis.connect import check_url
 from tests.conftest import LocalCluster, RunningWorker, delete_queue
 
 StartWorker = Callable[..., Awaitable[RunningWorker]]

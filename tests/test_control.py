@@ -330,7 +330,7 @@ async def test_workflow_fan_out_fan_in_waits_for_every_parent(make_tasks: MakeTa
     async def total(parts: list[int]) -> int:
         return sum(parts)
 
-    wf = aqueue.workflow(tasks, "fan")
+    wf = tasks.workflow("fan")
     root = wf.step(fetch.spec(3), name="fetch")
     branches = [wf.step(square.spec(n), after=root, name=f"sq{n}") for n in (1, 2, 3)]
     sink = wf.step(total.spec(), after=branches, name="total", pass_results=True)

@@ -9,8 +9,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from aqueue.cron import CronSchedule, parse_every
-from aqueue.errors import ConfigurationError
+from aqueue._core.cron import CronSchedule, parse_every
+from aqueue._core.errors import ConfigurationError
 
 UTC = dt.UTC
 PARIS = ZoneInfo("Europe/Paris")

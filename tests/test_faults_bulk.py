@@ -16,7 +16,7 @@ import pytest
 import redis
 
 import aqueue
-from aqueue.backend.broker import Broker, EnqueueItem
+from aqueue._redis.broker import Broker, EnqueueItem
 from tests.conftest import RedisProcess
 
 pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs the redis-server binary")

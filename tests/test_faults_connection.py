@@ -23,7 +23,7 @@ import pytest
 import redis
 
 import aqueue
-from aqueue.backend.connect import open_connection
+from aqueue._redis.connect import open_connection
 from tests.conftest import REDIS_URL, RunningWorker, delete_queue, wait_until
 
 pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs the redis-server binary")

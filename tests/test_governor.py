@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aqueue.supervisor import Governor
+from aqueue.autoscale.supervisor import Governor
 
 
 def test_targets_are_clamped_to_the_bounds() -> None:

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 import aqueue
-from aqueue._aio import cancel_and_wait
+from aqueue._core.aio import cancel_and_wait
 from tests.conftest import REDIS_URL, RunningWorker, delete_queue, wait_until
 
 ON_CLUSTER = True

@@ -69,7 +69,7 @@ async def test_a_keyword_argument_named_self_is_an_ordinary_argument(
 
 
 def test_backoff_that_would_overflow_is_capped_at_a_day() -> None:
-    from aqueue.runner import _backoff_ms
+    from aqueue._worker.runner import _backoff_ms
 
     assert 43_200_000 <= _backoff_ms(2000, 1e306, 1e306) <= 86_400_000
 

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from aqueue.errors import ConfigurationError
-from aqueue.scaling import Decision, MetricsSnapshot, Strategy
-from aqueue.strategies import (
+from aqueue._core.errors import ConfigurationError
+from aqueue.autoscale.scaling import Decision, MetricsSnapshot, Strategy
+from aqueue.autoscale.strategies import (
     AggressiveStrategy,
     ConservativeStrategy,
     DefaultStrategy,

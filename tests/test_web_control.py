@@ -394,7 +394,7 @@ async def test_status_shows_pause_and_cron_jobs(
 def test_every_core_event_type_is_a_valid_filter() -> None:
     from multidict import MultiDict
 
-    from aqueue.events import EVENT_TYPES
+    from aqueue._core.events import EVENT_TYPES
     from aqueue.web.ws import parse_query
 
     query = parse_query(MultiDict({"types": ",".join(sorted(EVENT_TYPES))}))

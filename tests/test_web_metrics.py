@@ -194,7 +194,7 @@ async def test_per_task_counters_come_from_every_script(make_tasks: Callable[...
     counters = await broker.task_counters()
     assert counters["add"] == {"enqueued": 2}
     assert counters[""] == {"dead": 1}
-    from aqueue.backend.broker import Outcome
+    from aqueue._redis.broker import Outcome
 
     await broker.settle("c1", [Outcome("ok", c.stream, c.msg_id, c.job_id, "3") for c in claimed])
     assert (await broker.task_counters())["add"] == {"enqueued": 2, "succeeded": 2}

@@ -13,15 +13,15 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 
 from aiohttp import hdrs, web
 
-from aqueue._aio import cancel_and_wait
-from aqueue.errors import BrokerUnavailable, ConfigurationError
-from aqueue.tasks import Tasks
+from aqueue._core.aio import cancel_and_wait
+from aqueue._core.errors import BrokerUnavailable, ConfigurationError
+from aqueue._core.tasks import Tasks
+from aqueue._worker.worker import Worker
 from aqueue.web import openapi, rest, status
 from aqueue.web.live import run_ticker
 from aqueue.web.metrics import METRICS, WebMetrics, metrics
 from aqueue.web.replies import error, reply
 from aqueue.web.state import CONFIG, WebConfig
-from aqueue.worker import Worker
 
 __all__ = ["check_token", "create_app"]
 

@@ -1,6 +1,6 @@
 """Fan-out of queue events to WebSocket clients: one listener per app, a bounded buffer per client.
 
-The app registers a single listener on its :class:`~aqueue.Tasks`' :class:`~aqueue.events.EventHub` (the one
+The app registers a single listener on its :class:`~aqueue.Tasks`' :class:`~aqueue._core.events.EventHub` (the one
 events-stream reader of the process) and copies each event into the buffer of every client whose filter matches.
 Each event is encoded once, whoever receives it. A client whose buffer is full is marked overflowed and dropped by
 its connection; the listener never waits, so a slow client cannot slow the reader, the workers or other clients.
@@ -18,9 +18,9 @@ from typing import Any
 
 import orjson
 
-from aqueue._aio import cancel_and_wait
-from aqueue.events import EVENT_TYPES, Event, EventHub
-from aqueue.tasks import Tasks
+from aqueue._core.aio import cancel_and_wait
+from aqueue._core.events import EVENT_TYPES, Event, EventHub
+from aqueue._core.tasks import Tasks
 
 __all__ = [
     "KNOWN_EVENT_TYPES",
@@ -166,7 +166,7 @@ class Fanout:
     async def subscribe(self, event_filter: EventFilter, capacity: int) -> Subscription:
         """A new client's subscription: it receives every event dispatched from now on that matches.
 
-        Raises :class:`~aqueue.errors.BrokerUnavailable` if the events reader cannot start.
+        Raises :class:`~aqueue._core.errors.BrokerUnavailable` if the events reader cannot start.
         """
         hub = await self._tasks.event_hub()
         if hub is not self._hub:  # first client, or the registry was closed and its hub replaced

@@ -15,8 +15,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from aqueue.backend.broker import Broker
-from aqueue.job import JobStatus, float_field, int_field, json_or_text, ms_field
+from aqueue._core.job import JobStatus, float_field, int_field, json_or_text, ms_field
+from aqueue._redis.broker import Broker
 
 __all__ = [
     "SCAN_EVENTS",

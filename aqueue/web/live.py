@@ -13,8 +13,8 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
-from aqueue.errors import BrokerUnavailable
-from aqueue.tasks import Tasks
+from aqueue._core.errors import BrokerUnavailable
+from aqueue._core.tasks import Tasks
 
 __all__ = ["LiveFigures", "Rates", "run_ticker"]
 

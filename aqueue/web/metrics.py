@@ -20,9 +20,9 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from aqueue.backend.breaker import CircuitBreaker
-from aqueue.backend.broker import QueueInfo, QueueSample
-from aqueue.errors import BrokerUnavailable
+from aqueue._core.errors import BrokerUnavailable
+from aqueue._redis.breaker import CircuitBreaker
+from aqueue._redis.broker import QueueInfo, QueueSample
 from aqueue.web.live import LiveFigures
 from aqueue.web.state import WebConfig
 
@@ -169,7 +169,7 @@ class WebMetrics:
         self.registry.register(self.wait)
 
     def observe(self, task: str, took: float, wait: float, kind: str) -> None:
-        """A :data:`~aqueue.worker.JobObserver`: record one attempt (called on the worker's slot path)."""
+        """A :data:`~aqueue._worker.worker.JobObserver`: record one attempt (called on the worker's slot path)."""
         q = self.config.tasks.queue
         self.duration.observe((q, task, _OUTCOMES.get(kind, kind)), took)
         self.wait.observe((q, task), wait)

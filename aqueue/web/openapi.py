@@ -12,8 +12,8 @@ from typing import Any
 
 from aiohttp import web
 
-from aqueue import __version__
-from aqueue.job import JobStatus
+from aqueue._core.job import JobStatus
+from aqueue._version import __version__
 from aqueue.web.replies import reply
 from aqueue.web.schemas import STR, ref, schemas_for
 from aqueue.web.state import CONFIG, WebConfig

@@ -8,9 +8,9 @@ from typing import Any
 
 from aiohttp import web
 
-from aqueue.errors import ConfigurationError, SerializationError
-from aqueue.job import JobStatus
-from aqueue.tasks import FINISHED_STATUSES, Task
+from aqueue._core.errors import ConfigurationError, SerializationError
+from aqueue._core.job import JobStatus
+from aqueue._core.tasks import FINISHED_STATUSES, Task
 from aqueue.web import listing
 from aqueue.web.bodies import (
     MAX_SECONDS,

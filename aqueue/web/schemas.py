@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from aqueue.job import JobStatus
-from aqueue.tasks import FINISHED_STATUSES
+from aqueue._core.job import JobStatus
+from aqueue._core.tasks import FINISHED_STATUSES
 from aqueue.web.state import WebConfig
 
 __all__ = ["INT", "SCHEMAS", "STR", "arr", "obj", "ref", "schemas_for"]

@@ -6,9 +6,9 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from aqueue.tasks import Tasks
+from aqueue._core.tasks import Tasks
+from aqueue._worker.worker import Worker
 from aqueue.web.live import LiveFigures
-from aqueue.worker import Worker
 
 __all__ = ["CONFIG", "WebConfig"]
 

@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from aqueue.backend.broker import Broker, QueueInfo, QueueSample
+from aqueue._redis.broker import Broker, QueueInfo, QueueSample
 from aqueue.web.replies import error, reply
 from aqueue.web.state import CONFIG, WebConfig
 

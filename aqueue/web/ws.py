@@ -14,7 +14,7 @@ import asyncio
 
 from aiohttp import WSCloseCode, web
 
-from aqueue.errors import BrokerUnavailable
+from aqueue._core.errors import BrokerUnavailable
 from aqueue.web import app as web_app
 from aqueue.web.fanout import Fanout, encode
 from aqueue.web.state import CONFIG

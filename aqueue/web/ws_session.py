@@ -16,9 +16,9 @@ from dataclasses import dataclass
 import orjson
 from aiohttp import WSMsgType, web
 
-from aqueue._aio import cancel_and_wait
-from aqueue.errors import BrokerUnavailable, ConfigurationError
-from aqueue.job import JobRecord
+from aqueue._core.aio import cancel_and_wait
+from aqueue._core.errors import BrokerUnavailable, ConfigurationError
+from aqueue._core.job import JobRecord
 from aqueue.web.fanout import (
     EventId,
     Fanout,

@@ -1,0 +1,4 @@
+"""Everything that talks to Redis: connections, the breaker, key names, the Lua scripts and the broker.
+
+Private.
+"""

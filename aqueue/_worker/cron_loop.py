@@ -1,0 +1,94 @@
+"""The cron loop a worker runs when its :class:`~aqueue.Tasks` has periodic jobs.
+
+Every worker runs it; each tick is enqueued by exactly one of them because ``cron.lua`` records the tick and
+enqueues its job in one script call, and skips a tick that is not newer than the recorded one. Ticks are computed
+from the wall clock (:class:`~aqueue._core.cron.CronSchedule` works in Unix ms), so workers agree on them; a worker
+whose clock is a little behind just finds its tick already taken.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from aqueue._core.aio import retry_unavailable
+from aqueue._core.errors import BrokerUnavailable
+from aqueue._redis.breaker import MAX_RETRY_DELAY as _MAX_RETRY_DELAY
+
+if TYPE_CHECKING:
+    from aqueue._core.tasks import CronJob, Tasks
+
+__all__ = ["run_crons"]
+
+log = logging.getLogger("aqueue._core.cron")
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+async def _fire(tasks: Tasks, job: CronJob, tick: int) -> bool:
+    s = job.schedule
+    task = tasks.get(s.task)
+    if task is None:  # registered by add_cron, so only a registry changed at run time gets here
+        log.error("cron %s: task %r is not registered; tick skipped", s.name, s.task)
+        return False
+    item = tasks._item(task.spec(*job.args, **job.kwargs))
+    broker = await tasks.broker()
+    fired = await retry_unavailable(
+        f"cron {s.name}", lambda: broker.cron_tick(s.name, tick, s.next_after(tick), s.describe(), s.task, item), 5
+    )
+    if fired:
+        log.info("cron %s: enqueued job %s for tick %d", s.name, item.job_id, tick)
+    return fired
+
+
+async def run_crons(tasks: Tasks) -> None:
+    """Register every cron job's schedule, run the configured catch-up, then fire each tick as it comes."""
+    crons = tasks.crons
+    if not crons:
+        return
+    broker = await tasks.broker()
+    backoff = 0.1
+    while True:
+        try:
+            state = await broker.cron_state()
+            break
+        except BrokerUnavailable as exc:
+            log.log(exc.log_level, "cron: Redis unavailable: %s; retrying in %.1fs", exc, backoff)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, _MAX_RETRY_DELAY)
+    now = _now_ms()
+    next_at: dict[str, int] = {}
+    for job in crons:
+        s = job.schedule
+        next_at[s.name] = s.next_after(now)
+        register = functools.partial(broker.cron_tick, s.name, 0, next_at[s.name], s.describe(), s.task, None)
+        await retry_unavailable(f"cron {s.name}", register, 50)
+        last = int(state.get(s.name, {}).get("last", "0") or 0)
+        if s.catch_up and last:  # a cron that never ran has nothing to catch up
+            for tick in s.ticks_between(last, now, s.catch_up):
+                await _fire(tasks, job, tick)
+    by_name = {job.schedule.name: job for job in crons}
+    while True:
+        due = min(next_at.values())
+        wait = (due - _now_ms()) / 1000
+        if wait > 0:
+            await asyncio.sleep(min(wait, 60.0))  # re-read the clock at least every minute (suspend, clock steps)
+            continue
+        now = _now_ms()
+        for name, at in list(next_at.items()):
+            if at > now:
+                continue
+            job = by_name[name]
+            # Only the newest due tick: a loop that was blocked or asleep does not burst through missed ones.
+            ticks = job.schedule.ticks_between(at - 1, now, 1)
+            try:
+                if ticks:
+                    await _fire(tasks, job, ticks[-1])
+            except BrokerUnavailable as exc:
+                log.log(exc.log_level, "cron %s: tick %d not enqueued, Redis unavailable: %s", name, ticks[-1], exc)
+            next_at[name] = job.schedule.next_after(now)

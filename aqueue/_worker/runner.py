@@ -1,0 +1,92 @@
+"""Runs one claimed job under its timeout and turns how it ended into an :class:`Outcome`. No Redis here."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import math
+import random
+import traceback
+from typing import TYPE_CHECKING, Any
+
+import anyio.to_thread
+
+from aqueue._core import codec
+from aqueue._core.context import JobContext, _current
+from aqueue._core.errors import Reject, Retry, SerializationError
+from aqueue._redis.broker import Claimed, Outcome
+
+if TYPE_CHECKING:
+    from aqueue._core.tasks import Tasks
+
+__all__ = ["run_job"]
+
+
+def _backoff_ms(attempt: int, base: float, cap: float) -> int:
+    # Capped at a day and computed without overflow: base * 2 ** (attempt - 1) can exceed a float.
+    try:
+        delay = min(cap, base * 2.0 ** min(max(0, attempt - 1), 1000))
+    except OverflowError:
+        delay = cap
+    return round(min(delay, 86_400.0) * random.uniform(0.5, 1.0) * 1000)
+
+
+def _dead(c: Claimed, error: str, tb: str = "") -> Outcome:
+    return Outcome("dead", c.stream, c.msg_id, c.job_id, error, tb)
+
+
+async def run_job(tasks: Tasks, c: Claimed) -> Outcome:
+    """Run ``c`` and return its outcome; never raises except ``CancelledError`` (shutdown)."""
+    try:
+        spec = codec.decode(c.spec)
+        args: list[Any] = spec["a"]
+        kwargs: dict[str, Any] = spec["k"]
+        opts: dict[str, Any] = spec["o"]
+        max_attempts = int(opts["max_attempts"])
+        timeout: float | None = opts.get("timeout")
+        base, cap = (float(v) for v in opts["backoff"])
+        if not (math.isfinite(base) and math.isfinite(cap) and base >= 0 and cap >= 0):
+            raise ValueError(f"backoff must be finite numbers >= 0, got {opts['backoff']!r}")
+        if timeout is not None and not (isinstance(timeout, int | float) and math.isfinite(timeout) and timeout > 0):
+            raise ValueError(f"timeout must be a finite number > 0, got {timeout!r}")
+        if not isinstance(args, list) or not isinstance(kwargs, dict):
+            raise TypeError("arguments must be a list and keyword arguments an object")
+        if c.inputs:
+            args = [codec.decode(c.inputs), *args]  # a workflow step: its parents' results come first
+    except (ValueError, TypeError, KeyError) as exc:
+        return _dead(c, f"undecodable job spec: {type(exc).__name__}: {exc}")
+    task = tasks.get(c.task)
+    if task is None:
+        known = ", ".join(sorted(tasks.names)[:20])
+        return _dead(c, f"unknown task {c.task!r} (this worker knows: {known})")
+    deadline: asyncio.Timeout | None = None
+    _current.set(JobContext(tasks, c.job_id, c.task, c.attempt))
+    try:
+        if timeout is None and task.is_async:
+            result = await task.fn(*args, **kwargs)  # no Timeout object for the common case: hot path
+        else:
+            async with asyncio.timeout(timeout) as deadline:
+                if task.is_async:
+                    result = await task.fn(*args, **kwargs)
+                else:
+                    call = functools.partial(task.fn, *args, **kwargs)
+                    result = await anyio.to_thread.run_sync(call, abandon_on_cancel=True)
+    except Exception as exc:
+        if isinstance(exc, TypeError) and (why := task.arguments_error(args, kwargs)) is not None:
+            return _dead(c, f"InvalidArguments: {why}")  # a call that can never bind: retrying cannot help
+        if isinstance(exc, TimeoutError) and deadline is not None and deadline.expired():
+            error, tb = f"TimeoutError: timed out after {timeout} s", ""
+        elif isinstance(exc, Reject | Retry):  # the task's own decision: its message says why, no traceback
+            error, tb = f"{type(exc).__name__}: {exc}", ""
+        else:
+            error, tb = f"{type(exc).__name__}: {exc}", traceback.format_exc()
+        if c.attempt < max_attempts and not isinstance(exc, Reject):
+            after = exc.after if isinstance(exc, Retry) else None
+            delay = round(after * 1000) if after is not None else _backoff_ms(c.attempt, base, cap)
+            return Outcome("retry", c.stream, c.msg_id, c.job_id, error, tb, str(delay))
+        return _dead(c, error, tb)
+    try:
+        encoded = codec.encode(result, f"result of task {c.task!r}")
+    except SerializationError as exc:
+        return _dead(c, str(exc))
+    return Outcome("ok", c.stream, c.msg_id, c.job_id, encoded)

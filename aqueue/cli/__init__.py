@@ -1,0 +1,1 @@
+"""The ``aqueue`` command line."""
