@@ -22,13 +22,13 @@ from aqueue._core.errors import (
     UnknownJob,
 )
 from aqueue._core.events import EVENT_TYPES
+from aqueue._core.info import QueueInfo
 from aqueue._core.job import Job, JobOptions, JobRecord, JobSpec, JobStatus
 from aqueue._core.ratelimit import RateLimit
 from aqueue._core.settings import Priority, QueueSettings, RetryPolicy
 from aqueue._core.tasks import CronJob, Task, Tasks
 from aqueue._core.workflow import Chain, Step, Workflow, WorkflowHandle
-from aqueue._redis.broker import QueueInfo
-from aqueue._version import __version__
+from aqueue._version import __version__ as __version__
 from aqueue._worker.worker import Worker
 from aqueue.autoscale.scaling import Decision, MetricsSnapshot, Strategy
 

@@ -258,7 +258,7 @@ async def _job_times(r: aioredis.Redis, tasks: aqueue.Tasks, ids: Sequence[str])
     for start in range(0, len(ids), 5_000):
         async with r.pipeline(transaction=False) as pipe:
             for job_id in ids[start : start + 5_000]:
-                pipe.hmget(tasks.keys.job(job_id), *fields)
+                pipe.hmget(tasks._keys.job(job_id), *fields)
             replies = await pipe.execute()
         for enq, sta, fin in replies:
             out.enqueued.append(int(enq) / 1000)
@@ -268,7 +268,7 @@ async def _job_times(r: aioredis.Redis, tasks: aqueue.Tasks, ids: Sequence[str])
 
 
 async def _delete_queue(r: aioredis.Redis, tasks: aqueue.Tasks) -> int:
-    return await delete_keys(r, tasks.keys.prefix)
+    return await delete_keys(r, tasks._keys.prefix)
 
 
 async def run_one(
@@ -346,7 +346,7 @@ async def run_one(
 
     worker = aqueue.Worker(tasks, **config.kwargs)
     try:
-        await tasks.broker()
+        await tasks._broker()
         cpu0 = time.process_time()
         running = asyncio.create_task(worker.run(), name="bench-worker")
         sampler = asyncio.create_task(sample(), name="bench-sampler")

@@ -199,8 +199,8 @@ async def measure(args: argparse.Namespace, r: aioredis.Redis, floor: list[Serie
     waiters: set[asyncio.Task[None]] = set()
     run: asyncio.Task[None] | None = None
     try:
-        await tasks.broker()  # connect and load the scripts before anything is timed
-        hub = await tasks.event_hub()
+        await tasks._broker()  # connect and load the scripts before anything is timed
+        hub = await tasks._event_hub()
         hub.add_listener(on_event)
         run = asyncio.create_task(worker.run(), name="bench-worker")
         await wait_registered(tasks, worker, run)
@@ -244,7 +244,7 @@ async def measure(args: argparse.Namespace, r: aioredis.Redis, floor: list[Serie
         if run is not None and not run.done():
             await worker.stop()
         await tasks.close()
-        deleted = await delete_keys(r, tasks.keys.prefix)
+        deleted = await delete_keys(r, tasks._keys.prefix)
     print(f"cleanup: deleted {deleted} keys of queue {queue}")
 
     m = range(warm, total)

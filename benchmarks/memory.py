@@ -108,7 +108,7 @@ class RedisSide:
 
 
 async def redis_side(r: aioredis.Redis, tasks: aqueue.Tasks) -> RedisSide:
-    keys = tasks.keys
+    keys = tasks._keys
     used = int((await r.info("memory"))["used_memory"])
     names = [k async for k in r.scan_iter(match=f"{keys.prefix}*", count=1000)]
     sizes: dict[str, int] = {}
@@ -138,7 +138,7 @@ async def wait_succeeded(r: aioredis.Redis, tasks: aqueue.Tasks, target: int) ->
     """Poll ``stats.succeeded`` every 50 ms until it reaches ``target``; raise if it stops moving."""
     last, last_change = -1, time.monotonic()
     while True:
-        succeeded = int(await r.hget(tasks.keys.stats, "succeeded") or 0)
+        succeeded = int(await r.hget(tasks._keys.stats, "succeeded") or 0)
         if succeeded >= target:
             return succeeded
         now = time.monotonic()
@@ -182,7 +182,7 @@ async def main_async(args: argparse.Namespace) -> int:
             f" queue={queue}",
             flush=True,
         )
-        await tasks.broker()
+        await tasks._broker()
         rss_connected = settled_rss()
         print(f"  RSS after import           {mib(rss_import)}", flush=True)
         print(f"  RSS after connecting       {mib(rss_connected)}", flush=True)
@@ -299,7 +299,7 @@ async def main_async(args: argparse.Namespace) -> int:
             await worker.stop()
             await asyncio.gather(run, return_exceptions=True)
         await tasks.close()
-        deleted = await delete_keys(r, tasks.keys.prefix)
+        deleted = await delete_keys(r, tasks._keys.prefix)
         print(f"  cleanup: deleted {deleted} keys of queue {queue}", flush=True)
         await r.aclose()
 

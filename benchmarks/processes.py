@@ -112,8 +112,8 @@ async def run_once(r: aioredis.Redis, url: str, processes: int, n: int, concurre
         last: tuple[float, int, float] | None = None
         while True:
             now = time.perf_counter()
-            succeeded = int(await r.hget(tasks.keys.stats, "succeeded") or 0)
-            if succeeded and first is None and await r.zcard(tasks.keys.workers) >= processes:
+            succeeded = int(await r.hget(tasks._keys.stats, "succeeded") or 0)
+            if succeeded and first is None and await r.zcard(tasks._keys.workers) >= processes:
                 first = (now, succeeded, await redis_cpu(r))
             if succeeded >= n:
                 last = (now, succeeded, await redis_cpu(r))
@@ -130,7 +130,7 @@ async def run_once(r: aioredis.Redis, url: str, processes: int, n: int, concurre
         worker_cpu = children_cpu() - cpu0
 
         stats = (await tasks.info()).stats
-        ready = [int(await r.xlen(s)) for s in tasks.keys.streams]
+        ready = [int(await r.xlen(s)) for s in tasks._keys.streams]
         succeeded = int(stats.get("succeeded", 0))
         ok = code == 0 and succeeded == n and not any(ready) and last is not None
         if not ok:
@@ -147,7 +147,7 @@ async def run_once(r: aioredis.Redis, url: str, processes: int, n: int, concurre
             proc.terminate()
             await proc.wait()
         await tasks.close()
-        await delete_keys(r, tasks.keys.prefix)
+        await delete_keys(r, tasks._keys.prefix)
 
 
 def mark(ok: bool) -> str:

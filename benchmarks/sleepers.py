@@ -106,7 +106,7 @@ async def main_async(args: argparse.Namespace) -> int:
             f" Redis {server['redis_version']} at {args.redis}",
             flush=True,
         )
-        await tasks.broker()  # connect and load the scripts outside the timings
+        await tasks._broker()  # connect and load the scripts outside the timings
         t = time.perf_counter()
         handles = await tasks.enqueue_many(sleeper.spec() for _ in range(args.jobs))
         enq = time.perf_counter() - t
@@ -132,7 +132,7 @@ async def main_async(args: argparse.Namespace) -> int:
 
         info = await tasks.info()
         succeeded = info.stats.get("succeeded", 0)
-        lengths = [int(await r.xlen(s)) for s in tasks.keys.streams]
+        lengths = [int(await r.xlen(s)) for s in tasks._keys.streams]
         ok = succeeded == args.jobs and worker.processed == args.jobs and not any(lengths) and info.active == 0
         print(
             f"  check: succeeded={succeeded}/{args.jobs}, worker.processed={worker.processed},"
@@ -141,7 +141,7 @@ async def main_async(args: argparse.Namespace) -> int:
         )
     finally:
         await tasks.close()
-        deleted = await delete_keys(r, tasks.keys.prefix)
+        deleted = await delete_keys(r, tasks._keys.prefix)
         print(f"  cleanup: deleted {deleted} keys of queue {queue}")
         await r.aclose()
 

@@ -206,7 +206,7 @@ async def run_aqueue(
         return build()
 
     try:
-        await tasks.broker()  # connect and load the scripts outside the timings
+        await tasks._broker()  # connect and load the scripts outside the timings
         build_phase, specs = await timed(r, f"aqueue {task_kind}.spec() x N", n, build_async)
         enqueue = functools.partial(tasks.enqueue_many, specs)
         enq_phase, handles = await timed(r, "aqueue enqueue_many", n, enqueue)
@@ -218,7 +218,7 @@ async def run_aqueue(
 
         info = await tasks.info()
         succeeded = info.stats.get("succeeded", 0)
-        lengths = [int(await r.xlen(s)) for s in tasks.keys.streams]
+        lengths = [int(await r.xlen(s)) for s in tasks._keys.streams]
         ok = succeeded == n and not any(lengths) and worker.processed == n
         print(
             f"  check: succeeded={succeeded}/{n}, worker.processed={worker.processed},"
@@ -228,7 +228,7 @@ async def run_aqueue(
         )
     finally:
         await tasks.close()
-        deleted = await delete_keys(r, tasks.keys.prefix)
+        deleted = await delete_keys(r, tasks._keys.prefix)
         print(f"  cleanup: deleted {deleted} keys of queue {queue}", flush=True)
     return AqueueResult(build_phase, enq_phase, drain_phase, ok)
 

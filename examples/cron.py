@@ -66,7 +66,7 @@ async def main(heartbeats: int = 3, timeout: float = 10.0) -> dict[str, dict[str
             await worker.stop()
             await running
         # What the workers recorded per cron job: schedule, next and last run, last job (also in /status).
-        state = await (await tasks.broker()).cron_state()
+        state = await (await tasks._broker()).cron_state()
         for name, s in sorted(state.items()):
             print(f"{name:<15} {s['schedule']:<40} next {_when(s.get('next'))}, last {_when(s.get('last'))}")
         return state

@@ -16,7 +16,7 @@ FAST = {"scale_interval": 0.1, "cooldown": 0.3}
 
 
 async def _scaling_events(tasks: aqueue.Tasks) -> list[dict[str, str]]:
-    entries = await (await tasks.broker()).redis.xrange(tasks.keys.events)
+    entries = await (await tasks._broker()).redis.xrange(tasks._keys.events)
     return [fields for _, fields in entries if fields["type"] == "scaling"]
 
 

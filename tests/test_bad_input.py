@@ -124,7 +124,7 @@ async def test_unknown_task_is_dead_lettered_with_the_reason_and_the_worker_keep
     with pytest.raises(aqueue.JobFailed, match=r"unknown task 'not\.deployed\.yet'"):
         await job.result(timeout=5)
     assert (await job.record()).attempts == 1  # not retried: no worker of this deployment can run it
-    dead = await (await worker_side.broker()).dead_letters()
+    dead = await (await worker_side._broker()).dead_letters()
     assert dead[0][1]["job"] == job.id and "unknown task" in dead[0][1]["reason"]
     assert await worker_side.job((await known.enqueue()).id).result(timeout=5) == "still running"
 
@@ -139,8 +139,8 @@ async def test_garbage_in_streams_and_records_is_dead_lettered_and_the_worker_su
         return "fine"
 
     await start_worker(tasks)
-    broker = await tasks.broker()
-    r, keys = broker.redis, tasks.keys
+    broker = await tasks._broker()
+    r, keys = broker.redis, tasks._keys
     await r.xadd(keys.stream("normal"), {"garbage": "no job id here"})
     await r.xadd(keys.stream("high"), {"j": "record-that-does-not-exist"})
     await r.hset(keys.job("bad-spec"), mapping={"task": "ok", "spec": "{not json", "status": "queued"})
@@ -206,4 +206,4 @@ def test_invalid_options_and_settings_raise_configuration_errors() -> None:
 async def test_unreachable_redis_gives_a_clear_error() -> None:
     unreachable = aqueue.Tasks(redis_url="redis://127.0.0.1:1/0")
     with pytest.raises(aqueue.BrokerUnavailable, match="Redis is not answering"):
-        await unreachable.broker()
+        await unreachable._broker()

@@ -116,7 +116,7 @@ async def test_sigkilled_workers_lose_no_job(chaos_queue: tuple[str, Path]) -> N
         assert duplicates <= in_flight_at_kills
         sample = rng.sample(jobs, 200)
         assert {await j.status() for j in sample} == {aqueue.JobStatus.SUCCEEDED}
-        lengths = [await r.xlen(s) for s in tasks.keys.streams]
+        lengths = [await r.xlen(s) for s in tasks._keys.streams]
         assert lengths == [0, 0, 0]
     finally:
         for p in procs:

@@ -133,7 +133,7 @@ async def dead_jobs(tasks: aqueue.Tasks, start_worker: StartWorker, n: int) -> l
 
     await wait_until(all_dead)
     await worker.stop()
-    page = await (await tasks.broker()).dead_page(None, 100, newest_first=False)
+    page = await (await tasks._broker()).dead_page(None, 100, newest_first=False)
     return [fields["job"] for _, fields in page]
 
 
@@ -145,7 +145,7 @@ async def test_reprocess_by_ids_by_count_and_all_in_batches(
 ) -> None:
     tasks = app(make_tasks())
     ids = await dead_jobs(tasks, start_worker, 6)
-    broker = await tasks.broker()
+    broker = await tasks._broker()
     requeued, skipped = await cli_control.reprocess(broker, [ids[3], "nope", ids[3]], None)
     assert requeued == [ids[3]]
     assert skipped == [("nope", "no record (never existed, or its retention expired)")]
@@ -289,7 +289,7 @@ async def test_job_shows_records_and_the_json_is_the_rest_view(
     assert "  priority   high" in lines and any(line.startswith("  due        ") for line in lines), out
     assert blocks[3] == "nope  no such job (never enqueued, or its retention expired)\n", out
     code, out, _ = await cli("job", done.id, "nope", "--json")
-    broker = await tasks.broker()
+    broker = await tasks._broker()
     assert code == 1
     assert orjson.loads(out) == {
         "jobs": [orjson.loads(orjson.dumps(job_view(done.id, await broker.get_record(done.id)))),

@@ -124,7 +124,7 @@ async def test_a_master_restart_refuses_enqueues_clearly_and_loses_no_acknowledg
 
         worker = await start_worker(tasks, concurrency=4)
         nodes = [aioredis.Redis(port=p, decode_responses=True) for p in cluster.ports]
-        owner = cluster.ports[await _owner(nodes, cluster.ports, tasks.keys.stream("normal"))]
+        owner = cluster.ports[await _owner(nodes, cluster.ports, tasks._keys.stream("normal"))]
         for node in nodes:
             await node.aclose()
 

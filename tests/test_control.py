@@ -20,8 +20,8 @@ StartWorker = Callable[..., Awaitable[RunningWorker]]
 
 
 async def _events(tasks: aqueue.Tasks, kind: str | None = None) -> list[dict[str, str]]:
-    broker = await tasks.broker()
-    entries = await broker.redis.xrange(tasks.keys.events)
+    broker = await tasks._broker()
+    entries = await broker.redis.xrange(tasks._keys.events)
     return [f for _, f in entries if kind is None or f.get("type") == kind]
 
 
@@ -251,7 +251,7 @@ async def test_cron_runs_exactly_once_per_tick_across_three_workers(
     assert len(ticks) >= 3 and len(set(ticks)) == len(ticks)  # one job per tick, never two
     assert all(b - a == 500 for a, b in itertools.pairwise(ticks))  # none skipped
     await wait_until(lambda: len(runs) >= len(ticks), 2.0)
-    state = (await (await tasks.broker()).cron_state())[beat.name]
+    state = (await (await tasks._broker()).cron_state())[beat.name]
     assert int(state["next"]) > int(state["last"]) and state["schedule"] == "every 0.5s"
 
 
@@ -266,10 +266,10 @@ async def test_cron_skips_missed_ticks_unless_catch_up_is_set(make_tasks: MakeTa
     async def hourly_catch_up() -> None:
         return None
 
-    broker = await tasks.broker()
+    broker = await tasks._broker()
     ten_hours_ago = (int(time.time()) // 3600 - 10) * 3600 * 1000
     await broker.redis.hset(
-        tasks.keys.cron, mapping={"hourly:last": ten_hours_ago, "hourly-catch-up:last": ten_hours_ago}
+        tasks._keys.cron, mapping={"hourly:last": ten_hours_ago, "hourly-catch-up:last": ten_hours_ago}
     )
     await start_worker(tasks)
     await wait_until(lambda: _events(tasks, "cron"), 3.0)
@@ -640,16 +640,16 @@ async def test_finished_records_expire_and_the_cleanup_index_stays_bounded(
     first = [await ok.enqueue() for _ in range(20)]
     for job in first:
         await job.result(timeout=5)
-    broker = await tasks.broker()
+    broker = await tasks._broker()
     assert await _indexed(tasks, "succeeded") == 20
     await asyncio.sleep(1.1)
     await (await ok.enqueue()).result(timeout=5)  # the next settle trims index entries past the retention
     assert await _indexed(tasks, "succeeded") == 1
-    assert not await broker.redis.exists(*[tasks.keys.job(j.id) for j in first])
+    assert not await broker.redis.exists(*[tasks._keys.job(j.id) for j in first])
 
 
 async def _indexed(tasks: aqueue.Tasks, status: str) -> int:
     """Job ids in the cleanup index of one status (a stream of comma-joined id lists)."""
-    broker = await tasks.broker()
-    entries = await broker.redis.xrange(tasks.keys.done(status))
+    broker = await tasks._broker()
+    entries = await broker.redis.xrange(tasks._keys.done(status))
     return sum(len(fields["ids"].split(",")) for _, fields in entries)

@@ -56,8 +56,8 @@ async def example(name: str, url: str, queue: str) -> AsyncIterator[Any]:
 
 
 async def _events(tasks: aqueue.Tasks, kind: str) -> list[dict[str, str]]:
-    broker = await tasks.broker()
-    return [f for _, f in await broker.redis.xrange(tasks.keys.events) if f.get("type") == kind]
+    broker = await tasks._broker()
+    return [f for _, f in await broker.redis.xrange(tasks._keys.events) if f.get("type") == kind]
 
 
 async def signup(client: TestClient[Any, Any], email: str, name: str | None = None) -> str:

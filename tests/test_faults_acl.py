@@ -137,7 +137,7 @@ async def test_the_documented_acl_user_can_produce_and_run_jobs(
 
 
 async def _cron_ran(tasks: aqueue.Tasks) -> bool:
-    state = await (await tasks.broker()).cron_state()
+    state = await (await tasks._broker()).cron_state()
     return bool(state.get("tick", {}).get("job"))
 
 

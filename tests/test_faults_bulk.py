@@ -16,7 +16,8 @@ import pytest
 import redis
 
 import aqueue
-from aqueue._redis.broker import Broker, EnqueueItem
+from aqueue._core.wire import EnqueueItem
+from aqueue._redis.broker import Broker
 from tests.conftest import RedisProcess
 
 pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs the redis-server binary")
@@ -29,7 +30,7 @@ async def test_queued_counts_no_cancelled_job(make_tasks: Callable[..., aqueue.T
     async def echo(n: int) -> int:
         return n
 
-    broker = await tasks.broker()
+    broker = await tasks._broker()
     await broker.ensure_groups()  # as a worker would have: the entries are after the group's last-delivered id
     jobs = await tasks.enqueue_many([echo.spec(i) for i in range(15)])
     assert sum((await tasks.info()).queued.values()) == 15
@@ -53,7 +54,7 @@ async def test_an_enqueue_call_sent_again_writes_nothing_and_answers_the_same(
 
     keyed = echo.with_options(dedup_key="k")
     items = [tasks._item(s) for s in (keyed.spec(0), keyed.spec(1), echo.spec(2))]
-    broker = await tasks.broker()
+    broker = await tasks._broker()
     first = await broker.enqueue(items)
     assert first == {1: items[0].job_id}
     before = await tasks.info()
@@ -87,7 +88,7 @@ async def test_a_connection_lost_midway_is_resolved_into_the_jobs_written_and_th
     written, missed = caught.value.written, caught.value.not_written
     assert len(written) == 1_000 and missed == specs[1_000:]
     assert written[1].id == written[0].id  # the duplicate resolved to its holder, as on success
-    records = await (await tasks.broker()).get_records([j.id for j in written])
+    records = await (await tasks._broker()).get_records([j.id for j in written])
     assert all(r.get("task") for r in records)
     monkeypatch.undo()
     await tasks.enqueue_many(missed)

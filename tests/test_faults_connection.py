@@ -151,7 +151,7 @@ async def test_calls_wait_for_a_free_connection_of_a_small_pool_and_a_long_wait_
         await tasks.close()
     tasks, noop = registry(server.url(query="max_connections=1"), redis_timeout=0.5)
     try:
-        broker = await tasks.broker()
+        broker = await tasks._broker()
         await broker.ensure_groups()
         hold = broker.wait_for_work("c", 2.0)  # holds the only connection for 2 s
         blocked = asyncio.ensure_future(hold)
@@ -231,7 +231,7 @@ async def test_an_error_reply_from_a_restarted_redis_closes_the_open_circuit(
     server = server_factory()
     tasks, noop = registry(server.url(), redis_timeout=1.0)
     try:
-        broker = await tasks.broker()
+        broker = await tasks._broker()
         await broker.ensure_groups()
         server.proc.send_signal(signal.SIGSTOP)
         for _ in range(3):

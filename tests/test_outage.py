@@ -72,7 +72,7 @@ async def test_restart_and_a_10s_outage_lose_no_acknowledged_job(
         outage_from = len(caplog.records)
         await loop.run_in_executor(None, lambda: own_redis.stop(kill=True))  # a crash: SIGKILL
         await asyncio.sleep(10.0)
-        broker = await tasks.broker()
+        broker = await tasks._broker()
         assert broker.breaker.is_open
         outage_logs = [r for r in caplog.records[outage_from:] if r.levelno >= logging.WARNING]
         await loop.run_in_executor(None, own_redis.start)

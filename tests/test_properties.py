@@ -230,7 +230,7 @@ class Harness:
     async def footprint(self, tasks: aqueue.Tasks) -> tuple[int, int, int, int]:
         """What an enqueue would change: the enqueued counter, ready and scheduled depths, events written."""
         info = await tasks.info()
-        events = await (await tasks.broker()).redis.xlen(tasks.keys.events)
+        events = await (await tasks._broker()).redis.xlen(tasks._keys.events)
         return info.stats.get("enqueued", 0), sum(info.queued.values()), info.scheduled, events
 
 
@@ -379,12 +379,12 @@ def same_number(stored: Any, given: Any) -> bool:
 
 
 async def _record_and_dedup(tasks: aqueue.Tasks, job_id: str, key: str | None) -> tuple[dict[str, str], Any, int]:
-    broker = await tasks.broker()
+    broker = await tasks._broker()
     record: dict[str, str] = await broker.get_record(job_id)
     if key is None:
         return record, None, -2
-    holder, pttl = await broker.redis.get(tasks.keys.dedup(key)), await broker.redis.pttl(tasks.keys.dedup(key))
-    await broker.redis.delete(tasks.keys.dedup(key))  # so that a later example drawing the same key is not a duplicate
+    holder, pttl = await broker.redis.get(tasks._keys.dedup(key)), await broker.redis.pttl(tasks._keys.dedup(key))
+    await broker.redis.delete(tasks._keys.dedup(key))  # so that a later example drawing the same key is not a duplicate
     return record, holder, pttl
 
 
@@ -578,10 +578,10 @@ def test_a_damaged_spec_never_breaks_a_worker() -> None:
 
         async def damaged(tasks: aqueue.Tasks) -> str:
             job_id = uuid.uuid4().hex
-            broker = await tasks.broker()
+            broker = await tasks._broker()
             fields = {"task": "fails", "spec": spec, "status": "queued", "priority": "normal", "attempts": "0"}
-            await broker.redis.hset(tasks.keys.job(job_id), mapping=fields)
-            await broker.redis.xadd(tasks.keys.stream("normal"), {"j": job_id})
+            await broker.redis.hset(tasks._keys.job(job_id), mapping=fields)
+            await broker.redis.xadd(tasks._keys.stream("normal"), {"j": job_id})
             return job_id
 
         url = f"memory://props-d-{uuid.uuid4().hex[:8]}"

@@ -37,7 +37,7 @@ async def crash(rw: RunningWorker, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 async def _started_events(tasks: aqueue.Tasks, job_id: str) -> int:
-    entries = await (await tasks.broker()).redis.xrange(tasks.keys.events)
+    entries = await (await tasks._broker()).redis.xrange(tasks._keys.events)
     return sum(1 for _, f in entries if f.get("job") == job_id and f["type"] == "started")
 
 
@@ -200,12 +200,12 @@ async def test_streams_are_empty_after_a_drained_run_and_events_stay_capped(make
     await tasks.enqueue_many([noop.with_options(priority=p).spec(i) for i in range(300)
                               for p in ("high", "normal", "low")])  # fmt: skip
     await aqueue.Worker(tasks, concurrency=50).run(burst=True)
-    broker = await tasks.broker()
-    for stream in tasks.keys.streams:
+    broker = await tasks._broker()
+    for stream in tasks._keys.streams:
         assert await broker.redis.xlen(stream) == 0
         assert (await broker.redis.xpending(stream, "workers"))["pending"] == 0
     # 2,700 events were written; MAXLEN ~ trims whole nodes, so allow a node's worth of slack.
-    assert await broker.redis.xlen(tasks.keys.events) <= 300
+    assert await broker.redis.xlen(tasks._keys.events) <= 300
     assert (await tasks.info()).stats["succeeded"] == 900
 
 
@@ -229,7 +229,7 @@ async def test_job_that_keeps_killing_its_workers_is_dead_lettered_as_poison(
     await start_worker(registries[2])
     with pytest.raises(aqueue.JobFailed, match="poison: taken back from a stopped worker 2 times"):
         await job.result(timeout=5)
-    dead = await (await registries[2].broker()).dead_letters()
+    dead = await (await registries[2]._broker()).dead_letters()
     assert dead[0][1]["job"] == job.id
 
 
@@ -273,9 +273,9 @@ async def test_deleting_the_queues_keys_under_a_blocked_worker_does_not_kill_it(
     rw = await start_worker(tasks, concurrency=2)
     assert await (await echo.enqueue(1)).result(timeout=5) == 1
     await asyncio.sleep(0.2)  # blocked in XREADGROUP now
-    broker = await tasks.broker()
+    broker = await tasks._broker()
     for _ in range(2):
-        await broker.redis.delete(*tasks.keys.streams)
+        await broker.redis.delete(*tasks._keys.streams)
         broker._bump()
         await asyncio.sleep(0.3)
     assert not rw.task.done()

@@ -31,9 +31,9 @@ async def test_a_stored_spec_with_a_bad_backoff_is_dead_lettered_and_the_slot_li
         return "ok"
 
     job = await fails.enqueue()
-    broker = await tasks.broker()
+    broker = await tasks._broker()
     damaged = '{"a":[],"k":{},"o":{"max_attempts":2,"timeout":null,"backoff":["x",1]}}'
-    await broker.redis.hset(tasks.keys.job(job.id), "spec", damaged)
+    await broker.redis.hset(tasks._keys.job(job.id), "spec", damaged)
     await start_worker(tasks, concurrency=1)
     with pytest.raises(aqueue.JobFailed, match="undecodable job spec"):
         await job.result(timeout=5)

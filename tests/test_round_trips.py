@@ -79,7 +79,7 @@ async def producer() -> AsyncIterator[Producer]:
         return None
 
     try:
-        await tasks.broker()
+        await tasks._broker()
         await noop.enqueue(-1)  # warm-up: the pool now holds an open connection
         yield Producer(tasks, noop)
     finally:
@@ -92,7 +92,7 @@ async def test_the_counter_counts_round_trips_and_replies(producer: Producer) ->
     with count_round_trips() as rt:
         await producer.tasks.info()  # one pipeline of several reads
     assert rt.requests >= 1 and rt.replies > rt.requests, rt
-    r = (await producer.tasks.broker()).redis
+    r = (await producer.tasks._broker()).redis
     with count_round_trips() as rt:
         await r.ping()
         await r.ping()

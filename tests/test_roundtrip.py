@@ -152,7 +152,7 @@ async def test_single_enqueue_is_one_round_trip_on_real_redis(queue_name: str, m
         return None
 
     try:
-        await tasks.broker()  # connect and load scripts first, as any long-lived producer has
+        await tasks._broker()  # connect and load scripts first, as any long-lived producer has
         sends = 0
         original = rconn.AbstractConnection.send_packed_command
 

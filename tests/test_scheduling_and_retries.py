@@ -18,8 +18,8 @@ StartWorker = Callable[..., Awaitable[RunningWorker]]
 
 
 async def _events(tasks: aqueue.Tasks, job_id: str) -> list[dict[str, str]]:
-    broker = await tasks.broker()
-    entries = await broker.redis.xrange(tasks.keys.events)
+    broker = await tasks._broker()
+    entries = await broker.redis.xrange(tasks._keys.events)
     return [fields for _, fields in entries if fields.get("job") == job_id]
 
 
@@ -65,7 +65,7 @@ async def test_failing_job_retries_with_backoff_then_dead_letters_with_traceback
     assert len(calls) == 3
     # Backoff: base 0.1 s doubling, each scaled by a jitter factor in [0.5, 1].
     assert calls[1] - calls[0] >= 0.05 and calls[2] - calls[1] >= 0.1
-    dead = await (await tasks.broker()).dead_letters()
+    dead = await (await tasks._broker()).dead_letters()
     assert [(f["job"], f["reason"]) for _, f in dead] == [(job.id, "ValueError: bad input 7")]
     types = [e["type"] for e in await _events(tasks, job.id)]
     assert types == ["enqueued", "started", "failed", "retrying", "queued", "started", "failed", "retrying",
@@ -149,7 +149,7 @@ async def test_a_task_raising_reject_is_dead_lettered_at_once(make_tasks: MakeTa
         await job.result(timeout=10)
     assert info.value.error == "Reject: order 42 does not exist" and info.value.traceback == ""
     assert (await job.record()).attempts == 1
-    dead = await (await tasks.broker()).dead_letters()
+    dead = await (await tasks._broker()).dead_letters()
     assert [(f["job"], f["reason"]) for _, f in dead] == [(job.id, "Reject: order 42 does not exist")]
 
 

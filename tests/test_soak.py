@@ -127,7 +127,7 @@ async def test_100k_mixed_jobs_leave_nothing_behind_and_memory_returns(
         deadline = time.monotonic() + 300
         while True:
             stats = (await tasks.info()).stats
-            peak_dead = max(peak_dead, int(await r.xlen(tasks.keys.dead)))
+            peak_dead = max(peak_dead, int(await r.xlen(tasks._keys.dead)))
             done = sum(stats.get(k, 0) - before.get(k, 0) for k in ("succeeded", "dead"))
             if done >= unique:
                 break
@@ -139,7 +139,7 @@ async def test_100k_mixed_jobs_leave_nothing_behind_and_memory_returns(
 
         info = await tasks.info()
         assert info.queued == {"high": 0, "normal": 0, "low": 0} and info.active == 0 and info.scheduled == 0
-        assert [await r.xlen(s) for s in tasks.keys.streams] == [0, 0, 0], "settled entries left in a ready stream"
+        assert [await r.xlen(s) for s in tasks._keys.streams] == [0, 0, 0], "settled entries left in a ready stream"
         assert peak_dead <= DEAD_MAXLEN + 200, peak_dead  # MAXLEN ~ trims whole nodes (100 entries)
         await stop_workers_and_disconnect()
 

@@ -182,19 +182,19 @@ async def test_openmetrics_when_the_scraper_asks_for_it(
 
 async def test_per_task_counters_come_from_every_script(make_tasks: Callable[..., aqueue.Tasks]) -> None:
     tasks = register(make_tasks())
-    broker = await tasks.broker()
+    broker = await tasks._broker()
     await broker.ensure_groups()
     add = tasks.get("add")
     assert add is not None
     await tasks.enqueue_many([add.spec(1, 2), add.spec(2, 3)])
     # An entry whose record is missing is dead-lettered by the claim script itself, under no task.
-    await broker.redis.xadd(tasks.keys.stream("normal"), {"j": "ghost"})
+    await broker.redis.xadd(tasks._keys.stream("normal"), {"j": "ghost"})
     claimed = (await broker.claim("c1", [0, 10, 0], ["0-0"] * 3, 0)).jobs
     assert len(claimed) == 2
     counters = await broker.task_counters()
     assert counters["add"] == {"enqueued": 2}
     assert counters[""] == {"dead": 1}
-    from aqueue._redis.broker import Outcome
+    from aqueue._core.wire import Outcome
 
     await broker.settle("c1", [Outcome("ok", c.stream, c.msg_id, c.job_id, "3") for c in claimed])
     assert (await broker.task_counters())["add"] == {"enqueued": 2, "succeeded": 2}

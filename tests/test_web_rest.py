@@ -311,12 +311,12 @@ async def test_retry_moves_a_failed_job_out_of_its_backoff(serve: Serve) -> None
     tasks = tasks_of(client)
     job_id = (await json_of(await client.post("/jobs", json={"task": "add", "args": [1, 2]}), 201))["id"]
     assert "queued" in (await json_of(await client.post(f"/jobs/{job_id}/retry"), 409))["error"]
-    broker = await tasks.broker()
+    broker = await tasks._broker()
     # Make it look like an attempt failed and is backing off for an hour, as settle.lua leaves it.
-    await broker.redis.hset(tasks.keys.job(job_id), mapping={"status": "failed", "attempts": 1, "error": "x"})
-    await broker.redis.zadd(tasks.keys.scheduled, {job_id: 2**40})
+    await broker.redis.hset(tasks._keys.job(job_id), mapping={"status": "failed", "attempts": 1, "error": "x"})
+    await broker.redis.zadd(tasks._keys.scheduled, {job_id: 2**40})
     await json_of(await client.post(f"/jobs/{job_id}/retry"), 200)
-    assert await broker.redis.zscore(tasks.keys.scheduled, job_id) is None
+    assert await broker.redis.zscore(tasks._keys.scheduled, job_id) is None
     job = await json_of(await client.get(f"/jobs/{job_id}"), 200)
     assert (job["status"], job["attempts"], job["error"]) == ("queued", 0, None)
     await json_of(await client.post(f"/jobs/{job_id}/retry", json={"x": 1}), 422)

@@ -118,7 +118,7 @@ async def test_metrics_messages_carry_the_status_figures(make_tasks: MakeTasks) 
 async def test_one_events_reader_serves_every_client(make_tasks: MakeTasks, monkeypatch: pytest.MonkeyPatch) -> None:
     tasks = make_tasks()
     add = await add_task(tasks)
-    broker = await tasks.broker()
+    broker = await tasks._broker()
     live_reads, most = 0, 0
     read_events = broker.read_events
 
@@ -155,7 +155,7 @@ async def test_one_events_reader_serves_every_client(make_tasks: MakeTasks, monk
 async def test_since_resumes_with_every_missed_event_exactly_once(make_tasks: MakeTasks) -> None:
     tasks = make_tasks()
     add = await add_task(tasks)
-    broker = await tasks.broker()
+    broker = await tasks._broker()
     async with serve(tasks, WsOptions(history_batch=7)) as client:
         async with client.ws_connect("/ws") as ws:
             await next_of(ws, "snapshot")
@@ -196,7 +196,7 @@ async def test_a_burst_bigger_than_the_buffer_during_catch_up_is_read_from_histo
 ) -> None:
     tasks = make_tasks()
     add = await add_task(tasks)
-    broker = await tasks.broker()
+    broker = await tasks._broker()
     await add.enqueue(0, 0)
     since = await broker.last_event_id()
     await tasks.enqueue_many([add.spec(i, i) for i in range(20)])
@@ -230,7 +230,7 @@ async def test_since_no_longer_in_the_stream_reports_a_gap(make_tasks: MakeTasks
     tasks = make_tasks()
     add = await add_task(tasks)
     await add.enqueue(1, 1)
-    first = (await (await tasks.broker()).read_events("0-0", 1, 0.0))[0][0]
+    first = (await (await tasks._broker()).read_events("0-0", 1, 0.0))[0][0]
     async with serve(tasks) as client, client.ws_connect("/ws?since=5-0") as ws:
         await next_of(ws, "snapshot")
         gap = await ws.receive_json()
@@ -356,8 +356,8 @@ async def test_bad_client_messages_get_errors_and_the_connection_lives_on(make_t
         await ws.send_json({"op": "job", "id": job.id})
         record = (await next_of(ws, "job"))["job"]
         assert record["args"] == [4, 5] and record["status"] == "queued" and record["task"] == "add"
-        broker = await tasks.broker()
-        await broker.redis.hset(tasks.keys.job("odd"), mapping={"task": "add", "status": "no-such-status"})
+        broker = await tasks._broker()
+        await broker.redis.hset(tasks._keys.job("odd"), mapping={"task": "add", "status": "no-such-status"})
         await ws.send_json({"op": "job", "id": "odd"})
         assert "unreadable record" in (await next_of(ws, "error"))["error"]
         await ws.send_str("x" * 20_000)  # over the 16 KiB a request may take

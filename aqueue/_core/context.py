@@ -31,7 +31,7 @@ class JobContext:
         """
         if not isinstance(value, int | float) or not math.isfinite(value) or not 0 <= value <= 100:
             raise ValueError(f"progress must be a number from 0 to 100, got {value!r}")
-        broker = await self.tasks.broker()
+        broker = await self.tasks._broker()
         return await broker.progress(self.job_id, value, message or "")
 
 

@@ -6,7 +6,7 @@ import asyncio
 import enum
 import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, get_args
 
 from aqueue._core import codec
 from aqueue._core.errors import ConfigurationError, JobCancelled, JobFailed, ResultTimeout, UnknownJob
@@ -52,7 +52,9 @@ _FINISHED = frozenset({JobStatus.SUCCEEDED, JobStatus.DEAD, JobStatus.CANCELLED,
 
 #: How a duplicate is treated: ``drop`` returns the existing job; ``replace`` (debounce) gives the pending job the
 #: new arguments and restarts its delay.
-DEDUP_MODES = ("drop", "replace")
+#: What enqueueing a job whose dedup key is held does: keep the holder (``drop``) or replace it (debounce).
+DedupMode = Literal["drop", "replace"]
+DEDUP_MODES: tuple[str, ...] = get_args(DedupMode)
 
 
 #: The longest delay, timeout, backoff, TTL or dedup hold a job may ask for (ten years, in seconds; the web API uses
@@ -88,7 +90,7 @@ class JobOptions:
     backoff_max: float | None = None  #: cap on the retry delay in seconds
     dedup_key: str | None = None  #: at most one unfinished job holds a key at a time (see above)
     dedup_ttl: float | None = None  #: seconds from enqueue the key is held; None: until the job finishes
-    dedup_mode: str | None = None  #: ``drop`` (the default) or ``replace`` (debounce)
+    dedup_mode: DedupMode | None = None  #: ``drop`` (the default) or ``replace`` (debounce)
     ttl: float | None = None  #: seconds after becoming due within which the job must start, else ``expired``
     #: True: a job whose worker died (or stalled past the lease) during its last attempt is taken back and run again
     #: anyway (still at most ``QueueSettings.max_reclaims`` times); None/False: such a job is dead-lettered instead,
@@ -155,7 +157,7 @@ class JobOptions:
             rerun_lost=override.rerun_lost if override.rerun_lost is not None else self.rerun_lost,
         )
 
-    def script_options(self) -> dict[str, Any] | None:
+    def _script_options(self) -> dict[str, Any] | None:
         """Internal: what the enqueue script applies (dedup, ttl), in its short field names; None when nothing is
         set."""
         out: dict[str, Any] = {}
@@ -224,7 +226,7 @@ class JobRecord:
     expires_at: float | None = None  #: when the job expires if it has not started (its ``ttl``)
 
     @classmethod
-    def from_hash(cls, job_id: str, h: dict[str, str]) -> JobRecord:
+    def _from_hash(cls, job_id: str, h: dict[str, str]) -> JobRecord:
         """Internal: decode the record hash read from Redis; tolerant of damaged fields (a record may hold garbage),
         except an unknown status, which raises :class:`ValueError` (nothing sensible can be said about such a
         job)."""
@@ -316,11 +318,11 @@ class Job(Generic[R]):
 
     async def record(self) -> JobRecord:
         """The job's full record; :class:`UnknownJob` if there is none."""
-        broker = await self._tasks.broker()
+        broker = await self._tasks._broker()
         h = await broker.get_record(self.id)
         if not h:
             raise UnknownJob(f"no job {self.id!r} in queue {self._tasks.queue!r}")
-        return JobRecord.from_hash(self.id, h)
+        return JobRecord._from_hash(self.id, h)
 
     async def cancel(self, reason: str = "cancelled") -> bool:
         """Cancel the job: True if it will not run (again), False if it had already finished.
@@ -331,7 +333,7 @@ class Job(Generic[R]):
         retried); its status becomes ``cancelled`` when the worker settles it. :class:`UnknownJob` if there is
         no record.
         """
-        (state,) = await (await self._tasks.broker()).cancel([self.id], reason)
+        (state,) = await (await self._tasks._broker()).cancel([self.id], reason)
         if state == "unknown":
             raise UnknownJob(f"no job {self.id!r} in queue {self._tasks.queue!r}")
         return state in ("cancelled", "cancelling")
@@ -348,7 +350,7 @@ class Job(Generic[R]):
         :class:`ResultTimeout` if ``timeout`` seconds pass first (the job goes on), :class:`UnknownJob` if there
         is no record.
         """
-        hub = await self._tasks.event_hub()
+        hub = await self._tasks._event_hub()
         waiter = hub.watch(self.id)
         try:
             rec = await self.record()

@@ -70,7 +70,7 @@ class RateLimit:
         burst = self.burst if self.burst is not None else max(1, int(self.count / self.per * _DEFAULT_BURST_WINDOW))
         return (burst - 1) * self.interval_ms
 
-    def wire(self) -> list[float]:
+    def _wire(self) -> list[float]:
         """Internal: ``[interval_ms, tolerance_ms]`` as the claim script takes it."""
         return [round(self.interval_ms, 4), round(self.tolerance_ms, 4)]
 

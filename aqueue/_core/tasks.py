@@ -16,19 +16,21 @@ import anyio.to_thread
 import orjson
 
 from aqueue._core import codec
+from aqueue._core.admin import AdminMixin
 from aqueue._core.cron import CronSchedule, parse_every
 from aqueue._core.errors import ConfigurationError, InvalidArguments, PartialEnqueue
 from aqueue._core.events import EventHub
-from aqueue._core.job import Job, JobOptions, JobSpec, JobStatus
+from aqueue._core.info import QueueInfo
+from aqueue._core.job import DedupMode, Job, JobOptions, JobSpec, JobStatus
 from aqueue._core.ratelimit import RateLimit
 from aqueue._core.settings import QueueSettings
-from aqueue._redis.broker import Broker, EnqueueItem, QueueInfo
+from aqueue._core.wire import EnqueueItem
+from aqueue._redis.broker import Broker
 from aqueue._redis.connect import check_url, open_connection, resolve_url
 from aqueue._redis.keys import Keys
 
 if TYPE_CHECKING:
     from aqueue._core.workflow import Workflow, WorkflowHandle
-    from aqueue._worker.worker import Worker
 
 __all__ = ["CronJob", "Task", "TaskDecorator", "Tasks"]
 
@@ -142,7 +144,7 @@ class Task(Generic[P, R]):
         backoff_max: float | None = None,
         dedup_key: str | None = None,
         dedup_ttl: float | timedelta | None = None,
-        dedup_mode: str | None = None,
+        dedup_mode: DedupMode | None = None,
         ttl: float | timedelta | None = None,
         rerun_lost: bool | None = None,
     ) -> Task[P, R]:
@@ -211,6 +213,19 @@ class Task(Generic[P, R]):
         return await anyio.to_thread.run_sync(functools.partial(cast(Callable[P, R], self.fn), *args, **kwargs))
 
 
+class Stoppable(Protocol):
+    """What runs on a registry and :meth:`Tasks.close` stops first: a :class:`~aqueue.Worker`. It attaches itself
+    with ``_attach`` while it runs; the registry never needs to know more of it than this."""
+
+    def _runs(self, task: asyncio.Task[Any] | None) -> bool:
+        """``task`` is one of the jobs it runs (stopping it from there would wait for that very job)."""
+        ...
+
+    def request_stop(self, *, cancel_running: bool = False) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
 class TaskDecorator(Protocol):
     """What ``@tasks.task(...)`` with options returns: a decorator keeping the function's signature."""
 
@@ -220,7 +235,7 @@ class TaskDecorator(Protocol):
     def __call__(self, fn: Callable[P, R], /) -> Task[P, R]: ...
 
 
-class Tasks:
+class Tasks(AdminMixin):
     """A queue's task registry and producer API: register tasks on it, enqueue jobs, follow and control them.
 
     ``queue`` names the queue (non-empty, without ``{``, ``}``, ``:``, spaces, tabs or newlines). ``redis_url``
@@ -263,11 +278,11 @@ class Tasks:
         self._crons: dict[str, CronJob] = {}
         #: Global cap on how often jobs of this queue start (every task together), across all workers.
         self.rate_limit = RateLimit.parse(rate_limit) if rate_limit is not None else None
-        self._broker: Broker | None = None
+        self._broker_instance: Broker | None = None
         self._hub: EventHub | None = None
         self._lock: asyncio.Lock | None = None
         self._loop: asyncio.AbstractEventLoop | None = None  # the loop the connection belongs to
-        self._workers: set[Worker] = set()  # running on this registry: close() stops them first
+        self._workers: set[Stoppable] = set()  # running on this registry: close() stops them first
 
     def __repr__(self) -> str:
         return f"Tasks(queue={self.queue!r}, redis_url={self.redis_url!r}, tasks={len(self._registry)})"
@@ -278,7 +293,7 @@ class Tasks:
         return resolve_url(self._url)
 
     @property
-    def keys(self) -> Keys:
+    def _keys(self) -> Keys:
         """The Redis key names of this queue (for tools that inspect Redis directly)."""
         return Keys(self.queue, self.settings.priority_names)
 
@@ -288,7 +303,7 @@ class Tasks:
         Only before the first connection: raises :class:`ConfigurationError` after it, or for an invalid URL or
         queue name.
         """
-        if self._broker is not None:
+        if self._broker_instance is not None:
             raise ConfigurationError("configure() must be called before the first connection")
         if redis_url is not None:
             check_url(redis_url)
@@ -442,14 +457,14 @@ class Tasks:
         """Every periodic job registered on this queue."""
         return list(self._crons.values())
 
-    def rate_limits_json(self) -> str:
+    def _rate_limits_json(self) -> str:
         """Internal: the queue's and tasks' rate limits as the claim script takes them (``""`` when there are none)."""
-        per_task = {t.name: t.rate_limit.wire() for t in self._registry.values() if t.rate_limit is not None}
+        per_task = {t.name: t.rate_limit._wire() for t in self._registry.values() if t.rate_limit is not None}
         if self.rate_limit is None and not per_task:
             return ""
         out: dict[str, Any] = {"t": per_task} if per_task else {}
         if self.rate_limit is not None:
-            out["q"] = self.rate_limit.wire()
+            out["q"] = self.rate_limit._wire()
         return orjson.dumps(out).decode()
 
     def get(self, name: str) -> Task[Any, Any] | None:
@@ -493,7 +508,7 @@ class Tasks:
             priority,
             round(spec.options.delay * 1000),
             spec.payload,
-            spec.options.script_options(),
+            spec.options._script_options(),
         )
 
     async def enqueue(self, spec: JobSpec[R]) -> Job[R]:
@@ -504,7 +519,7 @@ class Tasks:
         queue, :class:`BrokerUnavailable` if Redis does not answer.
         """
         item = self._item(spec)
-        broker = await self.broker()
+        broker = await self._broker()
         dups = await broker.enqueue([item])
         return Job(self, dups.get(0, item.job_id))
 
@@ -522,7 +537,7 @@ class Tasks:
         items = [self._item(s) for s in specs]
         if not items:
             return []
-        broker = await self.broker()
+        broker = await self._broker()
         wrote = await broker.enqueue_many(items)
         jobs: list[Job[Any]] = [Job(self, wrote.duplicates.get(i, it.job_id)) for i, it in enumerate(items)]
         if wrote.error is None:
@@ -564,15 +579,15 @@ class Tasks:
         Workers see it at their next claim, which reads the pause flag atomically. ``by`` is recorded as who paused
         it (see :meth:`paused`). Enqueueing goes on while the queue is paused.
         """
-        return await (await self.broker()).set_paused(True, by)
+        return await (await self._broker()).set_paused(True, by)
 
     async def resume(self) -> bool:
         """Resume a paused queue; False if it was not paused."""
-        return await (await self.broker()).set_paused(False, "")
+        return await (await self._broker()).set_paused(False, "")
 
     async def paused(self) -> dict[str, Any] | None:
         """``{"at": Unix seconds (Redis clock), "by": who}`` while the queue is paused, else None."""
-        raw = await (await self.broker()).paused()
+        raw = await (await self._broker()).paused()
         if raw is None:
             return None
         try:
@@ -599,7 +614,7 @@ class Tasks:
             if name is None or not name.finished:
                 raise ConfigurationError(f"cleanup status must be one of {', '.join(FINISHED_STATUSES)}, got {st!r}")
             wanted.append(name.value)
-        broker = await self.broker()
+        broker = await self._broker()
         total, more = 0, bool(wanted)
         while more:
             deleted, more = await broker.cleanup(round(seconds * 1000), wanted)
@@ -614,49 +629,56 @@ class Tasks:
     async def info(self) -> QueueInfo:
         """A :class:`QueueInfo` snapshot: jobs waiting per priority, active, scheduled, dead-lettered, the live
         workers and the lifetime counters."""
-        return await (await self.broker()).info()
+        return await (await self._broker()).info()
 
     # -- plumbing --------------------------------------------------------------------------------------------
 
-    async def broker(self) -> Broker:
+    async def _broker(self) -> Broker:
         """Internal: the connected broker, the only code that talks to Redis (connects and loads the scripts on first
         use; :class:`BrokerUnavailable` if Redis does not answer)."""
         if self._loop is not asyncio.get_running_loop():
             self._bind()
-        if self._broker is None:
+        if self._broker_instance is None:
             if self._lock is None:
                 self._lock = asyncio.Lock()
             async with self._lock:
-                if self._broker is None:
-                    broker = Broker(open_connection(self.redis_url, self.redis_timeout), self.keys, self.settings)
+                if self._broker_instance is None:
+                    broker = Broker(open_connection(self.redis_url, self.redis_timeout), self._keys, self.settings)
                     try:
                         await broker.prepare()
                     except BaseException:
                         await broker.close()
                         raise
-                    self._broker = broker
-        return self._broker
+                    self._broker_instance = broker
+        return self._broker_instance
 
     def _bind(self) -> None:
         """Adopt the running loop: forget a connection, reader and lock left by a closed loop (they cannot be used,
         nor closed, from this one); :class:`ConfigurationError` while the loop that made them is still open."""
         old = self._loop
-        if old is not None and not old.is_closed() and (self._broker is not None or self._hub is not None):
+        if old is not None and not old.is_closed() and (self._broker_instance is not None or self._hub is not None):
             raise ConfigurationError(f"{self!r} is connected in another event loop that is still open: await "
                                      "tasks.close() in that loop first, or use one Tasks per event loop")  # fmt: skip
-        self._broker, self._hub, self._lock = None, None, None
+        self._broker_instance, self._hub, self._lock = None, None, None
         if old is not None and old.is_closed():
             self._workers.clear()  # they ran in the closed loop
         self._loop = asyncio.get_running_loop()
 
-    async def event_hub(self) -> EventHub:
+    async def _event_hub(self) -> EventHub:
         """Internal: this process's reader of the queue's events stream (what :meth:`Job.result` waits with),
         started on first use."""
-        broker = await self.broker()  # first: a reader left by a closed event loop is dropped there
+        broker = await self._broker()  # first: a reader left by a closed event loop is dropped there
         if self._hub is None:
             self._hub = EventHub(broker)
         await self._hub.start()
         return self._hub
+
+    def _attach(self, worker: Stoppable) -> None:
+        """``worker`` runs on this registry from now on: :meth:`close` stops it first."""
+        self._workers.add(worker)
+
+    def _detach(self, worker: Stoppable) -> None:
+        self._workers.discard(worker)
 
     async def close(self, *, cancel_running: bool = False) -> None:
         """Stop the workers running on this registry, then the events reader, and close the Redis connections.
@@ -671,7 +693,7 @@ class Tasks:
             self._bind()  # what a closed loop left cannot be closed from this one: it is dropped
         current = asyncio.current_task()
         # Not a worker whose job is closing the registry: stopping it would wait for this very call.
-        workers = [w for w in self._workers if current not in w._slot_tasks.values()]
+        workers = [w for w in self._workers if not w._runs(current)]
         if workers:
             if cancel_running:
                 for worker in workers:
@@ -680,9 +702,9 @@ class Tasks:
         if self._hub is not None:
             await self._hub.close()
             self._hub = None
-        if self._broker is not None:
-            await self._broker.close()
-            self._broker = None
+        if self._broker_instance is not None:
+            await self._broker_instance.close()
+            self._broker_instance = None
         self._lock = None  # an asyncio.Lock binds to the loop that first waits on it
         self._loop = None
 

@@ -155,7 +155,7 @@ class Workflow:
             items.append(dataclasses.replace(item, job_id=step.job_id, options=options))
         jobs = {s.name: s.job_id for s in self._steps.values()}
         header = orjson.dumps([self.id, orjson.dumps(jobs).decode(), len(items), self.name]).decode()
-        broker = await self.tasks.broker()
+        broker = await self.tasks._broker()
         await broker.enqueue(items, header)
         self._sent = True
         return WorkflowHandle(self.tasks, self.id, self.name, jobs)
@@ -221,7 +221,7 @@ class WorkflowHandle:
     async def load(cls, tasks: Tasks, workflow_id: str) -> WorkflowHandle:
         """The handle of a workflow enqueued earlier (by any process); :class:`UnknownJob` if there is none (or it
         expired)."""
-        h = await (await tasks.broker()).workflow(workflow_id)
+        h = await (await tasks._broker()).workflow(workflow_id)
         try:
             jobs = orjson.loads(h["steps"])
         except (KeyError, ValueError):
@@ -230,13 +230,13 @@ class WorkflowHandle:
 
     async def records(self) -> dict[str, JobRecord | None]:
         """Every step's :class:`JobRecord`, by step name (None where the record expired)."""
-        broker = await self.tasks.broker()
+        broker = await self.tasks._broker()
         names = list(self.jobs)
         fields = await broker.record_fields([self.jobs[n].id for n in names], _RECORD_FIELDS)
         out: dict[str, JobRecord | None] = {}
         for n, f in zip(names, fields, strict=True):
             try:
-                out[n] = JobRecord.from_hash(self.jobs[n].id, f) if f else None
+                out[n] = JobRecord._from_hash(self.jobs[n].id, f) if f else None
             except ValueError:  # a record with an unknown status (written by something else): unreadable
                 out[n] = None
         return out
@@ -250,7 +250,7 @@ class WorkflowHandle:
 
         Raises :class:`ResultTimeout` if ``timeout`` seconds pass first (the workflow goes on).
         """
-        hub = await self.tasks.event_hub()
+        hub = await self.tasks._event_hub()
         waiters = {n: hub.watch(j.id) for n, j in self.jobs.items()}
         try:
             async with asyncio.timeout(timeout):

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any, ParamSpec, TypeVar, cast
+from typing import Any, Literal, ParamSpec, TypeVar, cast
 from urllib.parse import urlsplit, urlunsplit
 
 import orjson
@@ -23,15 +23,14 @@ import redis.exceptions as rexc
 
 from aqueue._core import codec
 from aqueue._core.errors import AqueueError, BrokerUnavailable, ConfigurationError, PermissionDenied
+from aqueue._core.info import QueueInfo
 from aqueue._core.settings import QueueSettings
+from aqueue._core.wire import Claimed, ClaimTurn, EnqueueItem, Outcome, QueueSample, ScheduleState
 from aqueue._redis.breaker import CircuitBreaker, judge
 from aqueue._redis.connect import Connection, waiting_for_pool
 from aqueue._redis.keys import GROUP, Keys
 
-__all__ = [
-    "Broker", "BulkWrite", "ClaimTurn", "Claimed", "EnqueueItem", "Outcome", "QueueInfo", "QueueSample",
-    "ScheduleState",
-]  # fmt: skip
+__all__ = ["Broker", "BulkWrite"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -43,6 +42,10 @@ _SCRIPTS = (
     "enqueue", "claim", "settle", "promote", "heartbeat", "release", "snapshot", "requeue", "cancel", "progress",
     "cleanup", "cron",
 )  # fmt: skip
+
+#: How claim.lua takes messages: new ones (``read``), named ones handed to this worker (``given``), or this
+#: worker's own that an earlier run under its name left behind (``taken``).
+ClaimMode = Literal["read", "given", "taken"]
 
 #: Approximate cap of the control stream (worker commands: cancel a running job, resume).
 CONTROL_MAXLEN = 1000
@@ -229,105 +232,6 @@ class BulkWrite:
         if isinstance(cause, rexc.OutOfMemoryError):
             return f"Redis is out of memory (maxmemory reached): {cause}"
         return str(cause or self.error)
-
-
-@dataclass(frozen=True, slots=True)
-class EnqueueItem:
-    """One job to write: id, task name, priority level, delay in ms, the encoded spec, and the options the
-    enqueue script applies (dedup, ttl, workflow links; see ``enqueue_one`` in ``_prelude.lua``)."""
-
-    job_id: str
-    task: str
-    priority: str
-    delay_ms: int
-    spec: str
-    options: dict[str, Any] | None = None
-
-    def wire(self) -> tuple[Any, ...]:
-        """The JSON array the scripts read."""
-        return (self.job_id, self.task, self.priority, self.delay_ms, self.spec, self.options or 0)
-
-
-# Claimed and Outcome are made once per job on the hot path: plain slotted classes, cheaper than frozen ones.
-@dataclass(slots=True)
-class Claimed:
-    """A job claimed by this worker and marked active."""
-
-    stream: int  # 1-based index of its priority stream
-    msg_id: str
-    job_id: str
-    task: str
-    spec: str
-    attempt: int
-    inputs: str = ""  # JSON a workflow step receives from its parents ('' when none)
-
-
-@dataclass(frozen=True, slots=True)
-class ClaimTurn:
-    """What one claim call found."""
-
-    jobs: list[Claimed]  #: jobs claimed and marked active, to run now
-    cursors: list[str]  #: where the next take-back scan of each stream starts
-    paused: bool  #: the queue is paused: nothing was claimed
-    #: (stream index, message id, job id) of this consumer's own idle messages: renewed, not started again
-    own: list[tuple[int, str, str]]
-    consumed: int  #: messages read or taken back, started or not (stale ones are dropped)
-
-
-@dataclass(slots=True)
-class Outcome:
-    """How an attempt ended, as the settle script takes it: kind ``ok``, ``retry``, ``dead`` or ``cancel``."""
-
-    kind: str
-    stream: int
-    msg_id: str
-    job_id: str
-    x: str = ""
-    y: str = ""
-    z: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class ScheduleState:
-    """What one promotion pass found."""
-
-    promoted: int
-    next_due_ms: int | None
-    now_ms: int
-    wake_id: str
-
-
-@dataclass(frozen=True, slots=True)
-class QueueSample:
-    """Raw queue figures for the autoscaler, read in one script call (times in ms on the Redis clock)."""
-
-    now_ms: int
-    due: int
-    workers: int
-    enqueued: int
-    succeeded: int
-    failed: int
-    waiting: dict[str, int]
-    pending: int
-    oldest_ms: int | None
-
-
-@dataclass(frozen=True, slots=True)
-class QueueInfo:
-    """A snapshot of a queue's depths and workers, as :meth:`Tasks.info` reads it (a few pipelined commands, not one
-    atomic read)."""
-
-    queued: dict[str, int]  #: jobs waiting in each priority level's stream, by level name
-    active: int  #: jobs claimed by a worker and not yet settled (running, or prefetched)
-    scheduled: int  #: jobs waiting for a due time: delayed, waiting for a retry, or held back by a rate limit
-    dead: int  #: entries in the dead-letter stream
-    #: One dict per live worker, as it last reported itself: ``id``, ``host``, ``pid``, ``queue``, ``concurrency``,
-    #: ``min_concurrency``, ``max_concurrency``, ``strategy``, ``busy``, ``processed``, ``failed``, ``started_at``,
-    #: ``heartbeat_at``.
-    workers: list[dict[str, Any]]
-    #: Lifetime counters of the queue: ``enqueued``, ``succeeded``, ``failed`` (failed attempts), ``retried``,
-    #: ``dead``, ``cancelled``, ``expired``, ``reprocessed``; a counter appears once it is first counted.
-    stats: dict[str, int]
 
 
 class Broker:
@@ -517,7 +421,7 @@ class Broker:
 
     # -- worker side -----------------------------------------------------------------------------------------
 
-    def _claim_args(self, consumer: str, mode: str, lease_ms: int, limits: str) -> tuple[list[str], list[Any]]:
+    def _claim_args(self, consumer: str, mode: ClaimMode, lease_ms: int, limits: str) -> tuple[list[str], list[Any]]:
         k, s = self.keys, self.settings
         keys = [k.events, k.stats, k.dead, *k.streams]
         args: list[Any] = [
@@ -591,7 +495,7 @@ class Broker:
         k, s = self.keys, self.settings
         args: list[Any] = [
             k.prefix, GROUP, s.events_maxlen, s.dead_maxlen, int(s.succeeded_ttl * 1000), int(s.dead_ttl * 1000),
-            orjson.dumps([(o.kind, o.stream, o.msg_id, o.job_id, o.x, o.y, o.z) for o in outcomes]), consumer,
+            orjson.dumps([o.wire() for o in outcomes]), consumer,
         ]  # fmt: skip
         keys = [k.events, k.stats, k.scheduled, k.dead, k.wake, *k.streams]
         counts = await self._script("settle", keys, args)

@@ -37,7 +37,7 @@ async def _fire(tasks: Tasks, job: CronJob, tick: int) -> bool:
         log.error("cron %s: task %r is not registered; tick skipped", s.name, s.task)
         return False
     item = tasks._item(task.spec(*job.args, **job.kwargs))
-    broker = await tasks.broker()
+    broker = await tasks._broker()
     fired = await retry_unavailable(
         f"cron {s.name}", lambda: broker.cron_tick(s.name, tick, s.next_after(tick), s.describe(), s.task, item), 5
     )
@@ -51,7 +51,7 @@ async def run_crons(tasks: Tasks) -> None:
     crons = tasks.crons
     if not crons:
         return
-    broker = await tasks.broker()
+    broker = await tasks._broker()
     backoff = 0.1
     while True:
         try:

@@ -14,7 +14,7 @@ import anyio.to_thread
 from aqueue._core import codec
 from aqueue._core.context import JobContext, _current
 from aqueue._core.errors import Reject, Retry, SerializationError
-from aqueue._redis.broker import Claimed, Outcome
+from aqueue._core.wire import Claimed, Outcome
 
 if TYPE_CHECKING:
     from aqueue._core.tasks import Tasks
@@ -32,7 +32,7 @@ def _backoff_ms(attempt: int, base: float, cap: float) -> int:
 
 
 def _dead(c: Claimed, error: str, tb: str = "") -> Outcome:
-    return Outcome("dead", c.stream, c.msg_id, c.job_id, error, tb)
+    return Outcome("dead", c.stream, c.msg_id, c.job_id, error=error, traceback=tb)
 
 
 async def run_job(tasks: Tasks, c: Claimed) -> Outcome:
@@ -83,10 +83,10 @@ async def run_job(tasks: Tasks, c: Claimed) -> Outcome:
         if c.attempt < max_attempts and not isinstance(exc, Reject):
             after = exc.after if isinstance(exc, Retry) else None
             delay = round(after * 1000) if after is not None else _backoff_ms(c.attempt, base, cap)
-            return Outcome("retry", c.stream, c.msg_id, c.job_id, error, tb, str(delay))
+            return Outcome("retry", c.stream, c.msg_id, c.job_id, error=error, traceback=tb, delay_ms=delay)
         return _dead(c, error, tb)
     try:
         encoded = codec.encode(result, f"result of task {c.task!r}")
     except SerializationError as exc:
         return _dead(c, str(exc))
-    return Outcome("ok", c.stream, c.msg_id, c.job_id, encoded)
+    return Outcome("ok", c.stream, c.msg_id, c.job_id, result=encoded)

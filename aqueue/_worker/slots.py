@@ -12,7 +12,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from aqueue._core.aio import cancel_and_wait
-from aqueue._redis.broker import Claimed
+from aqueue._core.wire import Claimed
 
 __all__ = ["SlotPool"]
 

@@ -18,14 +18,14 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from aqueue._core import codec
 from aqueue._core.aio import cancel_and_wait, retry_unavailable
 from aqueue._core.errors import BrokerUnavailable, ConfigurationError
 from aqueue._core.tasks import Tasks
+from aqueue._core.wire import Claimed, Outcome, OutcomeKind
 from aqueue._redis.breaker import MAX_RETRY_DELAY as _MAX_RETRY_DELAY
-from aqueue._redis.broker import Claimed, Outcome
 from aqueue._worker.cron_loop import run_crons
 from aqueue._worker.loopwatch import LoopWatch
 from aqueue._worker.promoter import PROMOTE_LIMIT, promote_due_jobs
@@ -57,7 +57,7 @@ _BLOCK_REPORTED = 1.0
 
 #: Called after every attempt with (task, seconds it ran, seconds it waited in the stream, outcome kind ``ok``,
 #: ``retry``, ``dead`` or ``cancel``); it runs on the slot's path, so it must be quick and must not block.
-JobObserver = Callable[[str, float, float, str], None]
+JobObserver = Callable[[str, float, float, OutcomeKind], None]
 
 
 class Worker:
@@ -163,6 +163,10 @@ class Worker:
         self._pool: SlotPool | None = None
         self._blocked = False
 
+    def _runs(self, task: asyncio.Task[Any] | None) -> bool:
+        """``task`` is the slot coroutine of one of this worker's jobs."""
+        return task is not None and task in self._slot_tasks.values()
+
     def __repr__(self) -> str:
         return f"Worker(id={self.id!r}, queue={self.tasks.queue!r}, concurrency={self._target})"
 
@@ -261,7 +265,7 @@ class Worker:
         if confidence is not None:
             fields["confidence"] = round(confidence, 3)
         try:
-            await (await self.tasks.broker()).record_scaling(fields)
+            await (await self.tasks._broker()).record_scaling(fields)
         except BrokerUnavailable as exc:
             log.log(exc.log_level, "worker %s: scaling event not written: %s", self.id, exc)
         return record
@@ -297,9 +301,9 @@ class Worker:
         loop = asyncio.get_running_loop()
         # Before connecting, so a signal during start-up is not fatal.
         signals = self._install_signals(loop) if handle_signals else []
-        self.tasks._workers.add(self)  # tasks.close() stops this worker before closing its connections
+        self.tasks._attach(self)  # tasks.close() stops this worker before closing its connections
         try:
-            broker = await self.tasks.broker()
+            broker = await self.tasks._broker()
             await broker.ensure_groups()
             if not self._stopping.is_set():
                 await self._serve(burst)
@@ -308,12 +312,12 @@ class Worker:
         finally:
             for sig in signals:
                 loop.remove_signal_handler(sig)
-            self.tasks._workers.discard(self)
+            self.tasks._detach(self)
             self._done.set()
 
     async def _serve(self, burst: bool) -> None:
         assert self._stopping is not None and self._queue is not None and self._force is not None
-        broker = await self.tasks.broker()
+        broker = await self.tasks._broker()
         self._pool = SlotPool(self._queue, self._run_one)
         self._pool.resize(self._target)
         self._heartbeat_now = asyncio.Event()
@@ -455,7 +459,7 @@ class Worker:
         await cancel_and_wait(*helpers)
         await pool.close()
         await cancel_and_wait(settler)
-        broker = await self.tasks.broker()
+        broker = await self.tasks._broker()
         try:
             async with asyncio.timeout(_SHUTDOWN_GRACE):
                 await retry_unavailable(f"worker {self.id}: final settle", self._flush, attempts=5)
@@ -475,13 +479,13 @@ class Worker:
 
     async def _claim_loop(self, burst: bool) -> None:
         assert self._stopping is not None and self._slot_free is not None
-        broker = await self.tasks.broker()
+        broker = await self.tasks._broker()
         cursors = ["0-0"] * len(self.tasks.settings.priorities)
         lease_ms = round(self.lease * 1000)
         reclaim_every = min(self.lease / 4, 1.0)
         next_reclaim = 0.0
         backoff = 0.1
-        limits = self.tasks.rate_limits_json()
+        limits = self.tasks._rate_limits_json()
         trickle = False
         while not self._stopping.is_set():
             free = self._target + self.prefetch - self._busy
@@ -559,7 +563,7 @@ class Worker:
         if orphans:
             log.warning("worker %s: taking back %d jobs an earlier run under the same name left running", self.id,
                         len(orphans))  # fmt: skip
-            started, _ = await (await self.tasks.broker()).start(self.id, orphans, limits, taken=True)
+            started, _ = await (await self.tasks._broker()).start(self.id, orphans, limits, taken=True)
             self._dispatch(started)
 
     async def _wait_resumed(self) -> None:
@@ -576,7 +580,7 @@ class Worker:
 
     async def _control(self) -> None:
         """Follow the control stream: cancel running jobs of this worker, wake up on ``resume``."""
-        broker = await self.tasks.broker()
+        broker = await self.tasks._broker()
         backoff = 0.1
         while True:
             try:
@@ -617,7 +621,7 @@ class Worker:
                     await self._slot_free.wait()
             return False
         await self._flush()
-        state = await (await self.tasks.broker()).promote(PROMOTE_LIMIT)
+        state = await (await self.tasks._broker()).promote(PROMOTE_LIMIT)
         return state.promoted == 0
 
     def _dispatch(self, jobs: list[Claimed]) -> None:
@@ -644,7 +648,7 @@ class Worker:
             raise
         except Exception as exc:  # run_job returns every error of the job as an outcome: this is a bug of ours
             log.exception("worker %s: job %s (%s): internal error; dead-lettering it", self.id, c.job_id, c.task)
-            outcome = Outcome("dead", c.stream, c.msg_id, c.job_id, f"internal error of the worker: {exc!r}")
+            outcome = Outcome("dead", c.stream, c.msg_id, c.job_id, error=f"internal error of the worker: {exc!r}")
         took = time.perf_counter() - started
         # The autoscaler sizes from this: weighted so a change of workload shows within ~20 jobs.
         self._service_time = took if self._service_time is None else 0.95 * self._service_time + 0.05 * took
@@ -657,7 +661,7 @@ class Worker:
             log.info("job %s (%s) cancelled while running", c.job_id, c.task)
         elif outcome.kind != "ok":
             self.failed += 1
-            log.warning("job %s (%s) attempt %d failed: %s%s", c.job_id, c.task, c.attempt, outcome.x,
+            log.warning("job %s (%s) attempt %d failed: %s%s", c.job_id, c.task, c.attempt, outcome.error,
                         " (will retry)" if outcome.kind == "retry" else " (dead-lettered)")  # fmt: skip
         self._busy -= 1
         self._settle_wakeup.set()
@@ -685,7 +689,7 @@ class Worker:
         finally:
             self._slot_tasks.pop(c.msg_id, None)
 
-    def _observe(self, c: Claimed, took: float, kind: str) -> None:
+    def _observe(self, c: Claimed, took: float, kind: OutcomeKind) -> None:
         # The message id is the (Redis clock) time the job entered its stream: wait = that until it started here.
         entered = int(c.msg_id.split("-", 1)[0]) / 1000
         wait = max(0.0, time.time() - took - entered)
@@ -699,7 +703,7 @@ class Worker:
         while self._outcomes:
             batch, self._outcomes = self._outcomes, []
             try:
-                await (await self.tasks.broker()).settle(self.id, batch)
+                await (await self.tasks._broker()).settle(self.id, batch)
             except BaseException:
                 self._outcomes[:0] = batch  # keep them: settling is idempotent, so a retry is safe
                 raise
@@ -745,7 +749,7 @@ class Worker:
         )
 
     async def _heartbeat_once(self) -> None:
-        broker = await self.tasks.broker()
+        broker = await self.tasks._broker()
         running = [(c.stream, c.msg_id) for c in self._running.values()]
         lost = await broker.heartbeat(self.id, running, self._info(), self.registry_ttl_ms)
         for msg_id in lost:

@@ -143,7 +143,7 @@ class Supervisor:
     async def measure(self) -> MetricsSnapshot:
         """One snapshot of the queue and this worker."""
         w = self.worker
-        broker = await w.tasks.broker()
+        broker = await w.tasks._broker()
         s = await broker.sample(w.registry_ttl_ms)
         t = time.monotonic()
         arrival, completion, errors = self._window.add(t, s.enqueued, s.succeeded, s.failed)

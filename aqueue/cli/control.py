@@ -112,7 +112,7 @@ def cmd_dead_list(args: argparse.Namespace) -> int:
     tasks = _prepare(args, _REMOTE)
 
     async def read() -> tuple[list[tuple[str, dict[str, str]]], int]:
-        broker = await tasks.broker()
+        broker = await tasks._broker()
         return await broker.dead_page(None, args.limit, newest_first=True), await broker.dead_length()
 
     got = _session(tasks, read)
@@ -180,7 +180,7 @@ def cmd_dead_reprocess(args: argparse.Namespace) -> int:
     tasks = _prepare(args, _REMOTE)
 
     async def run() -> tuple[list[str], list[tuple[str, str]], int]:
-        broker = await tasks.broker()
+        broker = await tasks._broker()
         limit = None if args.all else args.max
         requeued, skipped = await reprocess(broker, args.job_ids or None, limit)
         return requeued, skipped, await broker.dead_length()
@@ -217,7 +217,7 @@ def cmd_cancel(args: argparse.Namespace) -> int:
     ids = list(dict.fromkeys(args.job_ids))
 
     async def run() -> list[str]:
-        broker = await tasks.broker()
+        broker = await tasks._broker()
         states: list[str] = []
         for i in range(0, len(ids), BATCH):
             states += await broker.cancel(ids[i : i + BATCH], args.reason)
@@ -346,7 +346,7 @@ def cmd_job(args: argparse.Namespace) -> int:
     ids = list(dict.fromkeys(args.job_ids))
 
     async def read() -> list[dict[str, str]]:
-        broker = await tasks.broker()
+        broker = await tasks._broker()
         return await broker.get_records(ids)
 
     got = _session(tasks, read)

@@ -36,7 +36,7 @@ from aqueue._worker.worker import Worker
 if TYPE_CHECKING:
     from aiohttp import web
 
-    from aqueue._redis.broker import QueueInfo
+    from aqueue._core.info import QueueInfo
 
 __all__ = ["CliError", "main"]
 
@@ -234,7 +234,7 @@ def _session(tasks: Tasks, body: Callable[[], Awaitable[T]] | None = None, loop:
     async def session() -> T | None:
         try:
             try:
-                await tasks.broker()
+                await tasks._broker()
             except BrokerUnavailable as exc:
                 raise CliError(f"cannot reach Redis at {_redact(tasks.redis_url)}: {exc}") from None
             return None if body is None else await body()

@@ -168,7 +168,7 @@ class Fanout:
 
         Raises :class:`~aqueue._core.errors.BrokerUnavailable` if the events reader cannot start.
         """
-        hub = await self._tasks.event_hub()
+        hub = await self._tasks._event_hub()
         if hub is not self._hub:  # first client, or the registry was closed and its hub replaced
             if self._hub is not None:
                 self._hub.remove_listener(self._on_event)

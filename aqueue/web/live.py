@@ -70,7 +70,7 @@ async def run_ticker(tasks: Tasks, live: LiveFigures, interval: float = 1.0) -> 
         # How late the sleep woke is how long ready callbacks waited: the event loop's lag.
         live.loop_lag = max(0.0, loop.time() - started - interval)
         try:
-            stats = await (await tasks.broker()).counters()
+            stats = await (await tasks._broker()).counters()
         except BrokerUnavailable as exc:
             live.redis_errors += 1
             log.debug("web ticker: %s", exc)

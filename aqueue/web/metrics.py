@@ -21,8 +21,9 @@ from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamil
 from prometheus_client.registry import Collector
 
 from aqueue._core.errors import BrokerUnavailable
+from aqueue._core.info import QueueInfo
+from aqueue._core.wire import OutcomeKind, QueueSample
 from aqueue._redis.breaker import CircuitBreaker
-from aqueue._redis.broker import QueueInfo, QueueSample
 from aqueue.web.live import LiveFigures
 from aqueue.web.state import WebConfig
 
@@ -168,7 +169,7 @@ class WebMetrics:
         self.registry.register(self.duration)
         self.registry.register(self.wait)
 
-    def observe(self, task: str, took: float, wait: float, kind: str) -> None:
+    def observe(self, task: str, took: float, wait: float, kind: OutcomeKind) -> None:
         """A :data:`~aqueue._worker.worker.JobObserver`: record one attempt (called on the worker's slot path)."""
         q = self.config.tasks.queue
         self.duration.observe((q, task, _OUTCOMES.get(kind, kind)), took)
@@ -177,7 +178,7 @@ class WebMetrics:
     async def read(self) -> None:
         """Read the queue's figures from Redis for the next exposition (on failure, expose ``aqueue_redis_up 0``)."""
         try:
-            broker = await self.config.tasks.broker()
+            broker = await self.config.tasks._broker()
             self._collector.breaker = broker.breaker
             info, sample, per_task = await asyncio.gather(broker.info(), broker.sample(0), broker.task_counters())
         except BrokerUnavailable:

@@ -105,7 +105,7 @@ async def list_jobs(request: web.Request) -> web.Response:
     if task is not None and len(task) > _MAX_ID:
         raise invalid(f"task must be at most {_MAX_ID} characters")
     limit = query_int(request, "limit", 50, minimum=1, maximum=500)
-    page = await listing.recent_jobs(await config.tasks.broker(), status=status, task=task, limit=limit)
+    page = await listing.recent_jobs(await config.tasks._broker(), status=status, task=task, limit=limit)
     return reply({"jobs": page.jobs, "scanned_events": page.scanned, "complete": page.complete})
 
 
@@ -113,7 +113,7 @@ async def list_jobs(request: web.Request) -> web.Response:
 async def get_job(request: web.Request) -> web.Response:
     """GET /jobs/{id}: the job's record; 404 if there is none."""
     job_id = _job_id(request)
-    h = await (await request.config_dict[CONFIG].tasks.broker()).get_record(job_id)
+    h = await (await request.config_dict[CONFIG].tasks._broker()).get_record(job_id)
     if not h.get("task"):
         raise error(web.HTTPNotFound, f"no job {job_id!r} (never enqueued, or its retention expired)")
     return reply(listing.job_view(job_id, h))
@@ -132,7 +132,7 @@ async def cancel_job(request: web.Request) -> web.Response:
     body = await read_object(request, config.max_body, optional=True)
     reject_unknown(body, ("reason",), "the body")
     reason = str_field(body, "reason", "the body", max_length=_MAX_TEXT) or "cancelled"
-    (state,) = await (await config.tasks.broker()).cancel([job_id], reason)
+    (state,) = await (await config.tasks._broker()).cancel([job_id], reason)
     if state == "unknown":
         raise error(web.HTTPNotFound, f"no job {job_id!r} (never enqueued, or its retention expired)")
     if state not in ("cancelled", "cancelling"):  # "already-<status>": it had finished
@@ -146,7 +146,7 @@ async def retry_job(request: web.Request) -> web.Response:
     config = request.config_dict[CONFIG]
     job_id = _job_id(request)
     reject_unknown(await read_object(request, config.max_body, optional=True), (), "the body")
-    broker = await config.tasks.broker()
+    broker = await config.tasks._broker()
     h = await broker.get_record(job_id)
     if not h.get("task"):
         raise error(web.HTTPNotFound, f"no job {job_id!r} (never enqueued, or its retention expired)")
@@ -163,7 +163,7 @@ async def retry_job(request: web.Request) -> web.Response:
 async def get_workflow(request: web.Request) -> web.Response:
     """GET /workflows/{id}: the workflow's steps, each with its job id and state; 404 if there is none."""
     workflow_id = _job_id(request, "workflow")
-    view = await listing.workflow_view(await request.config_dict[CONFIG].tasks.broker(), workflow_id)
+    view = await listing.workflow_view(await request.config_dict[CONFIG].tasks._broker(), workflow_id)
     if view is None:
         raise error(web.HTTPNotFound, f"no workflow {workflow_id!r} (never enqueued, or its retention expired)")
     return reply(view)
@@ -174,7 +174,7 @@ async def dead_letter(request: web.Request) -> web.Response:
     """GET /dead-letter?limit=: the newest dead-letter entries, newest first, and the total."""
     config = request.config_dict[CONFIG]
     limit = query_int(request, "limit", 50, minimum=1, maximum=_MAX_BATCH)
-    broker = await config.tasks.broker()
+    broker = await config.tasks._broker()
     page = await broker.dead_page(None, limit, newest_first=True)
     total = await broker.dead_length()
     return reply({"entries": [listing.dead_entry_view(i, f) for i, f in page], "total": total})
@@ -188,7 +188,7 @@ async def reprocess(request: web.Request) -> web.Response:
     reject_unknown(body, ("ids", "max"), "the body")
     if ("ids" in body) == ("max" in body):
         raise invalid('give exactly one of "ids" (job ids) or "max" (a count)')
-    broker = await config.tasks.broker()
+    broker = await config.tasks._broker()
     if "ids" in body:
         ids = body["ids"]
         if not isinstance(ids, list) or not 1 <= len(ids) <= _MAX_BATCH:

@@ -13,7 +13,9 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from aqueue._redis.broker import Broker, QueueInfo, QueueSample
+from aqueue._core.info import QueueInfo
+from aqueue._core.wire import QueueSample
+from aqueue._redis.broker import Broker
 from aqueue.web.replies import error, reply
 from aqueue.web.state import CONFIG, WebConfig
 
@@ -121,7 +123,7 @@ async def _control_state(config: WebConfig, broker: Broker) -> tuple[dict[str, A
 
 async def build_status(config: WebConfig) -> dict[str, Any]:
     """The ``/status`` document: depths, rates, workers, scaling decisions, counters, pause and cron jobs."""
-    broker = await config.tasks.broker()
+    broker = await config.tasks._broker()
     info: QueueInfo
     sample: QueueSample
     info, sample, (now_ms, seen), per_task, scaling, (paused, crons) = await asyncio.gather(
@@ -176,7 +178,7 @@ async def health_ready(request: web.Request) -> web.Response:
     config = request.config_dict[CONFIG]
     try:
         async with asyncio.timeout(_READY_TIMEOUT):
-            await (await config.tasks.broker()).ping()
+            await (await config.tasks._broker()).ping()
     except TimeoutError:
         raise error(web.HTTPServiceUnavailable, f"Redis did not answer within {_READY_TIMEOUT:g} s") from None
     except Exception as exc:  # any failure to answer (refused, auth, loading…) means not ready, never a 500
@@ -188,4 +190,4 @@ async def health_ready(request: web.Request) -> web.Response:
     if worker is not None and (failing := worker.failing):
         what = "; ".join(f"{name}: {error}" for name, error in failing.items())
         raise error(web.HTTPServiceUnavailable, f"worker {worker.id} has sub-tasks that keep failing: {what}")
-    return reply({"status": "ready", "redis_circuit": (await config.tasks.broker()).breaker.state})
+    return reply({"status": "ready", "redis_circuit": (await config.tasks._broker()).breaker.state})

@@ -100,7 +100,7 @@ class Session:
             await self._ws.send_str(message if isinstance(message, str) else encode(message))
 
     async def _catch_up(self, sub: Subscription) -> None:
-        broker = await self._config.tasks.broker()
+        broker = await self._config.tasks._broker()
         last_id = await broker.last_event_id()  # first: every event after it reaches the client
         wanted = self._options.dead_letters
         status, dead = await asyncio.gather(
@@ -133,7 +133,7 @@ class Session:
         With ``check_gap`` it reads from just before ``since``: if ``since`` itself is gone (trimmed away with
         ``events_maxlen``, or never written here) events after it may be lost, which a ``gap`` message says.
         """
-        broker = await self._config.tasks.broker()
+        broker = await self._config.tasks._broker()
         start = previous_event_id(since) if check_gap and since != (0, 0) else None
         cursor = start or since
         first_read = start is not None
@@ -208,10 +208,10 @@ class Session:
         job_id = request.get("id")
         if not isinstance(job_id, str) or not 0 < len(job_id) <= MAX_TEXT:
             return error_message(f'"id" must be a job id (a string of 1 to {MAX_TEXT} characters)')
-        broker = await self._config.tasks.broker()
+        broker = await self._config.tasks._broker()
         try:
             record = await broker.get_record(job_id)
-            job = dataclasses.asdict(JobRecord.from_hash(job_id, record)) if record else None
+            job = dataclasses.asdict(JobRecord._from_hash(job_id, record)) if record else None
         except BrokerUnavailable as exc:
             return error_message(str(exc))
         except ValueError as exc:  # a record written by something else than aqueue: say so, keep serving

@@ -1,0 +1,26 @@
+"""What :meth:`aqueue.Tasks.info` returns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["QueueInfo"]
+
+
+@dataclass(frozen=True, slots=True)
+class QueueInfo:
+    """A snapshot of a queue's depths and workers, as :meth:`Tasks.info` reads it (a few pipelined commands, not one
+    atomic read)."""
+
+    queued: dict[str, int]  #: jobs waiting in each priority level's stream, by level name
+    active: int  #: jobs claimed by a worker and not yet settled (running, or prefetched)
+    scheduled: int  #: jobs waiting for a due time: delayed, waiting for a retry, or held back by a rate limit
+    dead: int  #: entries in the dead-letter stream
+    #: One dict per live worker, as it last reported itself: ``id``, ``host``, ``pid``, ``queue``, ``concurrency``,
+    #: ``min_concurrency``, ``max_concurrency``, ``strategy``, ``busy``, ``processed``, ``failed``, ``started_at``,
+    #: ``heartbeat_at``.
+    workers: list[dict[str, Any]]
+    #: Lifetime counters of the queue: ``enqueued``, ``succeeded``, ``failed`` (failed attempts), ``retried``,
+    #: ``dead``, ``cancelled``, ``expired``, ``reprocessed``; a counter appears once it is first counted.
+    stats: dict[str, int]
