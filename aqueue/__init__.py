@@ -4,6 +4,7 @@ Producers ``await task.enqueue(...)``; a :class:`Worker` claims jobs through a c
 them on coroutines and settles them atomically (ack, retry with backoff, dead-letter) with one Lua call per batch.
 """
 
+from aqueue._core.admin import DeadLetter, DeadLetterPage, RequeueResult
 from aqueue._core.context import JobContext, current_job, progress
 from aqueue._core.cron import CronSchedule
 from aqueue._core.errors import (
@@ -13,21 +14,26 @@ from aqueue._core.errors import (
     InvalidArguments,
     JobCancelled,
     JobFailed,
-    PartialEnqueue,
+    NoResult,
     PermissionDenied,
     Reject,
     ResultTimeout,
     Retry,
     SerializationError,
+    TaskSignal,
     UnknownJob,
 )
 from aqueue._core.events import EVENT_TYPES
 from aqueue._core.info import QueueInfo
-from aqueue._core.job import Job, JobOptions, JobRecord, JobSpec, JobStatus
+from aqueue._core.job import Job, WorkflowHandle
+from aqueue._core.options import JobOptions
+from aqueue._core.producer import PartialEnqueue
 from aqueue._core.ratelimit import RateLimit
+from aqueue._core.record import JobRecord, JobStatus
 from aqueue._core.settings import Priority, QueueSettings, RetryPolicy
-from aqueue._core.tasks import CronJob, Task, Tasks
-from aqueue._core.workflow import Chain, Step, Workflow, WorkflowHandle
+from aqueue._core.specs import Chain, JobSpec, Step, Workflow
+from aqueue._core.task import CronJob, Task
+from aqueue._core.tasks import Tasks
 from aqueue._version import __version__ as __version__
 from aqueue._worker.worker import Worker
 from aqueue.autoscale.scaling import Decision, MetricsSnapshot, Strategy
@@ -40,6 +46,8 @@ __all__ = [
     "ConfigurationError",
     "CronJob",
     "CronSchedule",
+    "DeadLetter",
+    "DeadLetterPage",
     "Decision",
     "InvalidArguments",
     "Job",
@@ -51,6 +59,7 @@ __all__ = [
     "JobSpec",
     "JobStatus",
     "MetricsSnapshot",
+    "NoResult",
     "PartialEnqueue",
     "PermissionDenied",
     "Priority",
@@ -58,6 +67,7 @@ __all__ = [
     "QueueSettings",
     "RateLimit",
     "Reject",
+    "RequeueResult",
     "ResultTimeout",
     "Retry",
     "RetryPolicy",
@@ -65,6 +75,7 @@ __all__ = [
     "Step",
     "Strategy",
     "Task",
+    "TaskSignal",
     "Tasks",
     "UnknownJob",
     "Worker",

@@ -72,7 +72,14 @@ GROUPS: list[tuple[str, str, list[str]]] = [
         "Inside a task",
         "What a running task can call or raise. Guides: [progress](control.md#progress), "
         "[the task decides](retries.md#the-task-decides).",
-        ["aqueue.JobContext", "aqueue.current_job", "aqueue.progress", "aqueue.Retry", "aqueue.Reject"],
+        [
+            "aqueue.JobContext",
+            "aqueue.current_job",
+            "aqueue.progress",
+            "aqueue.TaskSignal",
+            "aqueue.Retry",
+            "aqueue.Reject",
+        ],
     ),
     (
         "Workflows",
@@ -80,9 +87,17 @@ GROUPS: list[tuple[str, str, list[str]]] = [
         ["aqueue.Chain", "aqueue.Step", "aqueue.Workflow", "aqueue.WorkflowHandle"],
     ),
     (
+        "Dead letters and re-runs",
+        "What the admin methods of `Tasks` return: `dead_letters()` a `DeadLetterPage` of `DeadLetter` entries, "
+        "`retry()` and `reprocess()` a `RequeueResult`. Guides: [from Python](control.md#from-python), "
+        "[listing and reprocessing](retries.md#listing-and-reprocessing).",
+        ["aqueue.DeadLetterPage", "aqueue.DeadLetter", "aqueue.RequeueResult"],
+    ),
+    (
         "Errors",
-        "Every error aqueue raises derives from `AqueueError` (`Retry` and `Reject`, raised by tasks, are under "
-        "[Inside a task](#inside-a-task)). Guide: [errors](tasks.md#errors).",
+        "Every error aqueue raises derives from `AqueueError`; `JobFailed` and `JobCancelled` share `NoResult`. "
+        "`Retry` and `Reject`, raised by tasks, are `TaskSignal`s, not errors: see [Inside a task](#inside-a-task). "
+        "Guide: [errors](tasks.md#errors).",
         [
             "aqueue.AqueueError",
             "aqueue.ConfigurationError",
@@ -93,6 +108,7 @@ GROUPS: list[tuple[str, str, list[str]]] = [
             "aqueue.PermissionDenied",
             "aqueue.UnknownJob",
             "aqueue.ResultTimeout",
+            "aqueue.NoResult",
             "aqueue.JobFailed",
             "aqueue.JobCancelled",
         ],

@@ -2,7 +2,7 @@
 
     python examples/workflow.py                # memory:// (no Redis needed): a good run, then a failing one
 
-The DAG (``aqueue._core.workflow``), enqueued in one script call:
+The DAG (``tasks.workflow()``), enqueued in one script call:
 
     extract ──┬── transform-0 ──┐
               ├── transform-1 ──┼── load          (fan-out, then fan-in: `load` gets the list of results)

@@ -18,6 +18,8 @@ import pytest
 import aqueue
 import aqueue.web
 
+pytestmark = pytest.mark.no_redis  # needs no Redis: runs without one (tests/conftest.py)
+
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
 API_MD = DOCS / "api.md"

@@ -4,20 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 
 import aqueue
 from aqueue.autoscale.scaling import Decision, MetricsSnapshot
-from tests.conftest import RunningWorker, wait_until
+from tests.helpers import MakeTasks, StartWorker, events_of, wait_until
 
-MakeTasks = Callable[..., aqueue.Tasks]
-StartWorker = Callable[..., Awaitable[RunningWorker]]
 FAST = {"scale_interval": 0.1, "cooldown": 0.3}
-
-
-async def _scaling_events(tasks: aqueue.Tasks) -> list[dict[str, str]]:
-    entries = await (await tasks._broker()).redis.xrange(tasks._keys.events)
-    return [fields for _, fields in entries if fields["type"] == "scaling"]
 
 
 async def test_burst_raises_concurrency_from_min_within_two_seconds_then_returns_to_min(
@@ -44,7 +37,7 @@ async def test_burst_raises_concurrency_from_min_within_two_seconds_then_returns
     assert max(r.new for r in list(worker.scaling_history)[:2]) >= 5, worker.scaling_history
     assert peak <= 60
     await wait_until(lambda: worker.concurrency == 2, 20.0)
-    events = await _scaling_events(tasks)
+    events = await events_of(tasks, "scaling")
     assert events[0]["from"] == "2" and int(events[0]["to"]) > 2
     assert {"reason", "strategy", "inputs", "worker"} <= set(events[0])
     assert events[-1]["to"] == "2"
@@ -86,8 +79,10 @@ async def test_steady_load_does_not_flap(make_tasks: MakeTasks, start_worker: St
         await asyncio.sleep(0.1)
     history = list(rw.worker.scaling_history)
     directions = [1 if r.new > r.old else -1 for r in history]
-    changes = sum(1 for a, b in itertools.pairwise(directions) if a != b)
-    assert changes <= 4, history  # 4 s of load, at most one direction change per 1 s cooldown
+    reversals = sum(1 for a, b in itertools.pairwise(directions) if a != b)  # up→down or down→up
+    # The Governor alone allows a reversal per 1 s cooldown: a strategy reversing at every one makes 3 in these 4 s.
+    # The default strategy grows to the load and stays (0 reversals; 1 at most when it trims one step after).
+    assert reversals <= 1, history
 
 
 async def test_manual_override_holds_until_released(make_tasks: MakeTasks, start_worker: StartWorker) -> None:
@@ -102,7 +97,7 @@ async def test_manual_override_holds_until_released(make_tasks: MakeTasks, start
     assert rw.worker.concurrency == 25 and rw.worker.scale_override == 25
     await asyncio.sleep(1.0)  # idle queue: the strategy would shrink, the override holds
     assert rw.worker.concurrency == 25
-    events = await _scaling_events(tasks)
+    events = await events_of(tasks, "scaling")
     assert events[-1]["strategy"] == "manual" and events[-1]["to"] == "25"
     rw.worker.release_scale()
     await wait_until(lambda: rw.worker.concurrency < 25, 5.0)

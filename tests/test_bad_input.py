@@ -10,11 +10,9 @@ from typing import Any
 import pytest
 
 import aqueue
-from tests.conftest import RunningWorker, wait_until
+from tests.helpers import MakeTasks, StartWorker, wait_until
 
 ON_CLUSTER = True
-MakeTasks = Callable[..., aqueue.Tasks]
-StartWorker = Callable[..., Awaitable[RunningWorker]]
 
 
 @dataclasses.dataclass

@@ -10,9 +10,8 @@ import socket
 import subprocess
 import sys
 import textwrap
-import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +22,8 @@ import redis
 
 import aqueue
 from aqueue.cli.main import main
+from tests.helpers import REDIS_URL, wait_until
 
-REDIS_URL = "redis://127.0.0.1:6379/0"
 DEAD_URL = "redis://127.0.0.1:1/0"  # nothing listens on port 1
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -94,15 +93,6 @@ async def run_cli_async(cwd: Path, *args: str, env: dict[str, str] | None = None
     out, err = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode is not None
     return proc.returncode, out.decode(), err.decode()
-
-
-async def wait_until(cond: Callable[[], Awaitable[bool]], within: float = 10.0) -> None:
-    """Poll ``cond`` until true; fail after ``within`` seconds."""
-    deadline = time.monotonic() + within
-    while not await cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {within} s")
-        await asyncio.sleep(0.02)
 
 
 def producer(queue: str) -> aqueue.Tasks:
@@ -301,7 +291,7 @@ async def test_sigterm_stops_the_worker_and_loses_nothing(app_dir: Path, queue: 
         async def two_running() -> bool:
             return (await tasks.info()).active == 2
 
-        await wait_until(two_running)
+        await wait_until(two_running, 10.0)
         code, out, err = await run_cli_async(app_dir, "info", "app:tasks", "--queue", queue, "--json")
         assert code == 0, err
         snapshot = orjson.loads(out)
@@ -479,7 +469,7 @@ async def test_worker_serves_the_web_app_beside_it(app_dir: Path, queue: str) ->
     )  # fmt: skip
     try:
         async with aiohttp.ClientSession(f"http://127.0.0.1:{port}") as http, producer(queue) as tasks:
-            await wait_until(lambda: answering(http, "/health/live"))
+            await wait_until(lambda: answering(http, "/health/live"), 10.0)
             assert await answering(http, "/health/ready")
             job = {"task": "add", "args": [2, 3]}
             async with http.post("/jobs", json=job) as resp:
@@ -511,7 +501,7 @@ async def test_web_command_serves_the_app_alone(app_dir: Path, queue: str) -> No
         )  # fmt: skip
         try:
             async with aiohttp.ClientSession(f"http://127.0.0.1:{port}") as http:
-                await wait_until(lambda: answering(http, "/health/ready"))
+                await wait_until(lambda: answering(http, "/health/ready"), 10.0)
                 async with http.get("/jobs") as resp:
                     assert [j["id"] for j in (await resp.json())["jobs"]] == [job.id]
                 async with http.get("/status") as resp:

@@ -3,7 +3,8 @@
 The commands run in-process (``main([...])`` in a thread, since it runs its own event loop) and, for at least
 one test, as a real ``python -m aqueue`` subprocess, against the real Redis: ``memory://`` lives inside one process,
 so the CLI refuses it for these commands like it does for ``info`` and ``enqueue``. The reprocess logic they share
-is also tested directly on both backends. Every test reads the effect back from the queue.
+(``tasks.reprocess``) is tested directly on both backends in test_admin.py. Every test reads the effect back from
+the queue.
 """
 
 from __future__ import annotations
@@ -23,10 +24,8 @@ import pytest
 import aqueue
 from aqueue.cli import control as cli_control
 from aqueue.cli.main import main
-from tests.conftest import REDIS_URL, RunningWorker, wait_until
+from tests.helpers import REDIS_URL, MakeTasks, StartWorker, wait_until
 
-MakeTasks = Callable[..., aqueue.Tasks]
-StartWorker = Callable[..., Awaitable[RunningWorker]]
 Cli = Callable[..., Awaitable[tuple[int, str, str]]]
 
 DEAD_URL = "redis://127.0.0.1:1/0"  # nothing listens on port 1
@@ -137,26 +136,6 @@ async def dead_jobs(tasks: aqueue.Tasks, start_worker: StartWorker, n: int) -> l
     return [fields["job"] for _, fields in page]
 
 
-# -- the reprocess logic, on both backends -------------------------------------------------------------------
-
-
-async def test_reprocess_by_ids_by_count_and_all_in_batches(
-    make_tasks: MakeTasks, start_worker: StartWorker, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    tasks = app(make_tasks())
-    ids = await dead_jobs(tasks, start_worker, 6)
-    broker = await tasks._broker()
-    requeued, skipped = await cli_control.reprocess(broker, [ids[3], "nope", ids[3]], None)
-    assert requeued == [ids[3]]
-    assert skipped == [("nope", "no record (never existed, or its retention expired)")]
-    assert await cli_control.reprocess(broker, None, 2) == (ids[:2], [])  # the oldest first
-    monkeypatch.setattr(cli_control, "BATCH", 2)  # --all goes through the rest in several batches
-    assert await cli_control.reprocess(broker, None, None) == ([ids[2], ids[4], ids[5]], [])
-    assert [await status_of(tasks, i) for i in ids] == ["queued"] * 6
-    assert await broker.dead_length() == 0
-    assert await cli_control.reprocess(broker, None, None) == ([], [])
-
-
 # -- dead-letter list and reprocess ------------------------------------------------------------------------
 
 
@@ -257,7 +236,7 @@ async def test_cancel_reports_each_job_and_cancels_what_it_can(
 async def test_job_shows_records_and_the_json_is_the_rest_view(
     make_tasks: MakeTasks, start_worker: StartWorker, cli: Cli
 ) -> None:
-    from aqueue.web.listing import job_view
+    from aqueue._core.listing import job_view
 
     tasks = app(make_tasks())
     ok, boom = tasks.get("ok"), tasks.get("boom")

@@ -2,7 +2,7 @@
 and workers of two queues on different masters run side by side.
 
 The core, priority, retry, delayed, dedup and rate-limit tests run on the cluster as well: their modules set
-``ON_CLUSTER = True`` (tests/test_roundtrip.py, test_priorities.py, test_scheduling_and_retries.py,
+``ON_CLUSTER = True`` (tests/test_enqueue_run_result.py, test_priorities.py, test_scheduling_and_retries.py,
 test_control.py).
 """
 
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -18,9 +17,7 @@ import redis.asyncio as aioredis
 
 import aqueue
 from aqueue._redis.connect import check_url
-from tests.conftest import LocalCluster, RunningWorker, delete_queue
-
-StartWorker = Callable[..., Awaitable[RunningWorker]]
+from tests.helpers import LocalCluster, RunningWorker, StartWorker, delete_queue
 
 
 def _ports(url: str) -> list[int]:

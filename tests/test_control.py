@@ -5,24 +5,14 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import Awaitable, Callable
 
 import pytest
 
 import aqueue
-from tests.conftest import RunningWorker, wait_until
+from tests.helpers import MakeTasks, StartWorker, events_of, wait_until
 
 #: These tests run on the 3-master Redis Cluster too (see tests/conftest.py).
 ON_CLUSTER = True
-
-MakeTasks = Callable[..., aqueue.Tasks]
-StartWorker = Callable[..., Awaitable[RunningWorker]]
-
-
-async def _events(tasks: aqueue.Tasks, kind: str | None = None) -> list[dict[str, str]]:
-    broker = await tasks._broker()
-    entries = await broker.redis.xrange(tasks._keys.events)
-    return [f for _, f in entries if kind is None or f.get("type") == kind]
 
 
 # -- dedup ---------------------------------------------------------------------------------------------------
@@ -44,7 +34,7 @@ async def test_dedup_drop_returns_the_existing_job_until_it_finishes(
     second = await keyed.enqueue(2)
     many = await tasks.enqueue_many([keyed.spec(3), charge.spec(4)])
     assert second.id == first.id and many[0].id == first.id and many[1].id != first.id
-    dups = await _events(tasks, "duplicate")
+    dups = await events_of(tasks, "duplicate")
     assert [(e["job"], e["mode"], e["key"]) for e in dups] == [(first.id, "drop", "order-42")] * 2
     assert (await tasks.info()).stats["enqueued"] == 2
     await start_worker(tasks)
@@ -95,7 +85,7 @@ async def test_dedup_replace_debounces_arguments_and_restarts_the_delay(
     record = await first.record()
     assert record.started_at is not None and record.started_at >= again_at + 0.35  # delay restarted at "v2"
     assert seen == ["v2"]
-    assert [e["mode"] for e in await _events(tasks, "duplicate")] == ["replace"]
+    assert [e["mode"] for e in await events_of(tasks, "duplicate")] == ["replace"]
 
 
 async def test_dedup_replace_of_a_queued_job_moves_it_back_to_the_scheduled_set(
@@ -113,7 +103,7 @@ async def test_dedup_replace_of_a_queued_job_moves_it_back_to_the_scheduled_set(
     assert second.id == first.id and await first.status() is aqueue.JobStatus.SCHEDULED
     await start_worker(tasks)
     assert await first.result(timeout=5) == "later"
-    started = [e for e in await _events(tasks, "started") if e["job"] == first.id]
+    started = [e for e in await events_of(tasks, "started") if e["job"] == first.id]
     assert len(started) == 1  # the stale stream entry was dropped, not run
 
 
@@ -134,7 +124,7 @@ async def test_dedup_replace_with_another_priority_runs_the_job_once_at_the_new_
     assert later.id == first.id and (await first.record()).priority == "low"
     await start_worker(tasks)
     assert await first.result(timeout=5) == "later, low"
-    assert len([e for e in await _events(tasks, "started") if e["job"] == first.id]) == 1
+    assert len([e for e in await events_of(tasks, "started") if e["job"] == first.id]) == 1
     assert (await tasks.info()).queued == {"high": 0, "normal": 0, "low": 0}
 
 
@@ -163,7 +153,7 @@ async def test_a_job_not_started_within_its_ttl_expires_and_never_runs(
         await stale.result(timeout=5)
     assert await stale.status() is aqueue.JobStatus.EXPIRED
     assert sorted(ran) == ["delayed", "ok"]
-    assert [e["job"] for e in await _events(tasks, "expired")] == [stale.id]
+    assert [e["job"] for e in await events_of(tasks, "expired")] == [stale.id]
     assert (await tasks.info()).stats["expired"] == 1
 
 
@@ -187,13 +177,13 @@ async def test_task_rate_limit_holds_across_three_workers(make_tasks: MakeTasks,
     print(f"20/s limit across 3 workers: measured {rate:.2f} jobs/s")
     assert 18 <= rate <= 22, rate  # within 10 %
     # Each held-back job got its own slot, 50 ms after the previous one, and did not start before it.
-    throttled = {e["job"]: int(e["due_at"]) for e in await _events(tasks, "throttled")}
+    throttled = {e["job"]: int(e["due_at"]) for e in await events_of(tasks, "throttled")}
     slots = sorted(throttled.values())
     assert len(slots) >= 55 and all(b - a >= 49 for a, b in itertools.pairwise(slots))
     for job in jobs:
         started = (await job.record()).started_at
         assert job.id not in throttled or (started is not None and started * 1000 >= throttled[job.id] - 5)
-    assert len(await _events(tasks, "throttled")) > 0
+    assert len(await events_of(tasks, "throttled")) > 0
     workers = (await tasks.info()).workers
     assert all(w["busy"] == 0 for w in workers)
 
@@ -246,7 +236,7 @@ async def test_cron_runs_exactly_once_per_tick_across_three_workers(
     for _ in range(3):
         await start_worker(tasks)
     await asyncio.sleep(2.3)
-    fired = await _events(tasks, "cron")
+    fired = await events_of(tasks, "cron")
     ticks = [int(e["tick"]) for e in fired]
     assert len(ticks) >= 3 and len(set(ticks)) == len(ticks)  # one job per tick, never two
     assert all(b - a == 500 for a, b in itertools.pairwise(ticks))  # none skipped
@@ -272,9 +262,9 @@ async def test_cron_skips_missed_ticks_unless_catch_up_is_set(make_tasks: MakeTa
         tasks._keys.cron, mapping={"hourly:last": ten_hours_ago, "hourly-catch-up:last": ten_hours_ago}
     )
     await start_worker(tasks)
-    await wait_until(lambda: _events(tasks, "cron"), 3.0)
+    await wait_until(lambda: events_of(tasks, "cron"), 3.0)
     await asyncio.sleep(0.2)
-    fired = await _events(tasks, "cron")
+    fired = await events_of(tasks, "cron")
     assert [e["name"] for e in fired] == ["hourly-catch-up", "hourly-catch-up"]
     now_tick = int(time.time()) // 3600 * 3600 * 1000
     assert [int(e["tick"]) for e in fired] == [now_tick - 3600_000, now_tick]
@@ -346,7 +336,7 @@ async def test_workflow_fan_out_fan_in_waits_for_every_parent(make_tasks: MakeTa
     assert started is not None and all(f is not None and f <= started for f in finished)
     loaded = await tasks.workflow_handle(handle.id)
     assert {n: j.id for n, j in loaded.jobs.items()} == {n: j.id for n, j in handle.jobs.items()}
-    assert any(e["workflow"] == handle.id for e in await _events(tasks, "workflow_finished"))
+    assert any(e["workflow"] == handle.id for e in await events_of(tasks, "workflow_finished"))
 
 
 async def test_failed_step_cancels_dependants_and_triggers_its_failure_handler(
@@ -449,7 +439,7 @@ async def test_progress_is_recorded_on_the_job_and_emitted(make_tasks: MakeTasks
     assert record.progress == 40.0 and record.progress_message == "resized"
     gate.set()
     assert await job.result(timeout=5) == "done"
-    events = [e for e in await _events(tasks, "progress") if e["job"] == job.id]
+    events = [e for e in await events_of(tasks, "progress") if e["job"] == job.id]
     assert [(float(e["progress"]), e["message"]) for e in events] == [(40.0, "resized"), (100.0, "")]
     with pytest.raises(RuntimeError, match="inside a task"):
         aqueue.current_job()
@@ -561,7 +551,7 @@ async def test_pause_stops_starts_at_once_lets_running_jobs_finish_and_resume_re
     assert await waiting.status() is aqueue.JobStatus.QUEUED
     assert await tasks.resume() is True and await tasks.paused() is None
     assert await waiting.result(timeout=2) == "quick"
-    kinds = [e["type"] for e in await _events(tasks) if e["type"] in ("paused", "resumed")]
+    kinds = [e["type"] for e in await events_of(tasks) if e["type"] in ("paused", "resumed")]
     assert kinds == ["paused", "resumed"]
 
 
@@ -580,7 +570,7 @@ async def test_a_worker_blocked_waiting_for_work_does_not_start_jobs_after_pause
     jobs = [await quick.enqueue() for _ in range(5)]
     await asyncio.sleep(0.3)
     assert [await j.status() for j in jobs] == [aqueue.JobStatus.QUEUED] * 5
-    assert await _events(tasks, "started") == []
+    assert await events_of(tasks, "started") == []
     await tasks.resume()
     for job in jobs:
         await job.result(timeout=5)

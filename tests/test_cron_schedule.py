@@ -12,6 +12,8 @@ import pytest
 from aqueue._core.cron import CronSchedule, parse_every
 from aqueue._core.errors import ConfigurationError
 
+pytestmark = pytest.mark.no_redis  # needs no Redis: runs without one (tests/conftest.py)
+
 UTC = dt.UTC
 PARIS = ZoneInfo("Europe/Paris")
 

@@ -20,7 +20,7 @@ from aiohttp import web
 
 import aqueue
 from aqueue.web import create_app
-from tests.conftest import REDIS_URL, RunningWorker, delete_queue, system_binary, wait_until
+from tests.helpers import REDIS_URL, RunningWorker, delete_queue, system_binary, wait_until
 
 try:
     from selenium import webdriver

@@ -17,7 +17,9 @@ from typing import Any
 import pytest
 
 import aqueue
-from tests.conftest import wait_until
+from tests.helpers import wait_until
+
+pytestmark = pytest.mark.no_redis  # needs no Redis: runs without one (tests/conftest.py)
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 PAGES = sorted(p for p in DOCS.glob("*.md") if "```python" in p.read_text())

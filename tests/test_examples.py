@@ -13,7 +13,7 @@ import itertools
 import os
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,9 +26,7 @@ from aiohttp.test_utils import TestClient, TestServer, unused_port
 
 import aqueue
 import aqueue.web
-from tests.conftest import REDIS_URL, RunningWorker, delete_queue, wait_until
-
-StartWorker = Callable[..., Awaitable[RunningWorker]]
+from tests.helpers import REDIS_URL, StartWorker, delete_queue, events_of, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
@@ -53,11 +51,6 @@ async def example(name: str, url: str, queue: str) -> AsyncIterator[Any]:
     finally:
         await module.tasks.close()
         await delete_queue(url, queue)
-
-
-async def _events(tasks: aqueue.Tasks, kind: str) -> list[dict[str, str]]:
-    broker = await tasks._broker()
-    return [f for _, f in await broker.redis.xrange(tasks._keys.events) if f.get("type") == kind]
 
 
 async def signup(client: TestClient[Any, Any], email: str, name: str | None = None) -> str:
@@ -97,7 +90,7 @@ async def test_app_example_is_drained_by_the_aqueue_worker_command(queue_name: s
         record = await resize.record()
         assert record.status is aqueue.JobStatus.SUCCEEDED and str(proc.pid) in (record.worker or "")
         assert (record.progress, record.progress_message) == (100.0, "cat.png: 256px done")
-        progress = [float(e["progress"]) for e in await _events(app.tasks, "progress")]
+        progress = [float(e["progress"]) for e in await events_of(app.tasks, "progress")]
         assert progress == pytest.approx([100 / 3, 200 / 3, 100.0])
         assert (await app.tasks.info()).stats["succeeded"] == 3
 
@@ -232,7 +225,7 @@ async def test_cron_example_runs_the_heartbeat_every_second(backend: str, queue_
     async with example("cron", backend, queue_name) as cron:
         state = await cron.main(heartbeats=2)
         assert len(cron.beats) >= 2
-        ticks = [int(e["tick"]) for e in await _events(cron.tasks, "cron") if e["name"] == "heartbeat"]
+        ticks = [int(e["tick"]) for e in await events_of(cron.tasks, "cron") if e["name"] == "heartbeat"]
         assert len(ticks) >= 2 and all(b - a == 1000 for a, b in itertools.pairwise(ticks))  # one per second
         assert all(b - a == pytest.approx(1.0, abs=0.25) for a, b in itertools.pairwise(cron.beats))
     assert state["heartbeat"]["schedule"] == "every 1s" and int(state["heartbeat"]["last"]) == ticks[-1]
@@ -262,8 +255,8 @@ async def test_workflow_example_fans_out_and_in_and_runs_its_failure_branch(back
         assert alert == "etl.transform dead: ValueError: row 5 is malformed"
         # Its two attempts: the first failed and was retried, the second dead-lettered it.
         error = "ValueError: row 5 is malformed"
-        assert [e["error"] for e in await _events(wf.tasks, "failed")] == [error]
-        assert [(e["task"], e["error"]) for e in await _events(wf.tasks, "dead")] == [("etl.transform", error)]
+        assert [e["error"] for e in await events_of(wf.tasks, "failed")] == [error]
+        assert [(e["task"], e["error"]) for e in await events_of(wf.tasks, "dead")] == [("etl.transform", error)]
 
 
 # -- examples/rate_limited.py -------------------------------------------------------------------------------
@@ -275,7 +268,7 @@ async def test_rate_limited_example_holds_the_limit_and_retries_429s(backend: st
         summary = await rl.main(customers=30)
         took = time.monotonic() - started
         # The limit itself, free of timer jitter: each job held back got its own start slot, 50 ms after the last.
-        slots = sorted(int(e["due_at"]) for e in await _events(rl.tasks, "throttled"))
+        slots = sorted(int(e["due_at"]) for e in await events_of(rl.tasks, "throttled"))
     print(f"rate-limited example: {summary['rate']:.2f} calls/s, peak {summary['peak']}/s, {took:.2f} s")
     assert len(slots) >= 25 and all(b - a >= 49 for a, b in itertools.pairwise(slots))
     results = summary["results"]

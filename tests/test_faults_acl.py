@@ -22,7 +22,7 @@ import redis
 
 import aqueue
 from aqueue.web import create_app
-from tests.conftest import RedisProcess, RunningWorker, wait_until
+from tests.helpers import RedisProcess, StartWorker, wait_until
 
 pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs the redis-server binary")
 
@@ -83,7 +83,7 @@ async def test_a_user_lacking_time_gets_an_error_naming_it(tmp_path: Path) -> No
 
 
 async def test_the_documented_acl_user_can_produce_and_run_jobs(
-    acl_redis: tuple[RedisProcess, str], start_worker: Callable[..., Awaitable[RunningWorker]]
+    acl_redis: tuple[RedisProcess, str], start_worker: StartWorker
 ) -> None:
     _, url = acl_redis
     tasks = aqueue.Tasks("acl", url)
@@ -143,7 +143,7 @@ async def _cron_ran(tasks: aqueue.Tasks) -> bool:
 
 async def test_the_documented_acl_user_can_serve_the_web_app(
     acl_redis: tuple[RedisProcess, str],
-    start_worker: Callable[..., Awaitable[RunningWorker]],
+    start_worker: StartWorker,
     start_app: Callable[[Any], Awaitable[Any]],
 ) -> None:
     _, url = acl_redis

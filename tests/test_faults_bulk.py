@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import orjson
 import pytest
@@ -18,12 +16,12 @@ import redis
 import aqueue
 from aqueue._core.wire import EnqueueItem
 from aqueue._redis.broker import Broker
-from tests.conftest import RedisProcess
+from tests.helpers import MakeTasks, RedisProcess, cap_memory
 
 pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs the redis-server binary")
 
 
-async def test_queued_counts_no_cancelled_job(make_tasks: Callable[..., aqueue.Tasks]) -> None:
+async def test_queued_counts_no_cancelled_job(make_tasks: MakeTasks) -> None:
     tasks = make_tasks()
 
     @tasks.task
@@ -43,7 +41,7 @@ async def test_queued_counts_no_cancelled_job(make_tasks: Callable[..., aqueue.T
 
 
 async def test_an_enqueue_call_sent_again_writes_nothing_and_answers_the_same(
-    make_tasks: Callable[..., aqueue.Tasks],
+    make_tasks: MakeTasks,
 ) -> None:
     """redis-py resends a whole pipeline whose connection dropped, calls that had run included."""
     tasks = make_tasks()
@@ -64,7 +62,7 @@ async def test_an_enqueue_call_sent_again_writes_nothing_and_answers_the_same(
 
 
 async def test_a_connection_lost_midway_is_resolved_into_the_jobs_written_and_the_specs_not(
-    make_tasks: Callable[..., aqueue.Tasks], monkeypatch: pytest.MonkeyPatch
+    make_tasks: MakeTasks, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     tasks = make_tasks()
 
@@ -95,15 +93,6 @@ async def test_a_connection_lost_midway_is_resolved_into_the_jobs_written_and_th
     assert sum((await tasks.info()).queued.values()) == 1_199
 
 
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[RedisProcess]:
-    server = RedisProcess(tmp_path, appendonly=False)
-    server.start()
-    yield server
-    if server.proc is not None:
-        server.stop()
-
-
 def _records(admin: redis.Redis, queue: str) -> dict[str, int]:
     """{job id: its argument} for every job record of the queue."""
     out: dict[str, int] = {}
@@ -115,10 +104,10 @@ def _records(admin: redis.Redis, queue: str) -> dict[str, int]:
 
 
 async def test_enqueue_many_at_maxmemory_midway_names_the_jobs_written_and_a_retry_of_the_rest_makes_no_duplicate(
-    own_redis: RedisProcess,
+    empty_redis: RedisProcess,
 ) -> None:
-    admin = redis.Redis(port=own_redis.port)
-    tasks = aqueue.Tasks("bulk", own_redis.url)
+    admin = redis.Redis(port=empty_redis.port)
+    tasks = aqueue.Tasks("bulk", empty_redis.url)
 
     @tasks.task
     async def echo(n: int) -> int:
@@ -127,9 +116,8 @@ async def test_enqueue_many_at_maxmemory_midway_names_the_jobs_written_and_a_ret
     try:
         await echo.enqueue(-1)  # connected, scripts loaded
         admin.flushall()  # the scripts stay cached
-        admin.config_set("maxmemory-policy", "noeviction")
         # Room for a few thousand of the 10,000 jobs: the batch's script calls start refusing midway.
-        admin.config_set("maxmemory", int(admin.info("memory")["used_memory"]) + 1_500_000)
+        cap_memory(admin, 1_500_000)
         specs = [echo.spec(i) for i in range(10_000)]
         with pytest.raises(aqueue.PartialEnqueue) as caught:
             await tasks.enqueue_many(specs)

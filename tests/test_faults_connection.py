@@ -24,7 +24,7 @@ import redis
 
 import aqueue
 from aqueue._redis.connect import open_connection
-from tests.conftest import REDIS_URL, RunningWorker, delete_queue, wait_until
+from tests.helpers import REDIS_URL, RunningWorker, delete_queue, wait_until
 
 pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs the redis-server binary")
 
@@ -90,7 +90,7 @@ def registry(url: str, redis_timeout: float | None = None) -> tuple[aqueue.Tasks
 
 
 async def breaker_of(tasks: aqueue.Tasks) -> tuple[str, int]:
-    broker = tasks._broker
+    broker = tasks._broker_instance
     assert broker is not None
     return broker.breaker.state, broker.breaker.failures
 
@@ -316,7 +316,7 @@ async def test_a_wrong_password_says_authentication_failed_and_is_no_outage(
         for _ in range(4):
             with pytest.raises(aqueue.PermissionDenied, match="authentication failed"):
                 await noop.enqueue(1)
-        assert tasks._broker is None  # never connected: nothing to count on
+        assert tasks._broker_instance is None  # never connected: nothing to count on
     finally:
         await tasks.close()
     tasks, noop = registry(server.url(":right@"))
@@ -371,7 +371,7 @@ async def test_tls_with_a_private_ca_and_a_client_certificate_and_clear_errors_w
                 else:
                     with pytest.raises(aqueue.ConfigurationError, match=error):
                         await noop.enqueue(1)
-            assert tasks._broker is None or await breaker_of(tasks) == ("closed", 0)
+            assert tasks._broker_instance is None or await breaker_of(tasks) == ("closed", 0)
         finally:
             await tasks.close()
 

@@ -16,7 +16,7 @@ import textwrap
 import time
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,21 +24,7 @@ import pytest
 import redis
 
 import aqueue
-from tests.conftest import RedisProcess, delete_queue, wait_until
-
-MakeTasks = Callable[..., aqueue.Tasks]
-
-
-@pytest.fixture
-def empty_redis(tmp_path: Path) -> Iterator[RedisProcess]:
-    """A redis-server of the test's own that keeps nothing on disk: a restart brings it back empty."""
-    server = RedisProcess(tmp_path, appendonly=False)
-    server.start()
-    yield server
-    if server.proc is not None:
-        if server.proc.poll() is None:
-            server.proc.send_signal(signal.SIGCONT)
-        server.stop(kill=True)
+from tests.helpers import MakeTasks, RedisProcess, delete_queue, is_active, wait_until
 
 
 def _capacity_task(tasks: aqueue.Tasks) -> aqueue.Task[[int, int], int]:
@@ -344,7 +330,7 @@ async def test_a_take_back_after_sigkill_never_exceeds_max_attempts(
     try:
         first, second, third = await once.enqueue(), await twice.enqueue(), await rerun.enqueue()
         for job in (first, second, third):
-            await wait_until(lambda j=job: _is_active(j), 15)  # type: ignore[misc]
+            await wait_until(lambda j=job: is_active(j), 15)  # type: ignore[misc]
         proc.send_signal(signal.SIGKILL)
         proc.wait(5)
         worker = aqueue.Worker(rescuer, concurrency=4, name=name if same_name else None)
@@ -367,10 +353,6 @@ async def test_a_take_back_after_sigkill_never_exceeds_max_attempts(
         if proc.poll() is None:
             proc.kill()
         await rescuer.close()
-
-
-async def _is_active(job: aqueue.Job[Any]) -> bool:
-    return await job.status() is aqueue.JobStatus.ACTIVE
 
 
 async def test_a_sub_task_that_keeps_failing_is_restarted_and_reported_until_it_recovers(

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+
 from aqueue.autoscale.supervisor import Governor
+
+pytestmark = pytest.mark.no_redis  # needs no Redis: runs without one (tests/conftest.py)
 
 
 def test_targets_are_clamped_to_the_bounds() -> None:

@@ -4,16 +4,12 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Awaitable, Callable
 
 import aqueue
-from tests.conftest import RunningWorker, wait_until
+from tests.helpers import MakeTasks, StartWorker, wait_until
 
 #: These tests run on the 3-master Redis Cluster too (see tests/conftest.py).
 ON_CLUSTER = True
-
-MakeTasks = Callable[..., aqueue.Tasks]
-StartWorker = Callable[..., Awaitable[RunningWorker]]
 
 
 async def test_weighted_priorities_share_slots_six_three_one_under_saturation(

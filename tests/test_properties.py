@@ -24,11 +24,10 @@ import datetime
 import enum
 import gc
 import math
-import threading
 import uuid
-from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any
 
 import hypothesis.core
 import hypothesis.vendor.pretty
@@ -39,9 +38,7 @@ from hypothesis import strategies as st
 
 import aqueue
 from aqueue.web.bodies import MAX_SECONDS
-from tests.conftest import REDIS_URL, delete_queue, wait_until
-
-T = TypeVar("T")
+from tests.helpers import REDIS_URL, LoopThread, delete_queue, wait_until
 
 # schemathesis' pytest plugin (loaded in every session once it is installed) swaps hypothesis' printer of failing
 # examples for one that prints nothing, to speed up its own coverage phase; every property here would then report
@@ -172,15 +169,13 @@ def same(a: Any, b: Any) -> bool:
 # -- the harness -------------------------------------------------------------------------------------------------
 
 
-class Harness:
+class Harness(LoopThread):
     """A loop in a background thread, with ``tasks`` (a worker runs it) and ``producer`` (no worker)."""
 
     def __init__(self, backend: str) -> None:
         self.backend = backend
         self.url = REDIS_URL if backend == "redis" else f"memory://props-{uuid.uuid4().hex[:8]}"
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, name=f"props-{backend}", daemon=True)
-        self.thread.start()
+        super().__init__(f"props-{backend}")
         self.tasks = aqueue.Tasks(queue=f"props-{uuid.uuid4().hex[:10]}", redis_url=self.url)
         self.producer = aqueue.Tasks(queue=f"props-{uuid.uuid4().hex[:10]}", redis_url=self.url)
         for tasks in (self.tasks, self.producer):
@@ -191,10 +186,6 @@ class Harness:
 
         self.worker = aqueue.Worker(self.tasks, concurrency=20, shutdown_timeout=1.0)
         self._worker_task: asyncio.Task[None] | None = None
-
-    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 30.0) -> T:
-        """Run ``coro`` in the harness's loop and wait for its result."""
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
     async def start(self) -> None:
         self._worker_task = asyncio.create_task(self.worker.run())
@@ -214,14 +205,6 @@ class Harness:
                 await tasks.close()
                 await delete_queue(self.url, tasks.queue)
 
-    def close(self) -> None:
-        try:
-            self.run(self.stop())
-        finally:
-            self.loop.call_soon_threadsafe(self.loop.stop)
-            self.thread.join(10)
-            self.loop.close()
-
     def echo(self, tasks: aqueue.Tasks | None = None) -> aqueue.Task[..., list[Any]]:
         task = (tasks or self.tasks).get("echo")
         assert task is not None
@@ -234,8 +217,10 @@ class Harness:
         return info.stats.get("enqueued", 0), sum(info.queued.values()), info.scheduled, events
 
 
-@pytest.fixture(scope="module", params=["memory", "redis"])
+@pytest.fixture(scope="module", params=[pytest.param("memory", marks=pytest.mark.no_redis), "redis"])
 def harness(request: pytest.FixtureRequest) -> Iterator[Harness]:
+    if request.param == "redis":
+        request.getfixturevalue("real_redis")  # before this module-scoped fixture, not per test
     h = Harness(request.param)
     try:
         h.run(h.start())
@@ -325,6 +310,7 @@ REFUSED: dict[str, Any] = {
 }
 
 
+@pytest.mark.no_redis
 @pytest.mark.parametrize("value", list(REFUSED.values()), ids=list(REFUSED))
 def test_each_kind_of_value_json_cannot_carry_is_refused_at_spec(value: Any) -> None:
     """NaN and the infinities matter most: orjson writes them as ``null`` without complaint, so a task would get
@@ -519,6 +505,7 @@ async def _first_attempt_and_a_canary(
     return status, alive, loop_errors
 
 
+@pytest.mark.no_redis
 def test_accepted_options_never_break_a_worker() -> None:
     """Whatever ``with_options`` accepts, the worker runs the job (here: a failed attempt, retried or dead) and goes
     on to the next one. Each example gets a fresh ``memory://`` server, queue and one-slot worker."""
@@ -556,6 +543,7 @@ def test_accepted_options_never_break_a_worker() -> None:
     check()
 
 
+@pytest.mark.no_redis
 def test_a_damaged_spec_never_breaks_a_worker() -> None:
     """Extends tests/test_bad_input.py (undecodable specs, missing records): the options part of a stored spec
     holding any JSON at all. The job fails, is retried or dead-lettered (``undecodable job spec``), and the worker

@@ -6,7 +6,11 @@ import inspect
 import pathlib
 import re
 
+import pytest
+
 import aqueue
+
+pytestmark = pytest.mark.no_redis  # needs no Redis: runs without one (tests/conftest.py)
 
 
 def test_all_lists_exactly_the_public_names() -> None:

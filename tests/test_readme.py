@@ -7,6 +7,10 @@ import io
 import re
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.no_redis  # needs no Redis: runs without one (tests/conftest.py)
+
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 

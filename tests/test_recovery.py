@@ -9,7 +9,6 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,28 +16,29 @@ import pytest
 
 import aqueue
 from aqueue._core.aio import cancel_and_wait
-from tests.conftest import REDIS_URL, RunningWorker, delete_queue, wait_until
+from tests.helpers import (
+    REDIS_URL,
+    MakeTasks,
+    RunningWorker,
+    StartWorker,
+    delete_queue,
+    events_of,
+    is_active,
+    wait_until,
+)
 
 ON_CLUSTER = True
-MakeTasks = Callable[..., aqueue.Tasks]
-StartWorker = Callable[..., Awaitable[RunningWorker]]
 LEASE = 1.0
 
 
 async def crash(rw: RunningWorker, monkeypatch: pytest.MonkeyPatch) -> None:
     """Stop a worker the way SIGKILL would: no final settle, no release, no more heartbeats."""
 
-    async def die(pool: Any, settler: Any, helpers: Any) -> None:
-        await cancel_and_wait(settler, *helpers)
-        await pool.close()
+    async def die(lease: float) -> None:
+        pass  # what finished is not settled, what runs is not given back
 
-    monkeypatch.setattr(rw.worker, "_shutdown", die)
-    await cancel_and_wait(rw.task)
-
-
-async def _started_events(tasks: aqueue.Tasks, job_id: str) -> int:
-    entries = await (await tasks._broker()).redis.xrange(tasks._keys.events)
-    return sum(1 for _, f in entries if f.get("job") == job_id and f["type"] == "started")
+    monkeypatch.setattr(rw.worker._settler, "give_back", die)
+    await cancel_and_wait(rw.task)  # run() cancelled: no waiting for running jobs; loops and slots end
 
 
 async def test_job_of_crashed_worker_is_completed_by_another_within_lease_plus_one_second(
@@ -59,17 +59,13 @@ async def test_job_of_crashed_worker_is_completed_by_another_within_lease_plus_o
 
     rw = await start_worker(doomed)
     job = await hang.enqueue()
-    await wait_until(lambda: _is_active(job), 5)
+    await wait_until(lambda: is_active(job), 5)
     await crash(rw, monkeypatch)
     crashed_at = time.monotonic()
     await start_worker(rescuer)
     assert await rescuer.job(job.id).result(timeout=LEASE + 2) == "rescued"
     assert time.monotonic() - crashed_at <= LEASE + 1.0
     assert (await job.record()).attempts == 2
-
-
-async def _is_active(job: aqueue.Job[Any]) -> bool:
-    return await job.status() is aqueue.JobStatus.ACTIVE
 
 
 _KILLED_APP = """
@@ -102,7 +98,7 @@ async def test_worker_process_killed_with_sigkill_mid_job_is_rescued_within_leas
     proc = subprocess.Popen([sys.executable, str(app), queue_name, REDIS_URL], env=env)
     try:
         job = await finish.enqueue()
-        await wait_until(lambda: _is_active(job), 15)
+        await wait_until(lambda: is_active(job), 15)
         assert str(proc.pid) in ((await job.record()).worker or "")
         proc.send_signal(signal.SIGKILL)
         proc.wait(5)
@@ -143,7 +139,7 @@ async def test_job_twice_as_long_as_the_lease_runs_exactly_once(
     assert await job.result(timeout=10) in ("a", "b")
     assert len(runs) == 1
     assert (await job.record()).attempts == 1
-    assert await _started_events(a, job.id) == 1
+    assert len(await events_of(a, "started", job=job.id)) == 1
 
 
 async def test_sigterm_lets_running_jobs_finish_before_exit(make_tasks: MakeTasks, start_worker: StartWorker) -> None:
@@ -181,7 +177,7 @@ async def test_jobs_still_running_at_the_shutdown_deadline_go_back_to_the_queue_
 
     rw = await start_worker(first, shutdown_timeout=0.2)
     job = await endless.enqueue()
-    await wait_until(lambda: _is_active(job), 5)
+    await wait_until(lambda: is_active(job), 5)
     await rw.stop()
     record = await job.record()
     assert (record.status, record.attempts) == (aqueue.JobStatus.QUEUED, 0)
@@ -249,7 +245,7 @@ async def test_second_stop_request_cancels_running_jobs_at_once_and_puts_them_ba
 
     rw = await start_worker(tasks, shutdown_timeout=60)
     job = await endless.enqueue()
-    await wait_until(lambda: _is_active(job), 5)
+    await wait_until(lambda: is_active(job), 5)
     rw.worker.request_stop()  # first SIGTERM: would wait up to 60 s for the job
     await asyncio.sleep(0.1)
     assert not rw.task.done()

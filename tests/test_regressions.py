@@ -6,15 +6,11 @@ import asyncio
 import logging
 import os
 import signal
-from collections.abc import Awaitable, Callable
 
 import pytest
 
 import aqueue
-from tests.conftest import RunningWorker
-
-MakeTasks = Callable[..., aqueue.Tasks]
-StartWorker = Callable[..., Awaitable[RunningWorker]]
+from tests.helpers import MakeTasks, StartWorker
 
 
 async def test_a_stored_spec_with_a_bad_backoff_is_dead_lettered_and_the_slot_lives_on(

@@ -3,24 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 
 import pytest
 
 import aqueue
-from tests.conftest import RunningWorker
+from tests.helpers import MakeTasks, StartWorker, events_of
 
 #: These tests run on the 3-master Redis Cluster too (see tests/conftest.py).
 ON_CLUSTER = True
-
-MakeTasks = Callable[..., aqueue.Tasks]
-StartWorker = Callable[..., Awaitable[RunningWorker]]
-
-
-async def _events(tasks: aqueue.Tasks, job_id: str) -> list[dict[str, str]]:
-    broker = await tasks._broker()
-    entries = await broker.redis.xrange(tasks._keys.events)
-    return [fields for _, fields in entries if fields.get("job") == job_id]
 
 
 async def test_delayed_job_starts_not_before_due_and_within_100ms_after(
@@ -67,7 +57,7 @@ async def test_failing_job_retries_with_backoff_then_dead_letters_with_traceback
     assert calls[1] - calls[0] >= 0.05 and calls[2] - calls[1] >= 0.1
     dead = await (await tasks._broker()).dead_letters()
     assert [(f["job"], f["reason"]) for _, f in dead] == [(job.id, "ValueError: bad input 7")]
-    types = [e["type"] for e in await _events(tasks, job.id)]
+    types = [e["type"] for e in await events_of(tasks, job=job.id)]
     assert types == ["enqueued", "started", "failed", "retrying", "queued", "started", "failed", "retrying",
                      "queued", "started", "dead"]  # fmt: skip
     info_now = await tasks.info()
@@ -114,7 +104,7 @@ async def test_a_task_raising_retry_is_retried_after_the_delay_it_asks_for(
     assert 0.3 <= calls[1] - calls[0] < 1.3, calls
     record = await job.record()
     assert record.attempts == 2
-    failed = [e for e in await _events(tasks, job.id) if e["type"] == "failed"]
+    failed = [e for e in await events_of(tasks, job=job.id) if e["type"] == "failed"]
     assert [e["error"] for e in failed] == ["Retry: 429 from the partner API"]
 
 

@@ -24,10 +24,9 @@ import pathlib
 import re
 import subprocess
 import sys
-import threading
 import uuid
-from collections.abc import Coroutine, Iterator
-from typing import Any, TypeVar
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import requests
@@ -45,30 +44,22 @@ from schemathesis.specs.openapi.checks import (
 
 import aqueue
 from aqueue.web import create_app
-from tests.conftest import REDIS_URL, delete_queue
-
-T = TypeVar("T")
+from tests.helpers import REDIS_URL, LoopThread, delete_queue
 
 EXAMPLES = 15  # generated requests per operation and mode: 18 operations x 15 ~ 3 s against the real Redis
 
 
-class LiveApp:
+class LiveApp(LoopThread):
     """``create_app(tasks, worker)`` served on 127.0.0.1:<free port> from a thread running its own event loop."""
 
     def __init__(self) -> None:
         self.queue = f"fuzz-{uuid.uuid4().hex[:10]}"
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, name="aqueue-fuzzed-app", daemon=True)
-        self.thread.start()
+        super().__init__("aqueue-fuzzed-app")
         self.base_url = ""
         self._runner: web.AppRunner | None = None
         self._tasks: aqueue.Tasks | None = None
         self._worker: aqueue.Worker | None = None
         self._worker_task: asyncio.Task[None] | None = None
-
-    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 30.0) -> T:
-        """Run ``coro`` in the app's loop and wait for it."""
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
     async def start(self) -> None:
         tasks = self._tasks = aqueue.Tasks(queue=self.queue, redis_url=REDIS_URL)
@@ -106,17 +97,9 @@ class LiveApp:
                 await self._tasks.close()
             await delete_queue(REDIS_URL, self.queue)
 
-    def close(self) -> None:
-        try:
-            self.run(self.stop())
-        finally:
-            self.loop.call_soon_threadsafe(self.loop.stop)
-            self.thread.join(10)
-            self.loop.close()
-
 
 @pytest.fixture(scope="module")
-def live_app() -> Iterator[LiveApp]:
+def live_app(real_redis: str) -> Iterator[LiveApp]:
     app = LiveApp()
     try:
         app.run(app.start())

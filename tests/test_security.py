@@ -20,45 +20,27 @@ import ast
 import asyncio
 import pathlib
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import aiohttp
 import orjson
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 import aqueue
 from aqueue.web import create_app
-from tests.conftest import RunningWorker, wait_until
+from tests.helpers import Client, MakeTasks, Serve, StartWorker, wait_until
 
 TOKEN = "s3cret"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE", "*"})  # "*": a route for any method accepts POST too
 READS = frozenset({"GET", "HEAD"})
 #: Reads served without a token even with protect_reads: the health checks, the dashboard page and its assets.
-ALWAYS_OPEN = frozenset({"/health/live", "/health/ready", "/", "/dashboard.js", "/dashboard.css"})
+ALWAYS_OPEN = frozenset({"/health/live", "/health/ready", "/", "/dashboard.js", "/dashboard.css"}) | {
+    f"/dashboard/{module}.js" for module in ("actions", "charts", "live", "state", "tables", "util")
+}
 SCRIPT = "<script>alert(1)</script>"
 IMG = "<img src=x onerror=alert(1)>"
-
-Client = TestClient[web.Request, web.Application]
-Serve = Callable[..., Awaitable[Client]]
-MakeTasks = Callable[..., aqueue.Tasks]
-StartWorker = Callable[..., Awaitable[RunningWorker]]
-
-
-@pytest.fixture
-async def serve(
-    make_tasks: MakeTasks, start_app: Callable[[web.Application], Awaitable[Client]]
-) -> AsyncIterator[Serve]:
-    """``await serve(tasks=None, **create_app_kwargs)``: the app on a test server (closed after the test)."""
-
-    async def start(tasks: aqueue.Tasks | None = None, **kwargs: Any) -> Client:
-        return await start_app(create_app(tasks or make_tasks(), **kwargs))
-
-    yield start
 
 
 def concrete(path: str) -> str:

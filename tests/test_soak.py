@@ -18,7 +18,7 @@ import pytest
 import redis.asyncio as aioredis
 
 import aqueue
-from tests.conftest import RedisProcess
+from tests.helpers import RedisProcess
 
 JOBS = int(os.environ.get("AQUEUE_SOAK_JOBS", "100000"))
 RETENTION = 3.0  # seconds: succeeded_ttl and dead_ttl

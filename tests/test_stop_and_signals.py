@@ -13,17 +13,15 @@ import sys
 import textwrap
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 import aqueue
-from tests.conftest import REDIS_URL, RunningWorker, delete_queue, wait_until
+from tests.helpers import REDIS_URL, MakeTasks, StartWorker, delete_queue, wait_until
 
-MakeTasks = Callable[..., aqueue.Tasks]
-StartWorker = Callable[..., Awaitable[RunningWorker]]
 ROOT = Path(__file__).resolve().parent.parent
 FORCED = "cancelling running jobs now"
 

@@ -19,6 +19,8 @@ from aqueue.autoscale.strategies import (
     get_strategy,
 )
 
+pytestmark = pytest.mark.no_redis  # needs no Redis: runs without one (tests/conftest.py)
+
 
 def snap(**overrides: Any) -> MetricsSnapshot:
     """A snapshot of a quiet single worker at concurrency 10 with 50 ms jobs; ``backlog=N`` means N normal jobs."""

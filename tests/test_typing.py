@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from mypy import api
+
+pytestmark = pytest.mark.no_redis  # needs no Redis: runs without one (tests/conftest.py)
 
 SNIPPET = """
 import aqueue

@@ -7,27 +7,20 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 import orjson
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestClient
 
 import aqueue
-from aqueue.web import create_app
-from tests.conftest import RunningWorker, wait_until
+from tests.helpers import Client, MakeTasks, Serve, StartWorker, json_of, wait_until
 
 ON_CLUSTER = True
 
 TOKEN = "control-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 JSON = {"Content-Type": "application/json"}
-
-Client = TestClient[web.Request, web.Application]
-Serve = Callable[..., Awaitable[Client]]
-StartWorker = Callable[..., Awaitable[RunningWorker]]
 
 
 class Registry:
@@ -64,23 +57,9 @@ class Registry:
 
 
 @pytest.fixture
-async def serve(
-    make_tasks: Callable[..., aqueue.Tasks], start_app: Callable[[web.Application], Awaitable[Client]]
-) -> AsyncIterator[Serve]:
-    """Start the app on a test server: ``await serve(tasks, **create_app_kwargs)``."""
-
-    async def start(tasks: aqueue.Tasks | None = None, **kwargs: Any) -> Client:
-        return await start_app(create_app(tasks or Registry(make_tasks()).tasks, **kwargs))
-
-    yield start
-
-
-async def json_of(resp: Any, status: int) -> Any:
-    """The JSON body of ``resp``, after checking its status (the body is in the failure message)."""
-    text = await resp.text()
-    assert resp.status == status, text
-    assert resp.content_type == "application/json", resp.content_type
-    return orjson.loads(text)
+def app_tasks(make_tasks: MakeTasks) -> Callable[[], aqueue.Tasks]:
+    """What ``serve()`` serves when a test names no registry: one with this module's tasks registered."""
+    return lambda: Registry(make_tasks()).tasks
 
 
 async def status_of(client: Client, job_id: str) -> str:
@@ -102,9 +81,7 @@ async def reports_progress(client: Client, job_id: str) -> bool:
 # -- cancel ----------------------------------------------------------------------------------------------------
 
 
-async def test_cancelled_queued_job_never_runs(
-    serve: Serve, make_tasks: Callable[..., aqueue.Tasks], start_worker: StartWorker
-) -> None:
+async def test_cancelled_queued_job_never_runs(serve: Serve, make_tasks: MakeTasks, start_worker: StartWorker) -> None:
     reg = Registry(make_tasks())
     client = await serve(reg.tasks)
     doomed = await enqueue(client, "note", "doomed")
@@ -134,7 +111,7 @@ async def test_cancelled_queued_job_never_runs(
 
 
 async def test_cancelling_a_running_job_stops_it_within_a_second(
-    serve: Serve, make_tasks: Callable[..., aqueue.Tasks], start_worker: StartWorker
+    serve: Serve, make_tasks: MakeTasks, start_worker: StartWorker
 ) -> None:
     reg = Registry(make_tasks())
     rw = await start_worker(reg.tasks, concurrency=2)
@@ -190,7 +167,7 @@ async def test_cancel_bodies_are_checked(serve: Serve) -> None:
 
 
 async def test_paused_queue_starts_nothing_until_resumed(
-    serve: Serve, make_tasks: Callable[..., aqueue.Tasks], start_worker: StartWorker
+    serve: Serve, make_tasks: MakeTasks, start_worker: StartWorker
 ) -> None:
     reg = Registry(make_tasks())
     rw = await start_worker(reg.tasks, concurrency=2)
@@ -241,9 +218,7 @@ async def test_pause_bodies_are_checked(serve: Serve) -> None:
 # -- cleanup ---------------------------------------------------------------------------------------------------
 
 
-async def test_cleanup_deletes_finished_records(
-    serve: Serve, make_tasks: Callable[..., aqueue.Tasks], start_worker: StartWorker
-) -> None:
+async def test_cleanup_deletes_finished_records(serve: Serve, make_tasks: MakeTasks, start_worker: StartWorker) -> None:
     reg = Registry(make_tasks())
     rw = await start_worker(reg.tasks, concurrency=2)
     client = await serve(reg.tasks, worker=rw.worker)
@@ -296,7 +271,7 @@ async def test_cleanup_bodies_are_checked(serve: Serve) -> None:
 
 
 async def test_workflow_view_shows_each_steps_job_and_state(
-    serve: Serve, make_tasks: Callable[..., aqueue.Tasks], start_worker: StartWorker
+    serve: Serve, make_tasks: MakeTasks, start_worker: StartWorker
 ) -> None:
     reg = Registry(make_tasks())
     client = await serve(reg.tasks)
@@ -342,9 +317,7 @@ async def test_workflow_view_shows_each_steps_job_and_state(
 # -- status: pause and cron ------------------------------------------------------------------------------------
 
 
-async def test_status_shows_pause_and_cron_jobs(
-    serve: Serve, make_tasks: Callable[..., aqueue.Tasks], start_worker: StartWorker
-) -> None:
+async def test_status_shows_pause_and_cron_jobs(serve: Serve, make_tasks: MakeTasks, start_worker: StartWorker) -> None:
     reg = Registry(make_tasks())
 
     @reg.tasks.cron(every=3600, name="hourly")
@@ -402,7 +375,7 @@ def test_every_core_event_type_is_a_valid_filter() -> None:
 
 
 async def test_control_events_reach_websocket_clients_that_ask_for_them(
-    serve: Serve, make_tasks: Callable[..., aqueue.Tasks], start_worker: StartWorker
+    serve: Serve, make_tasks: MakeTasks, start_worker: StartWorker
 ) -> None:
     reg = Registry(make_tasks())
     rw = await start_worker(reg.tasks, concurrency=2)

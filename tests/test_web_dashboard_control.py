@@ -11,7 +11,7 @@ from typing import Any
 import aqueue
 from aqueue.web import create_app
 from tests import test_dashboard_browser as browser
-from tests.conftest import RunningWorker, wait_until
+from tests.helpers import RunningWorker, wait_until
 from tests.test_dashboard_browser import TOKEN, click, element, errors_in, gone, run, serve, shows, text_of
 
 driver = browser.driver  # the browser fixtures, shared

@@ -3,22 +3,17 @@
 from __future__ import annotations
 
 import subprocess
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
 
-import pytest
-from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
 import aqueue
 from aqueue.web import create_app
-from tests.conftest import RunningWorker, system_binary, wait_until
+from tests.helpers import Client, MakeTasks, Serve, StartWorker, system_binary, wait_until
 
 ON_CLUSTER = True
 
-Client = TestClient[web.Request, web.Application]
 
 FAMILIES = {
     # counters by task, from Redis
@@ -61,16 +56,6 @@ def register(tasks: aqueue.Tasks) -> aqueue.Tasks:
     return tasks
 
 
-@pytest.fixture
-async def serve(
-    start_app: Callable[[web.Application], Awaitable[Client]],
-) -> AsyncIterator[Callable[..., Awaitable[Client]]]:
-    async def start(tasks: aqueue.Tasks, **kwargs: Any) -> Client:
-        return await start_app(create_app(tasks, **kwargs))
-
-    yield start
-
-
 async def scrape(client: Client) -> tuple[str, dict[str, Metric]]:
     resp = await client.get("/metrics")
     text = await resp.text()
@@ -88,9 +73,9 @@ def value(family: Metric, sample: str, **labels: str) -> float:
 
 
 async def test_metrics_parse_and_carry_every_family(
-    serve: Callable[..., Awaitable[Client]],
-    make_tasks: Callable[..., aqueue.Tasks],
-    start_worker: Callable[..., Awaitable[RunningWorker]],
+    serve: Serve,
+    make_tasks: MakeTasks,
+    start_worker: StartWorker,
 ) -> None:
     tasks = register(make_tasks())
     rw = await start_worker(tasks, min_concurrency=1, max_concurrency=3)
@@ -132,9 +117,7 @@ async def test_metrics_parse_and_carry_every_family(
     assert value(families["aqueue_redis_up"], "aqueue_redis_up") == 1
 
 
-async def test_counters_are_queue_wide_in_every_app(
-    serve: Callable[..., Awaitable[Client]], make_tasks: Callable[..., aqueue.Tasks]
-) -> None:
+async def test_counters_are_queue_wide_in_every_app(serve: Serve, make_tasks: MakeTasks) -> None:
     first, second = register(make_tasks()), register(make_tasks())
     add = first.get("add")
     assert add is not None
@@ -148,9 +131,7 @@ async def test_counters_are_queue_wide_in_every_app(
         assert "aqueue_job_duration_seconds" in families  # declared even with no worker, just empty
 
 
-async def test_names_follow_the_prometheus_rules(
-    serve: Callable[..., Awaitable[Client]], make_tasks: Callable[..., aqueue.Tasks]
-) -> None:
+async def test_names_follow_the_prometheus_rules(serve: Serve, make_tasks: MakeTasks) -> None:
     tasks = register(make_tasks())
     add = tasks.get("add")
     assert add is not None
@@ -171,16 +152,14 @@ async def test_names_follow_the_prometheus_rules(
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-async def test_openmetrics_when_the_scraper_asks_for_it(
-    serve: Callable[..., Awaitable[Client]], make_tasks: Callable[..., aqueue.Tasks]
-) -> None:
+async def test_openmetrics_when_the_scraper_asks_for_it(serve: Serve, make_tasks: MakeTasks) -> None:
     client = await serve(register(make_tasks()))
     resp = await client.get("/metrics", headers={"Accept": "application/openmetrics-text; version=1.0.0"})
     assert resp.headers["Content-Type"].startswith("application/openmetrics-text")
     assert (await resp.text()).rstrip().endswith("# EOF")
 
 
-async def test_per_task_counters_come_from_every_script(make_tasks: Callable[..., aqueue.Tasks]) -> None:
+async def test_per_task_counters_come_from_every_script(make_tasks: MakeTasks) -> None:
     tasks = register(make_tasks())
     broker = await tasks._broker()
     await broker.ensure_groups()
@@ -200,7 +179,7 @@ async def test_per_task_counters_come_from_every_script(make_tasks: Callable[...
     assert (await broker.task_counters())["add"] == {"enqueued": 2, "succeeded": 2}
 
 
-async def test_redis_down_still_exposes_this_process(serve: Callable[..., Awaitable[Client]]) -> None:
+async def test_redis_down_still_exposes_this_process(serve: Serve) -> None:
     tasks = register(aqueue.Tasks("metrics-down", "redis://127.0.0.1:1/0"))
     try:
         client = await serve(tasks)
@@ -214,7 +193,7 @@ async def test_redis_down_still_exposes_this_process(serve: Callable[..., Awaita
         await tasks.close()
 
 
-async def test_the_worker_feeds_the_app_only_while_it_serves(make_tasks: Callable[..., aqueue.Tasks]) -> None:
+async def test_the_worker_feeds_the_app_only_while_it_serves(make_tasks: MakeTasks) -> None:
     tasks = register(make_tasks())
     worker = aqueue.Worker(tasks, concurrency=1)
     client: Client = TestClient(TestServer(create_app(tasks, worker=worker)))

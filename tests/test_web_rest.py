@@ -6,7 +6,7 @@ Every test runs on ``memory://`` and on the real Redis (the ``backend`` fixture 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -15,15 +15,12 @@ from aiohttp.test_utils import TestClient, TestServer
 
 import aqueue
 from aqueue.web import create_app
-from tests.conftest import RunningWorker, wait_until
+from tests.helpers import Client, MakeTasks, RunningWorker, Serve, StartWorker, json_of, wait_until
 
 ON_CLUSTER = True
 
 TOKEN = "s3cret-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-
-Client = TestClient[web.Request, web.Application]
-Serve = Callable[..., Awaitable[Client]]
 
 
 def register(tasks: aqueue.Tasks) -> aqueue.Tasks:
@@ -54,31 +51,15 @@ def register(tasks: aqueue.Tasks) -> aqueue.Tasks:
 
 
 @pytest.fixture
-async def serve(
-    make_tasks: Callable[..., aqueue.Tasks], start_app: Callable[[web.Application], Awaitable[Client]]
-) -> AsyncIterator[Serve]:
-    """Start the app on a test server: ``await serve(tasks=None, worker=None, **create_app_kwargs)``."""
-
-    async def start(tasks: aqueue.Tasks | None = None, **kwargs: Any) -> Client:
-        return await start_app(create_app(tasks or register(make_tasks()), **kwargs))
-
-    yield start
+def app_tasks(make_tasks: MakeTasks) -> Callable[[], aqueue.Tasks]:
+    """What ``serve()`` serves when a test names no registry: one with this module's tasks registered."""
+    return lambda: register(make_tasks())
 
 
 def tasks_of(client: Client) -> aqueue.Tasks:
     from aqueue.web.state import CONFIG
 
     return client.app[CONFIG].tasks  # type: ignore[index]
-
-
-async def json_of(resp: Any, status: int) -> Any:
-    """The JSON body of ``resp``, after checking its status (the body is in the failure message)."""
-    text = await resp.text()
-    assert resp.status == status, text
-    assert resp.content_type == "application/json", resp.content_type
-    import orjson
-
-    return orjson.loads(text)
 
 
 async def dead_job(client: Client, rw: RunningWorker, task: str, *args: Any) -> str:
@@ -96,7 +77,7 @@ async def dead_job(client: Client, rw: RunningWorker, task: str, *args: Any) -> 
 
 
 async def test_status_reports_depths_workers_scaling_and_counters(
-    serve: Serve, make_tasks: Callable[..., aqueue.Tasks], start_worker: Callable[..., Awaitable[RunningWorker]]
+    serve: Serve, make_tasks: MakeTasks, start_worker: StartWorker
 ) -> None:
     tasks = register(make_tasks())
     rw = await start_worker(tasks, min_concurrency=1, max_concurrency=4, scale_interval=60, lease=0.6)
@@ -130,7 +111,7 @@ async def test_status_reports_depths_workers_scaling_and_counters(
         assert isinstance(status[key], int | float), key
 
 
-async def test_ready_needs_redis_and_a_running_worker(serve: Serve, make_tasks: Callable[..., aqueue.Tasks]) -> None:
+async def test_ready_needs_redis_and_a_running_worker(serve: Serve, make_tasks: MakeTasks) -> None:
     tasks = register(make_tasks())
     worker = aqueue.Worker(tasks, concurrency=1)
     client = await serve(tasks, worker=worker)
@@ -163,7 +144,7 @@ async def test_unreachable_redis_is_503_json_never_500(serve: Serve) -> None:
 
 
 async def test_enqueued_job_runs_and_its_record_shows_the_result(
-    serve: Serve, make_tasks: Callable[..., aqueue.Tasks], start_worker: Callable[..., Awaitable[RunningWorker]]
+    serve: Serve, make_tasks: MakeTasks, start_worker: StartWorker
 ) -> None:
     tasks = register(make_tasks())
     await start_worker(tasks, concurrency=2)
@@ -288,7 +269,7 @@ async def test_listing_is_newest_first_and_filters_by_status_task_and_limit(serv
 
 
 async def test_dead_job_retried_through_the_api_runs_again_and_succeeds(
-    serve: Serve, make_tasks: Callable[..., aqueue.Tasks], start_worker: Callable[..., Awaitable[RunningWorker]]
+    serve: Serve, make_tasks: MakeTasks, start_worker: StartWorker
 ) -> None:
     tasks = register(make_tasks())
     rw = await start_worker(tasks, concurrency=2)
@@ -323,7 +304,7 @@ async def test_retry_moves_a_failed_job_out_of_its_backoff(serve: Serve) -> None
 
 
 async def test_reprocess_moves_dead_jobs_back_by_id_or_count(
-    serve: Serve, make_tasks: Callable[..., aqueue.Tasks], start_worker: Callable[..., Awaitable[RunningWorker]]
+    serve: Serve, make_tasks: MakeTasks, start_worker: StartWorker
 ) -> None:
     tasks = register(make_tasks())
     rw = await start_worker(tasks, concurrency=4)
@@ -359,7 +340,7 @@ async def test_bad_dead_letter_requests_get_422(serve: Serve) -> None:
 
 
 async def test_scale_needs_an_attached_autoscaling_worker(
-    serve: Serve, make_tasks: Callable[..., aqueue.Tasks], start_worker: Callable[..., Awaitable[RunningWorker]]
+    serve: Serve, make_tasks: MakeTasks, start_worker: StartWorker
 ) -> None:
     alone = await serve()
     assert "no worker" in (await json_of(await alone.post("/scale", json={"concurrency": 2}), 409))["error"]
@@ -439,7 +420,7 @@ async def test_routing_errors_are_json(serve: Serve) -> None:
     assert "Access-Control-Allow-Origin" not in options.headers
 
 
-async def test_mounted_under_a_prefix(make_tasks: Callable[..., aqueue.Tasks]) -> None:
+async def test_mounted_under_a_prefix(make_tasks: MakeTasks) -> None:
     parent = web.Application()
     parent.add_subapp("/aqueue", create_app(register(make_tasks()), token=TOKEN))
     async with TestClient(TestServer(parent)) as client:
@@ -474,7 +455,7 @@ async def test_openapi_documents_every_route_with_its_security(serve: Serve) -> 
     validate(doc)  # pragma: no cover - only where the validator is installed
 
 
-async def test_create_app_rejects_a_bad_configuration(make_tasks: Callable[..., aqueue.Tasks]) -> None:
+async def test_create_app_rejects_a_bad_configuration(make_tasks: MakeTasks) -> None:
     tasks = register(make_tasks())
     with pytest.raises(aqueue.ConfigurationError, match="same Tasks"):
         create_app(tasks, aqueue.Worker(make_tasks(), concurrency=1))

@@ -8,7 +8,7 @@ import os
 import re
 import socket
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -22,11 +22,9 @@ import aqueue
 from aqueue.web import create_app
 from aqueue.web.fanout import EventFilter, Subscription, parse_event_id, previous_event_id
 from aqueue.web.ws import CLOSE_BAD_REQUEST, CLOSE_SLOW_CONSUMER, FANOUT, WS_OPTIONS, WsOptions, parse_query
-from tests.conftest import RunningWorker, wait_until
+from tests.helpers import MakeTasks, StartWorker, wait_until
 
 ON_CLUSTER = True
-MakeTasks = Callable[..., aqueue.Tasks]
-StartWorker = Callable[..., Awaitable[RunningWorker]]
 Message = dict[str, Any]
 
 

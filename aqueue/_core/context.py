@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from aqueue._core.tasks import Tasks
+    from aqueue._core.specs import Client
 
 __all__ = ["JobContext", "current_job", "progress"]
 
@@ -17,7 +17,7 @@ __all__ = ["JobContext", "current_job", "progress"]
 class JobContext:
     """What a running task may know about its job; inside a task, :func:`current_job` returns it."""
 
-    tasks: Tasks  #: the registry of the job's queue
+    tasks: Client  #: the registry of the job's queue (the :class:`~aqueue.Tasks` the worker runs)
     job_id: str  #: the job's id
     task: str  #: the task's name
     attempt: int  #: which attempt this is, from 1

@@ -109,7 +109,12 @@ class CronSchedule:
         _zone(self.tz)
         if self.every is not None:
             object.__setattr__(self, "every", parse_every(self.every))
-            return
+        else:
+            object.__setattr__(self, "cron", self._checked_expression())
+            self._check_it_matches()
+
+    def _checked_expression(self) -> str:
+        """The cron expression with its whitespace normalised; :class:`ConfigurationError` if it is not valid."""
         if not isinstance(self.cron, str):
             raise ConfigurationError(f"cron job {self.name!r}: cron must be a string, got {self.cron!r}")
         expression = " ".join(self.cron.split())
@@ -122,7 +127,9 @@ class CronSchedule:
             _parsed(expression)
         except (CroniterError, ValueError, TypeError, KeyError) as exc:
             raise ConfigurationError(f"cron job {self.name!r}: invalid cron expression {self.cron!r}: {exc}") from exc
-        object.__setattr__(self, "cron", expression)
+        return expression
+
+    def _check_it_matches(self) -> None:
         try:
             self.next_after(_PROBE_MS)
         except CroniterBadDateError as exc:

@@ -1,29 +1,33 @@
 """Errors raised by aqueue.
 
-Every error derives from :class:`AqueueError`, so ``except aqueue.AqueueError`` catches them all::
+Every error aqueue raises derives from :class:`AqueueError`, so ``except aqueue.AqueueError`` catches them all::
 
     AqueueError
-    ├── ConfigurationError      bad settings, options, URL or task registration
-    ├── SerializationError      arguments or a result that JSON cannot carry
+    ├── ConfigurationError      bad settings, options, URL or task registration (also a ValueError)
+    ├── SerializationError      arguments or a result that JSON cannot carry (also a TypeError)
+    ├── InvalidArguments        arguments that do not fit the task's signature (also a TypeError)
     ├── BrokerUnavailable       Redis did not answer (connection refused, reset, timed out, cluster down, out of memory)
     │   └── PartialEnqueue      ``enqueue_many`` wrote some jobs, not all: ``.written`` handles, ``.not_written`` specs
     ├── PermissionDenied        Redis refused this client: wrong password, or an ACL user lacking a command or key
     ├── UnknownJob              no record for a job id (never existed, or retention expired it)
-    ├── ResultTimeout           ``Job.result(timeout=…)`` ran out of time (also a ``TimeoutError``)
-    ├── JobFailed               the job ended dead-lettered; carries the error and traceback
-    ├── JobCancelled            the job was cancelled before it could finish
-    ├── Retry                   raised by a task: retry this job after a given delay (e.g. a 429's Retry-After)
-    └── Reject                  raised by a task: no further attempts, dead-letter now (e.g. a 400)
+    ├── ResultTimeout           ``Job.result(timeout=…)`` ran out of time (also a TimeoutError)
+    └── NoResult                ``Job.result()``: the job finished without a result
+        ├── JobFailed           it ended dead-lettered or expired; carries the error and traceback
+        └── JobCancelled        it was cancelled (or, as a workflow step, skipped)
+
+A task raises two signals of its own. They are not errors of aqueue: they derive from :class:`TaskSignal`, not
+:class:`AqueueError`, so a task's own ``except aqueue.AqueueError:`` (around an enqueue, say) never swallows them::
+
+    TaskSignal
+    ├── Retry                   retry this job after a given delay (e.g. a 429's Retry-After)
+    └── Reject                  no further attempts, dead-letter now (e.g. a 400)
+
+:class:`PartialEnqueue` is defined with the producer (``aqueue/_core/producer.py``), whose handles it carries.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from aqueue._core.job import Job, JobSpec
 
 __all__ = [
     "AqueueError",
@@ -31,12 +35,13 @@ __all__ = [
     "ConfigurationError",
     "JobCancelled",
     "JobFailed",
-    "PartialEnqueue",
+    "NoResult",
     "PermissionDenied",
     "Reject",
     "ResultTimeout",
     "Retry",
     "SerializationError",
+    "TaskSignal",
     "UnknownJob",
 ]
 
@@ -108,7 +113,14 @@ class ResultTimeout(AqueueError, TimeoutError):
     :meth:`WorkflowHandle.wait`). Also a :class:`TimeoutError`. The job goes on; only the wait ended."""
 
 
-class JobFailed(AqueueError):
+class NoResult(AqueueError):
+    """Raised by :meth:`Job.result`: the job finished without a result. ``except aqueue.NoResult`` catches both
+    ways that happens, :class:`JobFailed` and :class:`JobCancelled`."""
+
+    job_id: str  #: the job's id
+
+
+class JobFailed(NoResult):
     """Raised by :meth:`Job.result`: the job was dead-lettered (attempts exhausted, rejected, or not runnable) or
     expired (not started within its ``ttl``)."""
 
@@ -119,7 +131,7 @@ class JobFailed(AqueueError):
         self.traceback = traceback  #: the traceback of that error (``""`` when there is none)
 
 
-class JobCancelled(AqueueError):
+class JobCancelled(NoResult):
     """Raised by :meth:`Job.result`: the job was cancelled (or, as a workflow step, skipped) and will not run
     again."""
 
@@ -128,7 +140,14 @@ class JobCancelled(AqueueError):
         self.job_id = job_id  #: the job's id
 
 
-class Retry(AqueueError):
+class TaskSignal(Exception):
+    """Base of what a task raises to tell its worker what to do with its job: :class:`Retry` and :class:`Reject`.
+
+    Not an :class:`AqueueError`: ``except aqueue.AqueueError`` inside a task does not catch them.
+    """
+
+
+class Retry(TaskSignal):
     """Raise inside a task to retry its job ``after`` seconds from now (``None``: the task's usual backoff).
 
     ``raise aqueue.Retry("rate limited", after=30)``. The attempt counts: once the job has had ``max_attempts`` it
@@ -144,21 +163,6 @@ class Retry(AqueueError):
         self.after = after  #: seconds until the retry (0 to a year), or None for the task's backoff
 
 
-class Reject(AqueueError):
+class Reject(TaskSignal):
     """Raise inside a task to dead-letter its job now, whatever attempts it has left (the input is wrong and
     retrying cannot help): ``raise aqueue.Reject("no such user")``. The message is the dead-letter reason."""
-
-
-class PartialEnqueue(BrokerUnavailable):
-    """:meth:`Tasks.enqueue_many` wrote some of its jobs and not the others (Redis reached ``maxmemory``, or the
-    connection dropped, midway). Also a :class:`BrokerUnavailable`.
-
-    ``written`` holds the handles of the jobs that exist (a duplicate's handle is the existing job's, as on
-    success), ``not_written`` the specs of the jobs that do not, both in the order given. Retry only
-    ``not_written``: retrying every spec would enqueue the written ones twice.
-    """
-
-    def __init__(self, message: str, written: Sequence[Job[Any]], not_written: Sequence[JobSpec[Any]]) -> None:
-        super().__init__(message)
-        self.written: list[Job[Any]] = list(written)  #: handles of the jobs written, in the order given
-        self.not_written: list[JobSpec[Any]] = list(not_written)  #: specs of the jobs not written, in order

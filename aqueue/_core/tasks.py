@@ -1,241 +1,45 @@
-"""The task registry (:class:`Tasks`), the ``@tasks.task`` decorator, and typed enqueueing."""
+"""The task registry (:class:`Tasks`): a queue's tasks, cron jobs and rate limits, and control of the queue.
+
+It is also the queue's client: it inherits enqueueing (:mod:`aqueue._core.producer`), the connection
+(:mod:`aqueue._core.connection`) and administration (:mod:`aqueue._core.admin`).
+"""
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-import functools
-import inspect
-import uuid
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, Protocol, TypeVar, cast, overload
+from typing import Any, ParamSpec, TypeVar, cast, overload
 
-import anyio.to_thread
 import orjson
 
 from aqueue._core import codec
 from aqueue._core.admin import AdminMixin
+from aqueue._core.connection import ConnectionMixin, Stoppable
 from aqueue._core.cron import CronSchedule, parse_every
-from aqueue._core.errors import ConfigurationError, InvalidArguments, PartialEnqueue
+from aqueue._core.errors import ConfigurationError
 from aqueue._core.events import EventHub
 from aqueue._core.info import QueueInfo
-from aqueue._core.job import DedupMode, Job, JobOptions, JobSpec, JobStatus
+from aqueue._core.options import JobOptions
+from aqueue._core.producer import ProducerMixin
 from aqueue._core.ratelimit import RateLimit
+from aqueue._core.record import JobStatus
 from aqueue._core.settings import QueueSettings
-from aqueue._core.wire import EnqueueItem
+from aqueue._core.task import CronJob, Task, TaskDecorator, seconds
 from aqueue._redis.broker import Broker
-from aqueue._redis.connect import check_url, open_connection, resolve_url
+from aqueue._redis.connect import check_url, resolve_url
 from aqueue._redis.keys import Keys
 
-if TYPE_CHECKING:
-    from aqueue._core.workflow import Workflow, WorkflowHandle
-
-__all__ = ["CronJob", "Task", "TaskDecorator", "Tasks"]
+__all__ = ["FINISHED_STATUSES", "Tasks"]
 
 #: Statuses ``cleanup`` removes by default: every finished one.
 FINISHED_STATUSES = ("succeeded", "dead", "cancelled", "expired")
 
 P = ParamSpec("P")
-P2 = ParamSpec("P2")
 R = TypeVar("R")
 
 
-def _seconds(value: float | timedelta | None) -> float | None:
-    return value.total_seconds() if isinstance(value, timedelta) else value
-
-
-@dataclass(frozen=True, slots=True)
-class CronJob:
-    """A periodic job, as :meth:`Tasks.cron` and :meth:`Tasks.add_cron` register it: its schedule and the arguments
-    each tick's job is enqueued with."""
-
-    schedule: CronSchedule  #: when it runs, and which task
-    args: tuple[Any, ...] = ()  #: positional arguments of every tick's job
-    kwargs: dict[str, Any] = field(default_factory=dict)  #: keyword arguments of every tick's job
-
-
-_Binder = Callable[[tuple[Any, ...] | list[Any], dict[str, Any]], None]
-
-
-def _binder(fn: Callable[..., Any]) -> _Binder | None:
-    """A function raising TypeError when its arguments would not bind to ``fn``'s signature."""
-    try:
-        signature = inspect.signature(fn)
-    except (TypeError, ValueError):  # some callables have no introspectable signature: the call will tell
-        return None
-    params = list(signature.parameters.values())
-
-    def bind(args: tuple[Any, ...] | list[Any], kwargs: dict[str, Any]) -> None:
-        signature.bind(*args, **kwargs)
-
-    if any(p.kind is not p.POSITIONAL_OR_KEYWORD for p in params):
-        return bind
-    most, least = len(params), sum(1 for p in params if p.default is p.empty)
-
-    def count(args: tuple[Any, ...] | list[Any], kwargs: dict[str, Any]) -> None:
-        if kwargs or not least <= len(args) <= most:  # the usual all-positional call costs one comparison
-            bind(args, kwargs)
-
-    return count
-
-
-_cached_binder = functools.lru_cache(maxsize=None)(_binder)  # task functions live as long as the process
-
-
-class Task(Generic[P, R]):
-    """A registered task: ``await task.enqueue(...)`` runs it on a worker, ``task.spec(...)`` builds an unsent job.
-
-    Made by ``@tasks.task`` (:meth:`Tasks.task`), not constructed directly. It is generic in the function's
-    parameters ``P`` and result ``R``: type checkers check the arguments given to :meth:`enqueue` and :meth:`spec`
-    against the function's signature, and type :meth:`Job.result` as the function's return type. ``await task(...)``
-    calls the function in place, without a queue.
-    """
-
-    __slots__ = ("_options", "fn", "is_async", "name", "rate_limit", "tasks")
-
-    def __init__(
-        self,
-        tasks: Tasks,
-        fn: Callable[P, Awaitable[R]] | Callable[P, R],
-        name: str,
-        options: JobOptions,
-        rate_limit: RateLimit | None = None,
-    ) -> None:
-        self.tasks = tasks  #: the registry (and so the queue) the task belongs to
-        self.fn = fn  #: the decorated function
-        self.name = name  #: the task's name: what jobs store and workers look up (``module.qualname`` by default)
-        self.is_async = inspect.iscoroutinefunction(fn)  #: True for an ``async def``; a plain ``def`` runs in a thread
-        self._options = options
-        self.rate_limit = rate_limit  #: global limit on how often jobs of this task start
-
-    def arguments_error(self, args: tuple[Any, ...] | list[Any], kwargs: dict[str, Any]) -> str | None:
-        """Why ``args`` and ``kwargs`` cannot be passed to the function, or None if they can (or if it has no
-        signature to check). Cheap: a count comparison for the common signatures."""
-        try:
-            binder = _cached_binder(self.fn)
-        except TypeError:  # an unhashable callable object
-            binder = _binder(self.fn)
-        if binder is None:
-            return None
-        try:
-            binder(args, kwargs)
-        except TypeError as exc:
-            return f"arguments do not match task {self.name!r}{inspect.signature(self.fn)}: {exc}"
-        return None
-
-    def __repr__(self) -> str:
-        return f"Task({self.name!r}, queue={self.tasks.queue!r})"
-
-    @property
-    def options(self) -> JobOptions:
-        """The options jobs of this task get unless overridden."""
-        return self._options
-
-    def with_options(
-        self,
-        *,
-        priority: str | None = None,
-        delay: float | timedelta | None = None,
-        max_attempts: int | None = None,
-        timeout: float | timedelta | None = None,
-        backoff_base: float | None = None,
-        backoff_max: float | None = None,
-        dedup_key: str | None = None,
-        dedup_ttl: float | timedelta | None = None,
-        dedup_mode: DedupMode | None = None,
-        ttl: float | timedelta | None = None,
-        rerun_lost: bool | None = None,
-    ) -> Task[P, R]:
-        """A copy of this task whose jobs get these options; the registered task is unchanged.
-
-        ``await resize.with_options(priority="high", delay=30).enqueue("a.png", width=200)``. An option left
-        ``None`` keeps the task's value. Durations are seconds or a :class:`~datetime.timedelta`: ``delay``
-        postpones the job, ``timeout`` bounds one attempt, ``ttl`` is how long it may wait to start. Every option is
-        described under :class:`~aqueue.JobOptions`. Raises :class:`ConfigurationError` for an unknown priority or an
-        invalid value.
-        """
-        override = JobOptions(
-            priority=priority,
-            delay=_seconds(delay) or 0.0,
-            max_attempts=max_attempts,
-            timeout=_seconds(timeout),
-            backoff_base=backoff_base,
-            backoff_max=backoff_max,
-            dedup_key=dedup_key,
-            dedup_ttl=_seconds(dedup_ttl),
-            dedup_mode=dedup_mode,
-            ttl=_seconds(ttl),
-            rerun_lost=rerun_lost,
-        )
-        if priority is not None:
-            self.tasks.settings.priority_index(priority)
-        options = self._options.merged(override)
-        if delay is not None:  # merged() cannot tell "delay=0" from "no delay given"
-            options = dataclasses.replace(options, delay=override.delay)
-        return Task(self.tasks, self.fn, self.name, options, self.rate_limit)
-
-    def spec(self, /, *args: P.args, **kwargs: P.kwargs) -> JobSpec[R]:
-        """An unsent job with these arguments, for :meth:`Tasks.enqueue_many`, chains and workflows.
-
-        The arguments are encoded now: raises :class:`SerializationError` if JSON cannot carry them.
-        """
-        return self.tasks._make_spec(self.name, args, kwargs, self._options)
-
-    def spec_after(self: Task[Concatenate[Any, P2], R], /, *args: P2.args, **kwargs: P2.kwargs) -> JobSpec[R]:
-        """Like :meth:`spec`, for a workflow step whose first argument the workflow supplies: its parents' result(s).
-
-        That is a step added with ``pass_results=True``, and every step of a ``.then`` chain after the first. Give
-        every argument but the first; type checkers check them against the rest of the task's signature, which
-        :meth:`spec` cannot do for such a step.
-        """
-        return self.tasks._make_spec(self.name, args, kwargs, self._options)
-
-    async def enqueue(self, /, *args: P.args, **kwargs: P.kwargs) -> Job[R]:
-        """Enqueue one job with these arguments (one Redis round trip) and return its :class:`Job` handle.
-
-        Raises :class:`SerializationError` if JSON cannot carry the arguments, :class:`BrokerUnavailable` if Redis
-        does not answer (nothing is written in either case). With a ``dedup_key`` (:meth:`with_options`) held by an
-        existing job, that job's handle is returned instead.
-        """
-        return await self.tasks.enqueue(self.spec(*args, **kwargs))
-
-    async def __call__(self, /, *args: P.args, **kwargs: P.kwargs) -> R:
-        """Run the function here and now, and return its result (for tests and for composing tasks).
-
-        No queue, worker, timeout or retry is involved, and the call is not a job of its own (inside a task,
-        :func:`~aqueue.current_job` still returns the calling task's job). A plain function runs in a worker
-        thread (anyio), as a worker runs it, so it does not block the event loop.
-        """
-        if self.is_async:
-            return await cast(Callable[P, Awaitable[R]], self.fn)(*args, **kwargs)
-        return await anyio.to_thread.run_sync(functools.partial(cast(Callable[P, R], self.fn), *args, **kwargs))
-
-
-class Stoppable(Protocol):
-    """What runs on a registry and :meth:`Tasks.close` stops first: a :class:`~aqueue.Worker`. It attaches itself
-    with ``_attach`` while it runs; the registry never needs to know more of it than this."""
-
-    def _runs(self, task: asyncio.Task[Any] | None) -> bool:
-        """``task`` is one of the jobs it runs (stopping it from there would wait for that very job)."""
-        ...
-
-    def request_stop(self, *, cancel_running: bool = False) -> None: ...
-
-    async def stop(self) -> None: ...
-
-
-class TaskDecorator(Protocol):
-    """What ``@tasks.task(...)`` with options returns: a decorator keeping the function's signature."""
-
-    @overload
-    def __call__(self, fn: Callable[P, Awaitable[R]], /) -> Task[P, R]: ...
-    @overload
-    def __call__(self, fn: Callable[P, R], /) -> Task[P, R]: ...
-
-
-class Tasks(AdminMixin):
+class Tasks(ConnectionMixin, ProducerMixin, AdminMixin):
     """A queue's task registry and producer API: register tasks on it, enqueue jobs, follow and control them.
 
     ``queue`` names the queue (non-empty, without ``{``, ``}``, ``:``, spaces, tabs or newlines). ``redis_url``
@@ -365,10 +169,10 @@ class Tasks(AdminMixin):
         options = JobOptions(
             priority=priority,
             max_attempts=max_attempts,
-            timeout=_seconds(timeout),
+            timeout=seconds(timeout),
             backoff_base=backoff_base,
             backoff_max=backoff_max,
-            ttl=_seconds(ttl),
+            ttl=seconds(ttl),
             rerun_lost=rerun_lost,
         )
         if priority is not None:
@@ -476,101 +280,7 @@ class Tasks(AdminMixin):
         """Names of every registered task."""
         return list(self._registry)
 
-    # -- producing -------------------------------------------------------------------------------------------
-
-    def _make_spec(self, task: str, args: tuple[Any, ...], kwargs: dict[str, Any], options: JobOptions) -> JobSpec[Any]:
-        retry = self.settings.retry
-        resolved = {
-            "max_attempts": options.max_attempts or retry.max_attempts,
-            "timeout": options.timeout,
-            "backoff": [
-                retry.backoff_base if options.backoff_base is None else options.backoff_base,
-                retry.backoff_max if options.backoff_max is None else options.backoff_max,
-            ],
-        }
-        if options.rerun_lost:
-            resolved["rerun_lost"] = True  # absent otherwise: the common payload stays as short as it was
-        payload = codec.encode({"a": args, "k": kwargs, "o": resolved}, f"arguments of task {task!r}")
-        return JobSpec(task, args, kwargs, options, payload, self)
-
-    def _item(self, spec: JobSpec[Any], receives_results: bool = False) -> EnqueueItem:
-        task = self._registry.get(spec.task) or (spec.tasks.get(spec.task) if spec.tasks is not None else None)
-        if task is not None:  # a spec made by another registry for a task this one lacks: the worker will check
-            args = (None, *spec.args) if receives_results else spec.args
-            why = task.arguments_error(args, spec.kwargs)
-            if why is not None:
-                raise InvalidArguments(why)
-        priority = spec.options.priority or self.settings.default_priority
-        self.settings.priority_index(priority)
-        return EnqueueItem(
-            uuid.uuid4().hex,
-            spec.task,
-            priority,
-            round(spec.options.delay * 1000),
-            spec.payload,
-            spec.options._script_options(),
-        )
-
-    async def enqueue(self, spec: JobSpec[R]) -> Job[R]:
-        """Enqueue one job made by :meth:`Task.spec` (one round trip) and return its handle.
-
-        With a ``dedup_key`` held by an existing job, that job's handle is returned instead (see
-        :class:`~aqueue.JobOptions`). Raises :class:`ConfigurationError` if its priority is not a level of this
-        queue, :class:`BrokerUnavailable` if Redis does not answer.
-        """
-        item = self._item(spec)
-        broker = await self._broker()
-        dups = await broker.enqueue([item])
-        return Job(self, dups.get(0, item.job_id))
-
-    async def enqueue_many(self, specs: Iterable[JobSpec[Any]]) -> list[Job[Any]]:
-        """Enqueue many jobs made by :meth:`Task.spec`; returns their handles in the same order.
-
-        One script call per 500 jobs, all pipelined in one round trip. A job whose ``dedup_key`` is held gets the
-        existing job's handle, as with :meth:`enqueue`. Each call of 500 is written whole or not at all, the batch
-        is not: if Redis refuses some calls (``maxmemory`` reached midway) or the connection drops midway, raises
-        :class:`PartialEnqueue` (a :class:`BrokerUnavailable`) with the handles of the jobs written and the specs
-        not written; retry only those specs. :class:`BrokerUnavailable` itself means none was written, or that Redis
-        stopped answering before it could tell which were.
-        """
-        specs = list(specs)
-        items = [self._item(s) for s in specs]
-        if not items:
-            return []
-        broker = await self._broker()
-        wrote = await broker.enqueue_many(items)
-        jobs: list[Job[Any]] = [Job(self, wrote.duplicates.get(i, it.job_id)) for i, it in enumerate(items)]
-        if wrote.error is None:
-            return jobs
-        missed = set(wrote.not_written)
-        error = PartialEnqueue(
-            f"{len(items) - len(missed):,} of {len(items):,} jobs were written, {len(missed):,} were not (retry only "
-            f"PartialEnqueue.not_written): {wrote.reason}",
-            [job for i, job in enumerate(jobs) if i not in missed],
-            [specs[i] for i in wrote.not_written],
-        )
-        error.quiet = wrote.error.quiet
-        raise error from wrote.error
-
-    def workflow(self, name: str = "workflow") -> Workflow:
-        """A new, empty workflow (a DAG of jobs of this queue): add steps with :meth:`Workflow.step`, then send it
-        with :meth:`Workflow.enqueue`."""
-        from aqueue._core.workflow import Workflow
-
-        return Workflow(self, name)
-
-    async def workflow_handle(self, workflow_id: str) -> WorkflowHandle:
-        """A handle on an enqueued workflow by id; :class:`UnknownJob` if there is none (or it expired)."""
-        from aqueue._core.workflow import WorkflowHandle
-
-        return await WorkflowHandle.load(self, workflow_id)
-
     # -- control ---------------------------------------------------------------------------------------------
-
-    async def cancel(self, job_id: str, reason: str = "cancelled") -> bool:
-        """Cancel a job by id; True if it will not run (again), False if it had already finished (see
-        :meth:`Job.cancel`)."""
-        return await self.job(job_id).cancel(reason)
 
     async def pause(self, by: str = "api") -> bool:
         """Pause the queue: no worker starts a job until :meth:`resume` (running jobs finish). False if it was
@@ -605,9 +315,9 @@ class Tasks(AdminMixin):
         dead-letter entries older than that go too. Records also expire on their own after the queue's
         ``succeeded_ttl`` / ``dead_ttl``.
         """
-        seconds = _seconds(older_than) or 0.0
-        if seconds < 0:
-            raise ConfigurationError(f"older_than must be >= 0 seconds, got {seconds}")
+        age = seconds(older_than) or 0.0
+        if age < 0:
+            raise ConfigurationError(f"older_than must be >= 0 seconds, got {age}")
         wanted: list[str] = []
         for st in statuses:
             name = JobStatus.parse(str(st))
@@ -617,102 +327,11 @@ class Tasks(AdminMixin):
         broker = await self._broker()
         total, more = 0, bool(wanted)
         while more:
-            deleted, more = await broker.cleanup(round(seconds * 1000), wanted)
+            deleted, more = await broker.cleanup(round(age * 1000), wanted)
             total += deleted
         return total
-
-    def job(self, job_id: str) -> Job[Any]:
-        """A handle on the job with this id, in any process; no Redis call (an unknown id raises
-        :class:`UnknownJob` only when the handle is used)."""
-        return Job(self, job_id)
 
     async def info(self) -> QueueInfo:
         """A :class:`QueueInfo` snapshot: jobs waiting per priority, active, scheduled, dead-lettered, the live
         workers and the lifetime counters."""
         return await (await self._broker()).info()
-
-    # -- plumbing --------------------------------------------------------------------------------------------
-
-    async def _broker(self) -> Broker:
-        """Internal: the connected broker, the only code that talks to Redis (connects and loads the scripts on first
-        use; :class:`BrokerUnavailable` if Redis does not answer)."""
-        if self._loop is not asyncio.get_running_loop():
-            self._bind()
-        if self._broker_instance is None:
-            if self._lock is None:
-                self._lock = asyncio.Lock()
-            async with self._lock:
-                if self._broker_instance is None:
-                    broker = Broker(open_connection(self.redis_url, self.redis_timeout), self._keys, self.settings)
-                    try:
-                        await broker.prepare()
-                    except BaseException:
-                        await broker.close()
-                        raise
-                    self._broker_instance = broker
-        return self._broker_instance
-
-    def _bind(self) -> None:
-        """Adopt the running loop: forget a connection, reader and lock left by a closed loop (they cannot be used,
-        nor closed, from this one); :class:`ConfigurationError` while the loop that made them is still open."""
-        old = self._loop
-        if old is not None and not old.is_closed() and (self._broker_instance is not None or self._hub is not None):
-            raise ConfigurationError(f"{self!r} is connected in another event loop that is still open: await "
-                                     "tasks.close() in that loop first, or use one Tasks per event loop")  # fmt: skip
-        self._broker_instance, self._hub, self._lock = None, None, None
-        if old is not None and old.is_closed():
-            self._workers.clear()  # they ran in the closed loop
-        self._loop = asyncio.get_running_loop()
-
-    async def _event_hub(self) -> EventHub:
-        """Internal: this process's reader of the queue's events stream (what :meth:`Job.result` waits with),
-        started on first use."""
-        broker = await self._broker()  # first: a reader left by a closed event loop is dropped there
-        if self._hub is None:
-            self._hub = EventHub(broker)
-        await self._hub.start()
-        return self._hub
-
-    def _attach(self, worker: Stoppable) -> None:
-        """``worker`` runs on this registry from now on: :meth:`close` stops it first."""
-        self._workers.add(worker)
-
-    def _detach(self, worker: Stoppable) -> None:
-        self._workers.discard(worker)
-
-    async def close(self, *, cancel_running: bool = False) -> None:
-        """Stop the workers running on this registry, then the events reader, and close the Redis connections.
-        Using the registry again reconnects.
-
-        A worker still running here is stopped first, as :meth:`Worker.stop` does: it lets its running jobs finish
-        (up to its ``shutdown_timeout``) and puts its prefetched ones back, while it can still reach Redis. With
-        ``cancel_running`` (what leaving ``async with tasks:`` on an exception does) it cancels its running jobs at
-        once and puts them back in the queue for another run.
-        """
-        if self._loop is not asyncio.get_running_loop():
-            self._bind()  # what a closed loop left cannot be closed from this one: it is dropped
-        current = asyncio.current_task()
-        # Not a worker whose job is closing the registry: stopping it would wait for this very call.
-        workers = [w for w in self._workers if not w._runs(current)]
-        if workers:
-            if cancel_running:
-                for worker in workers:
-                    worker.request_stop(cancel_running=True)
-            await asyncio.gather(*(worker.stop() for worker in workers))
-        if self._hub is not None:
-            await self._hub.close()
-            self._hub = None
-        if self._broker_instance is not None:
-            await self._broker_instance.close()
-            self._broker_instance = None
-        self._lock = None  # an asyncio.Lock binds to the loop that first waits on it
-        self._loop = None
-
-    async def __aenter__(self) -> Tasks:
-        """``async with tasks:`` returns the registry itself (nothing connects until first use)."""
-        return self
-
-    async def __aexit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
-        """Leaving ``async with tasks:`` closes the registry (:meth:`close`); on an exception, a worker still running
-        on it cancels its running jobs and puts them back instead of waiting for them."""
-        await self.close(cancel_running=exc_type is not None)

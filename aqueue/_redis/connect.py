@@ -22,7 +22,7 @@ from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, cast
-from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
+from urllib.parse import SplitResult, parse_qsl, unquote, urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
@@ -184,15 +184,7 @@ def _parse(url: str) -> _Target:
             " or memory:// (in-process)"
         )
     parts = urlsplit(url)
-    options: dict[str, Any] = {}
-    for name, text in parse_qsl(parts.query, keep_blank_values=True):
-        parse = URL_OPTIONS.get(name)
-        if parse is None:
-            raise ConfigurationError(f"Redis URL option {name!r} is not supported: use {', '.join(URL_OPTIONS)}")
-        try:
-            options[name] = parse(text)
-        except ValueError as exc:
-            raise ConfigurationError(f"Redis URL option {name}={text!r}: {exc}") from None
+    options = _query_options(parts.query)
     if any(name.startswith("ssl_") for name in options) and not scheme.startswith("rediss"):
         raise ConfigurationError(f"Redis URL options ssl_* need a TLS URL (rediss://), got {scheme}://")
     timeout = options.pop("socket_timeout", None)
@@ -202,14 +194,33 @@ def _parse(url: str) -> _Target:
         nodes, user, password = _cluster_nodes(url, options)
         return _Target(scheme, base, options, timeout, nodes, user, password)
     if scheme in ("redis", "rediss"):
-        try:
-            parts.port  # noqa: B018 - raises ValueError for a port out of range
-        except ValueError as exc:
-            raise ConfigurationError(f"Redis URL {url!r}: {exc}") from None
-        db = parts.path.strip("/")
-        if db and not db.isdigit():
-            raise ConfigurationError(f"Redis URL {url!r}: the path must be a database number, got {parts.path!r}")
+        _check_host_url(url, parts)
     return _Target(scheme, base, options, timeout, [], None, None)
+
+
+def _query_options(query: str) -> dict[str, Any]:
+    """The URL's query options (:data:`URL_OPTIONS`) read, or :class:`ConfigurationError` naming the bad one."""
+    options: dict[str, Any] = {}
+    for name, text in parse_qsl(query, keep_blank_values=True):
+        parse = URL_OPTIONS.get(name)
+        if parse is None:
+            raise ConfigurationError(f"Redis URL option {name!r} is not supported: use {', '.join(URL_OPTIONS)}")
+        try:
+            options[name] = parse(text)
+        except ValueError as exc:
+            raise ConfigurationError(f"Redis URL option {name}={text!r}: {exc}") from None
+    return options
+
+
+def _check_host_url(url: str, parts: SplitResult) -> None:
+    """Check the port and the database number of a ``redis://`` or ``rediss://`` URL."""
+    try:
+        parts.port  # noqa: B018 - raises ValueError for a port out of range
+    except ValueError as exc:
+        raise ConfigurationError(f"Redis URL {url!r}: {exc}") from None
+    db = parts.path.strip("/")
+    if db and not db.isdigit():
+        raise ConfigurationError(f"Redis URL {url!r}: the path must be a database number, got {parts.path!r}")
 
 
 def _cluster_nodes(url: str, options: dict[str, Any]) -> tuple[list[tuple[str, int]], str | None, str | None]:

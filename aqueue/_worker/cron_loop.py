@@ -12,6 +12,7 @@ import asyncio
 import functools
 import logging
 import time
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from aqueue._core.aio import retry_unavailable
@@ -19,7 +20,8 @@ from aqueue._core.errors import BrokerUnavailable
 from aqueue._redis.breaker import MAX_RETRY_DELAY as _MAX_RETRY_DELAY
 
 if TYPE_CHECKING:
-    from aqueue._core.tasks import CronJob, Tasks
+    from aqueue._core.task import CronJob
+    from aqueue._core.tasks import Tasks
 
 __all__ = ["run_crons"]
 
@@ -51,6 +53,23 @@ async def run_crons(tasks: Tasks) -> None:
     crons = tasks.crons
     if not crons:
         return
+    next_at = await _register(tasks, crons)
+    by_name = {job.schedule.name: job for job in crons}
+    while True:
+        due = min(next_at.values())
+        wait = (due - _now_ms()) / 1000
+        if wait > 0:
+            await asyncio.sleep(min(wait, 60.0))  # re-read the clock at least every minute (suspend, clock steps)
+            continue
+        now = _now_ms()
+        for name, at in list(next_at.items()):
+            if at <= now:
+                await _fire_due(tasks, by_name[name], at, now)
+                next_at[name] = by_name[name].schedule.next_after(now)
+
+
+async def _register(tasks: Tasks, crons: Sequence[CronJob]) -> dict[str, int]:
+    """Record each cron job's schedule and next tick, fire the catch-up ticks; returns the next tick of each."""
     broker = await tasks._broker()
     backoff = 0.1
     while True:
@@ -72,23 +91,16 @@ async def run_crons(tasks: Tasks) -> None:
         if s.catch_up and last:  # a cron that never ran has nothing to catch up
             for tick in s.ticks_between(last, now, s.catch_up):
                 await _fire(tasks, job, tick)
-    by_name = {job.schedule.name: job for job in crons}
-    while True:
-        due = min(next_at.values())
-        wait = (due - _now_ms()) / 1000
-        if wait > 0:
-            await asyncio.sleep(min(wait, 60.0))  # re-read the clock at least every minute (suspend, clock steps)
-            continue
-        now = _now_ms()
-        for name, at in list(next_at.items()):
-            if at > now:
-                continue
-            job = by_name[name]
-            # Only the newest due tick: a loop that was blocked or asleep does not burst through missed ones.
-            ticks = job.schedule.ticks_between(at - 1, now, 1)
-            try:
-                if ticks:
-                    await _fire(tasks, job, ticks[-1])
-            except BrokerUnavailable as exc:
-                log.log(exc.log_level, "cron %s: tick %d not enqueued, Redis unavailable: %s", name, ticks[-1], exc)
-            next_at[name] = job.schedule.next_after(now)
+    return next_at
+
+
+async def _fire_due(tasks: Tasks, job: CronJob, at: int, now: int) -> None:
+    """Fire the newest tick of ``job`` due since ``at``: a loop that was blocked or asleep does not burst through
+    missed ones."""
+    ticks = job.schedule.ticks_between(at - 1, now, 1)
+    try:
+        if ticks:
+            await _fire(tasks, job, ticks[-1])
+    except BrokerUnavailable as exc:
+        log.log(exc.log_level, "cron %s: tick %d not enqueued, Redis unavailable: %s", job.schedule.name, ticks[-1],
+                exc)  # fmt: skip

@@ -7,6 +7,7 @@ import functools
 import math
 import random
 import traceback
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import anyio.to_thread
@@ -35,30 +36,45 @@ def _dead(c: Claimed, error: str, tb: str = "") -> Outcome:
     return Outcome("dead", c.stream, c.msg_id, c.job_id, error=error, traceback=tb)
 
 
+def _check_spec(args: object, kwargs: object, opts: dict[str, Any], timeout: object) -> None:
+    """Raise ``ValueError``/``TypeError``/``KeyError`` for a spec that cannot run: the job is dead-lettered before
+    it runs, whether or not it would have failed."""
+    int(opts["max_attempts"])
+    base, cap = (float(v) for v in opts["backoff"])
+    if not (math.isfinite(base) and math.isfinite(cap) and base >= 0 and cap >= 0):
+        raise ValueError(f"backoff must be finite numbers >= 0, got {opts['backoff']!r}")
+    if timeout is not None and not (isinstance(timeout, int | float) and math.isfinite(timeout) and timeout > 0):
+        raise ValueError(f"timeout must be a finite number > 0, got {timeout!r}")
+    if not isinstance(args, list) or not isinstance(kwargs, dict):
+        raise TypeError("arguments must be a list and keyword arguments an object")
+
+
+def _unknown(tasks: Tasks, c: Claimed) -> Outcome:
+    known = ", ".join(sorted(tasks.names)[:20])
+    return _dead(c, f"unknown task {c.task!r} (this worker knows: {known})")
+
+
 async def run_job(tasks: Tasks, c: Claimed) -> Outcome:
-    """Run ``c`` and return its outcome; never raises except ``CancelledError`` (shutdown)."""
+    """Run ``c`` and return its outcome; never raises except ``CancelledError`` (shutdown).
+
+    The hot path: a job of an async task without a timeout costs one decode, one check, one context and one await
+    here, and no ``Timeout`` object. (:class:`~aqueue._worker.loopwatch.LoopWatch` looks for this function's frame
+    and its local ``c`` to name a job that blocks the loop: the task is awaited from here.)
+    """
     try:
         spec = codec.decode(c.spec)
         args: list[Any] = spec["a"]
         kwargs: dict[str, Any] = spec["k"]
         opts: dict[str, Any] = spec["o"]
-        max_attempts = int(opts["max_attempts"])
         timeout: float | None = opts.get("timeout")
-        base, cap = (float(v) for v in opts["backoff"])
-        if not (math.isfinite(base) and math.isfinite(cap) and base >= 0 and cap >= 0):
-            raise ValueError(f"backoff must be finite numbers >= 0, got {opts['backoff']!r}")
-        if timeout is not None and not (isinstance(timeout, int | float) and math.isfinite(timeout) and timeout > 0):
-            raise ValueError(f"timeout must be a finite number > 0, got {timeout!r}")
-        if not isinstance(args, list) or not isinstance(kwargs, dict):
-            raise TypeError("arguments must be a list and keyword arguments an object")
+        _check_spec(args, kwargs, opts, timeout)
         if c.inputs:
             args = [codec.decode(c.inputs), *args]  # a workflow step: its parents' results come first
     except (ValueError, TypeError, KeyError) as exc:
         return _dead(c, f"undecodable job spec: {type(exc).__name__}: {exc}")
     task = tasks.get(c.task)
     if task is None:
-        known = ", ".join(sorted(tasks.names)[:20])
-        return _dead(c, f"unknown task {c.task!r} (this worker knows: {known})")
+        return _unknown(tasks, c)
     deadline: asyncio.Timeout | None = None
     _current.set(JobContext(tasks, c.job_id, c.task, c.attempt))
     try:
@@ -72,21 +88,35 @@ async def run_job(tasks: Tasks, c: Claimed) -> Outcome:
                     call = functools.partial(task.fn, *args, **kwargs)
                     result = await anyio.to_thread.run_sync(call, abandon_on_cancel=True)
     except Exception as exc:
-        if isinstance(exc, TypeError) and (why := task.arguments_error(args, kwargs)) is not None:
-            return _dead(c, f"InvalidArguments: {why}")  # a call that can never bind: retrying cannot help
-        if isinstance(exc, TimeoutError) and deadline is not None and deadline.expired():
-            error, tb = f"TimeoutError: timed out after {timeout} s", ""
-        elif isinstance(exc, Reject | Retry):  # the task's own decision: its message says why, no traceback
-            error, tb = f"{type(exc).__name__}: {exc}", ""
-        else:
-            error, tb = f"{type(exc).__name__}: {exc}", traceback.format_exc()
-        if c.attempt < max_attempts and not isinstance(exc, Reject):
-            after = exc.after if isinstance(exc, Retry) else None
-            delay = round(after * 1000) if after is not None else _backoff_ms(c.attempt, base, cap)
-            return Outcome("retry", c.stream, c.msg_id, c.job_id, error=error, traceback=tb, delay_ms=delay)
-        return _dead(c, error, tb)
+        return _failed(c, exc, task.arguments_error, args, kwargs, opts, deadline)
     try:
         encoded = codec.encode(result, f"result of task {c.task!r}")
     except SerializationError as exc:
         return _dead(c, str(exc))
     return Outcome("ok", c.stream, c.msg_id, c.job_id, result=encoded)
+
+
+def _failed(
+    c: Claimed,
+    exc: Exception,
+    arguments_error: Callable[[tuple[Any, ...] | list[Any], dict[str, Any]], str | None],
+    args: list[Any],
+    kwargs: dict[str, Any],
+    opts: dict[str, Any],
+    deadline: asyncio.Timeout | None,
+) -> Outcome:
+    """The outcome of an attempt that raised ``exc``: another attempt after a backoff, or dead-lettered."""
+    if isinstance(exc, TypeError) and (why := arguments_error(args, kwargs)) is not None:
+        return _dead(c, f"InvalidArguments: {why}")  # a call that can never bind: retrying cannot help
+    if isinstance(exc, TimeoutError) and deadline is not None and deadline.expired():
+        error, tb = f"TimeoutError: timed out after {opts.get('timeout')} s", ""
+    elif isinstance(exc, Reject | Retry):  # the task's own decision: its message says why, no traceback
+        error, tb = f"{type(exc).__name__}: {exc}", ""
+    else:
+        error, tb = f"{type(exc).__name__}: {exc}", traceback.format_exc()
+    if c.attempt < int(opts["max_attempts"]) and not isinstance(exc, Reject):
+        after = exc.after if isinstance(exc, Retry) else None
+        base, cap = (float(v) for v in opts["backoff"])
+        delay = round(after * 1000) if after is not None else _backoff_ms(c.attempt, base, cap)
+        return Outcome("retry", c.stream, c.msg_id, c.job_id, error=error, traceback=tb, delay_ms=delay)
+    return _dead(c, error, tb)

@@ -18,6 +18,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from aqueue._core.aio import cancel_and_wait
 from aqueue._core.errors import BrokerUnavailable
 
 __all__ = ["FAILING_AFTER", "HEALTHY_AFTER", "SubTasks", "streams_gone"]
@@ -74,6 +75,10 @@ class SubTasks:
         task = asyncio.create_task(self._supervise(name, run), name=f"aqueue-{name}")
         self.tasks[name] = task
         return task
+
+    async def stop(self, *names: str) -> None:
+        """Cancel the named sub-tasks (those that were started) and wait until they have ended."""
+        await cancel_and_wait(*(self.tasks[name] for name in names if name in self.tasks))
 
     async def _supervise(self, name: str, run: Callable[[], Awaitable[None]]) -> None:
         health = self._health.setdefault(name, _Health(name))

@@ -1,7 +1,9 @@
-"""Autoscaling vocabulary: the metrics snapshot a strategy sees, the decision it returns, the strategy protocol.
+"""Autoscaling vocabulary: the metrics snapshot a strategy sees, the decision it returns, the strategy protocol,
+the record of an applied change, and :class:`ScalingTarget`, what the supervisor sizes.
 
 Kept apart from ``strategies.py`` (the built-in policies) and ``supervisor.py`` (the loop that measures, asks the
-strategy, enforces bounds and cooldown, and applies the target) so each can be read and tested alone.
+strategy, enforces bounds and cooldown, and applies the target) so each can be read and tested alone. Nothing here
+knows the worker: it satisfies :class:`ScalingTarget`, and the supervisor talks only to that.
 """
 
 from __future__ import annotations
@@ -11,8 +13,9 @@ from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 from aqueue._core.errors import ConfigurationError
+from aqueue._core.wire import QueueSample
 
-__all__ = ["Decision", "MetricsSnapshot", "Strategy", "concurrency_bounds"]
+__all__ = ["Decision", "MetricsSnapshot", "ScalingRecord", "ScalingTarget", "Strategy", "concurrency_bounds"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +91,78 @@ class Strategy(Protocol):
     def decide(self, snapshot: MetricsSnapshot, history: Sequence[MetricsSnapshot]) -> Decision:
         """The concurrency this worker should run at now, with the reason; called every ``scale_interval``
         seconds."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class ScalingRecord:
+    """One applied change of a worker's concurrency."""
+
+    at: float  #: wall-clock time (seconds since the epoch)
+    old: int
+    new: int
+    reason: str
+    strategy: str
+    confidence: float | None = None
+
+
+class ScalingTarget(Protocol):
+    """What a supervisor sizes (a :class:`~aqueue.Worker` is one): the figures it reads every tick, one read of the
+    queue, and the one call that applies a target."""
+
+    @property
+    def id(self) -> str:
+        """Named in the supervisor's logs."""
+        ...
+
+    @property
+    def concurrency(self) -> int:
+        """The current target."""
+        ...
+
+    @property
+    def min_concurrency(self) -> int:
+        """The lower bound."""
+        ...
+
+    @property
+    def max_concurrency(self) -> int:
+        """The upper bound."""
+        ...
+
+    @property
+    def running_jobs(self) -> int:
+        """Slots running a job now."""
+        ...
+
+    @property
+    def processed(self) -> int:
+        """Attempts finished so far (the slot cycle is measured from its growth)."""
+        ...
+
+    @property
+    def service_time(self) -> float | None:
+        """Mean seconds a job takes, None until one finished."""
+        ...
+
+    @property
+    def scale_override(self) -> int | None:
+        """A manual target that holds: the supervisor makes no decision meanwhile."""
+        ...
+
+    @property
+    def paused(self) -> bool:
+        """The queue is paused: the supervisor holds."""
+        ...
+
+    async def _sample_queue(self) -> QueueSample:
+        """The queue's figures, in one read-only script call."""
+        ...
+
+    async def _apply_scale(
+        self, target: int, reason: str, strategy: str, confidence: float | None, inputs: str
+    ) -> ScalingRecord:
+        """Set the target now (already clamped and governed), record the change and write its ``scaling`` event."""
         ...
 
 

@@ -136,18 +136,7 @@ class DefaultStrategy:
         erring = s.error_rate > self.error_threshold
         st.calm = 0 if erring else st.calm + 1
         if erring and not self.scale_up_on_errors:
-            st.idle = 0
-            rate = f"error rate {s.error_rate:.1%} > {self.error_threshold:.0%}"
-            applied = st.backed_off_to is not None and current <= st.backed_off_to
-            if applied and history and s.error_rate < history[-1].error_rate:
-                # The rate is a sliding window that still holds failures from before our back-off: falling, it
-                # shows the back-off working, and halving again on stale errors would overshoot. (Only once the
-                # back-off really applied: the governor may have held it.)
-                return Decision(current, f"{rate} but falling since the back-off: holding at {current}")
-            st.recover_to = max(st.recover_to or 0, current)
-            target = max(1, s.min_concurrency, int(current * self.error_backoff))
-            st.backed_off_to = target
-            return Decision(target, f"{rate}: back off to {target}")
+            return self._back_off(s, history)
         if st.recover_to is not None and (current >= st.recover_to or st.calm >= _CALM_TICKS):
             st.recover_to = None  # recovered, or the error episode is long over: size from demand again
             st.backed_off_to = None
@@ -160,6 +149,27 @@ class DefaultStrategy:
             return self._up(s, target, _Demand(target, why, True))
         else:  # no job has run here yet (or none finished): only idleness can be judged, keeping what runs
             demand = _Demand(max(1, s.busy), f"no job finished yet, backlog 0, {s.busy} running", False)
+        return self._from_demand(s, demand, erring)
+
+    def _back_off(self, s: MetricsSnapshot, history: Sequence[MetricsSnapshot]) -> Decision:
+        """The error rate is above the threshold: halve, unless the back-off applied and the rate is falling."""
+        st, current = self._state, s.concurrency
+        st.idle = 0
+        rate = f"error rate {s.error_rate:.1%} > {self.error_threshold:.0%}"
+        applied = st.backed_off_to is not None and current <= st.backed_off_to
+        if applied and history and s.error_rate < history[-1].error_rate:
+            # The rate is a sliding window that still holds failures from before our back-off: falling, it
+            # shows the back-off working, and halving again on stale errors would overshoot. (Only once the
+            # back-off really applied: the governor may have held it.)
+            return Decision(current, f"{rate} but falling since the back-off: holding at {current}")
+        st.recover_to = max(st.recover_to or 0, current)
+        target = max(1, s.min_concurrency, int(current * self.error_backoff))
+        st.backed_off_to = target
+        return Decision(target, f"{rate}: back off to {target}")
+
+    def _from_demand(self, s: MetricsSnapshot, demand: _Demand, erring: bool) -> Decision:
+        """Up to the demand when it is urgent (or recovering), a step down after enough idle ticks, else hold."""
+        st, current = self._state, s.concurrency
         idle = s.total_backlog == 0 and s.utilization < self.idle_utilization
         st.idle = st.idle + 1 if idle else 0
         if erring and s.total_backlog > 0:

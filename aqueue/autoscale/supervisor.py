@@ -12,34 +12,17 @@ import logging
 import time
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import orjson
 
 from aqueue._core.errors import BrokerUnavailable
-from aqueue.autoscale.scaling import Decision, MetricsSnapshot, Strategy
-
-if TYPE_CHECKING:
-    from aqueue._worker.worker import Worker
+from aqueue.autoscale.scaling import Decision, MetricsSnapshot, ScalingRecord, ScalingTarget, Strategy
 
 __all__ = ["Governor", "ScalingRecord", "Supervisor"]
 
 log = logging.getLogger("aqueue.autoscale.supervisor")
 #: Seconds a slot-cycle measurement counts for (MetricsSnapshot.slot_cycle) without a new one.
 _CYCLE_MEMORY = 10.0
-
-
-@dataclass(frozen=True, slots=True)
-class ScalingRecord:
-    """One applied change of a worker's concurrency."""
-
-    at: float  #: wall-clock time (seconds since the epoch)
-    old: int
-    new: int
-    reason: str
-    strategy: str
-    confidence: float | None = None
 
 
 class Governor:
@@ -99,15 +82,16 @@ class _Window:
 
 
 class Supervisor:
-    """Runs one worker's scaling loop (see the module docstring)."""
+    """Runs one worker's scaling loop (see the module docstring); ``target`` is the worker, as a
+    :class:`~aqueue.autoscale.scaling.ScalingTarget`."""
 
     def __init__(
-        self, worker: Worker, strategy: Strategy, interval: float, cooldown: float, window: float = 5.0
+        self, target: ScalingTarget, strategy: Strategy, interval: float, cooldown: float, window: float = 5.0
     ) -> None:
-        self.worker = worker
+        self.target = target
         self.strategy = strategy
         self.interval = interval
-        self.governor = Governor(worker.min_concurrency, worker.max_concurrency, cooldown)
+        self.governor = Governor(target.min_concurrency, target.max_concurrency, cooldown)
         self._window = _Window(window)
         self._history: deque[MetricsSnapshot] = deque(maxlen=max(3, round(60 / interval)))
         self.loop_lag = 0.0
@@ -133,18 +117,17 @@ class Supervisor:
             try:
                 await self.tick()
             except BrokerUnavailable as exc:
-                log.log(exc.log_level, "worker %s: supervisor: %s", self.worker.id, exc)
+                log.log(exc.log_level, "worker %s: supervisor: %s", self.target.id, exc)
             except Exception:
                 # A faulty (custom) strategy must not end autoscaling silently: report it and keep ticking.
                 if loop.time() - self._last_error_log >= 60.0:
                     self._last_error_log = loop.time()
-                    log.exception("worker %s: supervisor tick failed (%s strategy)", self.worker.id, self.strategy.name)
+                    log.exception("worker %s: supervisor tick failed (%s strategy)", self.target.id, self.strategy.name)
 
     async def measure(self) -> MetricsSnapshot:
         """One snapshot of the queue and this worker."""
-        w = self.worker
-        broker = await w.tasks._broker()
-        s = await broker.sample(w.registry_ttl_ms)
+        w = self.target
+        s = await w._sample_queue()
         t = time.monotonic()
         arrival, completion, errors = self._window.add(t, s.enqueued, s.succeeded, s.failed)
         # Saturated: at least one waiting job per slot, so no slot lacked work but for claiming it.
@@ -195,9 +178,9 @@ class Supervisor:
         snapshot = await self.measure()
         history = tuple(self._history)
         self._history.append(snapshot)
-        if self.worker.scale_override is not None:
+        if self.target.scale_override is not None:
             return None  # a manual target holds until released
-        if self.worker.paused:
+        if self.target.paused:
             return None  # the backlog grows while paused, but no slot could start a job: hold
         decision = self.strategy.decide(snapshot, history)
         self.last_decision = decision
@@ -205,7 +188,7 @@ class Supervisor:
         if target == snapshot.concurrency:
             return None
         reason = decision.reason if note is None else f"{decision.reason} ({note})"
-        return await self.worker.apply_scale(
+        return await self.target._apply_scale(
             target, reason, self.strategy.name, decision.confidence, _inputs(snapshot, decision)
         )
 

@@ -25,8 +25,11 @@ from typing import Any, TextIO
 from aiohttp import web
 
 from aqueue._core.errors import ConfigurationError
-from aqueue._core.job import Job, JobSpec, JobStatus
-from aqueue._core.tasks import Task, Tasks
+from aqueue._core.job import Job
+from aqueue._core.record import JobStatus
+from aqueue._core.specs import JobSpec
+from aqueue._core.task import Task
+from aqueue._core.tasks import Tasks
 from aqueue._worker.worker import Worker
 
 __all__ = ["build_tasks", "plan_jobs", "run_demo"]
@@ -169,6 +172,47 @@ async def _keep_busy(tasks: Tasks, running: asyncio.Task[None], rate: float, say
             last_said = time.monotonic()
 
 
+def _headline(tasks: Tasks, specs: list[JobSpec[Any]], delayed: set[int], concurrency: int, seconds: float,
+              autoscaled: bool) -> str:  # fmt: skip
+    """The demo's first line: the load it is about to run, and how the worker is sized."""
+    failing = sum(1 for s in specs if _short(s.task) == "fails")
+    sizing = f"concurrency {concurrency}"
+    if autoscaled:
+        sizing += f", then autoscaled within {min(2, concurrency)}..{concurrency}"
+    return (f"aqueue demo on {tasks.redis_url}: {len(specs)} jobs ({failing} always failing, {len(delayed)} delayed "
+            f"0.5-2 s), {sizing}, at most {seconds:g} s")  # fmt: skip
+
+
+async def _make_worker(tasks: Tasks, concurrency: int, autoscaled: bool) -> Worker:
+    """The demo's worker. With the dashboard it autoscales, so its scaling decisions show there: the batch runs at
+    the top (a manual override, as POST /scale sets), then the supervisor sizes it for the steady load."""
+    if not autoscaled:
+        return Worker(tasks, concurrency=concurrency, shutdown_timeout=2.0)
+    low = min(2, concurrency)
+    worker = Worker(tasks, min_concurrency=low, max_concurrency=concurrency, shutdown_timeout=2.0)
+    await worker.scale_to(concurrency)
+    return worker
+
+
+async def _watch(
+    tasks: Tasks, running: asyncio.Task[None], jobs: int, seconds: float, start: float, say: Callable[[str], None]
+) -> None:
+    """Until the batch is done, ``seconds`` have passed or the worker stopped: a progress line every second."""
+    last_time, last_done, done = start, 0, 0
+    while done < jobs and time.monotonic() - start < seconds and not running.done():
+        # Waiting on the worker task (not a plain sleep) notices at once if it stops or crashes.
+        await asyncio.wait({running}, timeout=0.05)
+        info = await tasks.info()
+        done = info.stats.get("succeeded", 0) + info.stats.get("dead", 0)
+        now = time.monotonic()
+        if now - last_time >= 1.0 or done >= jobs:
+            speed = (done - last_done) / (now - last_time)
+            queued = " ".join(f"{name} {n}" for name, n in info.queued.items())
+            say(f"[{now - start:5.1f}s] done {done}/{jobs}  {speed:6.0f} jobs/s  queued {queued}  "
+                f"scheduled {info.scheduled}  active {info.active}  dead {info.dead}")  # fmt: skip
+            last_time, last_done = now, done
+
+
 async def _run(
     tasks: Tasks,
     jobs: int,
@@ -182,20 +226,8 @@ async def _run(
         print(line, file=out, flush=True)
 
     specs, delayed = plan_jobs(tasks, jobs, random.Random())
-    failing = sum(1 for s in specs if _short(s.task) == "fails")
-    # With the dashboard, the worker autoscales, so its scaling decisions show there: the batch runs at the top
-    # (a manual override, as POST /scale sets), then the supervisor sizes it for the steady load.
-    low = min(2, concurrency)
-    sizing = f"concurrency {concurrency}"
-    if bind is not None:
-        sizing += f", then autoscaled within {low}..{concurrency}"
-    say(f"aqueue demo on {tasks.redis_url}: {jobs} jobs ({failing} always failing, {len(delayed)} delayed "
-        f"0.5-2 s), {sizing}, at most {seconds:g} s")  # fmt: skip
-    if bind is None:
-        worker = Worker(tasks, concurrency=concurrency, shutdown_timeout=2.0)
-    else:
-        worker = Worker(tasks, min_concurrency=low, max_concurrency=concurrency, shutdown_timeout=2.0)
-        await worker.scale_to(concurrency)
+    say(_headline(tasks, specs, delayed, concurrency, seconds, autoscaled=bind is not None))
+    worker = await _make_worker(tasks, concurrency, autoscaled=bind is not None)
     site = None if bind is None else await _serve(tasks, worker, bind)
     if site is not None and bind is not None:
         host, port = site.addresses[0][:2] if site.addresses else bind
@@ -203,22 +235,9 @@ async def _run(
     start = time.monotonic()
     handles = await tasks.enqueue_many(specs)
     running = asyncio.create_task(worker.run(), name="aqueue-demo-worker")
-    last_time, last_done, done = start, 0, 0
     try:
-        while done < jobs and time.monotonic() - start < seconds and not running.done():
-            # Waiting on the worker task (not a plain sleep) notices at once if it stops or crashes.
-            await asyncio.wait({running}, timeout=0.05)
-            info = await tasks.info()
-            done = info.stats.get("succeeded", 0) + info.stats.get("dead", 0)
-            now = time.monotonic()
-            if now - last_time >= 1.0 or done >= jobs:
-                speed = (done - last_done) / (now - last_time)
-                queued = " ".join(f"{name} {n}" for name, n in info.queued.items())
-                say(f"[{now - start:5.1f}s] done {done}/{jobs}  {speed:6.0f} jobs/s  queued {queued}  "
-                    f"scheduled {info.scheduled}  active {info.active}  dead {info.dead}")  # fmt: skip
-                last_time, last_done = now, done
-        elapsed = time.monotonic() - start
-        code = await _summary(handles, delayed, elapsed, say)
+        await _watch(tasks, running, jobs, seconds, start, say)
+        code = await _summary(handles, delayed, time.monotonic() - start, say)
         if site is not None and not running.done():
             worker.release_scale()
             say(f"the batch is done; now about {rate:g} jobs/s of the same mix, {BURST_FACTOR:g}x that for "
@@ -235,8 +254,12 @@ async def _run(
     return code
 
 
-async def _summary(handles: list[Job[Any]], delayed: set[int], elapsed: float, say: Callable[[str], None]) -> int:
-    counts: Counter[tuple[str, str]] = Counter()
+_Counts = Counter[tuple[str, str]]  # (task's short name, succeeded | dead | unfinished) -> jobs
+
+
+async def _tally(handles: list[Job[Any]], delayed: set[int]) -> tuple[_Counts, list[float], list[float]]:
+    """Each job's outcome by task, and the enqueue→finish latencies of all finished jobs and of the undelayed ones."""
+    counts: _Counts = Counter()
     latencies: list[float] = []
     immediate: list[float] = []
     for i, job in enumerate(handles):
@@ -247,6 +270,10 @@ async def _summary(handles: list[Job[Any]], delayed: set[int], elapsed: float, s
             latencies.append(rec.finished_at - rec.enqueued_at)
             if i not in delayed:
                 immediate.append(latencies[-1])
+    return counts, latencies, immediate
+
+
+def _outcome_table(counts: _Counts, say: Callable[[str], None]) -> None:
     names = sorted({task for task, _ in counts}, key=["fast", "slow", "blocking", "fails"].index)
     rows: list[tuple[str, ...]] = [("task", "succeeded", "dead", "unfinished")]
     for name in [*names, "total"]:
@@ -255,12 +282,10 @@ async def _summary(handles: list[Job[Any]], delayed: set[int], elapsed: float, s
     say("")
     for row in rows:
         say(f"{row[0]:<10}" + "".join(f"{cell:>12}" for cell in row[1:]))
-    finished = len(latencies)
-    say(f"throughput {finished / elapsed:.0f} jobs/s ({finished} jobs finished in {elapsed:.2f} s)")
-    for label, values in (("immediate jobs", immediate), ("all jobs", latencies)):
-        if values:
-            say(f"enqueue->finish latency, {label}: p50 {_pct(values, 50) * 1000:.0f} ms, "
-                f"p99 {_pct(values, 99) * 1000:.0f} ms")  # fmt: skip
+
+
+def _verdict(counts: _Counts, say: Callable[[str], None]) -> int:
+    """0 if every job ended as it should (only the ``fails`` jobs dead, none unfinished), else 1; says which."""
     unfinished = sum(n for (_, state), n in counts.items() if state == "unfinished")
     wrong = sum(
         n for (task, state), n in counts.items() if state != "unfinished" and (state == "dead") != (task == "fails")
@@ -273,6 +298,18 @@ async def _summary(handles: list[Job[Any]], delayed: set[int], elapsed: float, s
         return 1
     say("demo ok: every job finished as expected")
     return 0
+
+
+async def _summary(handles: list[Job[Any]], delayed: set[int], elapsed: float, say: Callable[[str], None]) -> int:
+    counts, latencies, immediate = await _tally(handles, delayed)
+    _outcome_table(counts, say)
+    finished = len(latencies)
+    say(f"throughput {finished / elapsed:.0f} jobs/s ({finished} jobs finished in {elapsed:.2f} s)")
+    for label, values in (("immediate jobs", immediate), ("all jobs", latencies)):
+        if values:
+            say(f"enqueue->finish latency, {label}: p50 {_pct(values, 50) * 1000:.0f} ms, "
+                f"p99 {_pct(values, 99) * 1000:.0f} ms")  # fmt: skip
+    return _verdict(counts, say)
 
 
 def _pct(values: list[float], p: float) -> float:

@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 from aiohttp import hdrs, web
 
-from aqueue._core.job import MAX_SECONDS as _JOB_MAX_SECONDS
+from aqueue._core.options import MAX_SECONDS as _JOB_MAX_SECONDS
 from aqueue.web.replies import error, too_large
 
 __all__ = [

@@ -1,4 +1,5 @@
-"""``GET /``: the dashboard, one static page (HTML, CSS, JS shipped in ``aqueue/web/static``) fed by ``/ws``.
+"""``GET /``: the dashboard, one static page (HTML, CSS, JS modules shipped in ``aqueue/web/static``) fed by
+``/ws``.
 
 The page holds no data: everything it shows arrives over the WebSocket, so it is served without a token (the
 WebSocket and the buttons' POSTs carry the one given in the page's ``?token=``). Its Content-Security-Policy
@@ -21,9 +22,12 @@ CONTENT_SECURITY_POLICY = (
     "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 )
 
+#: The script is ES modules: ``dashboard.js`` imports those under ``dashboard/`` (see its opening comment).
+_MODULES = ("actions", "charts", "live", "state", "tables", "util")
 _FILES = {
     "/": ("dashboard.html", "text/html"),
     "/dashboard.js": ("dashboard.js", "text/javascript"),
+    **{f"/dashboard/{name}.js": (f"dashboard/{name}.js", "text/javascript") for name in _MODULES},
     "/dashboard.css": ("dashboard.css", "text/css"),
 }
 
@@ -36,7 +40,7 @@ _HEADERS = {
 
 
 def _read(name: str) -> bytes:
-    return resources.files("aqueue.web").joinpath("static", name).read_bytes()
+    return resources.files("aqueue.web").joinpath("static", *name.split("/")).read_bytes()
 
 
 def _handler(body: bytes, content_type: str) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
@@ -47,6 +51,8 @@ def _handler(body: bytes, content_type: str) -> Callable[[web.Request], Awaitabl
 
 
 def setup(app: web.Application) -> None:
-    """Register ``GET /`` (the page) and its script and style sheet on ``app``; the files are read once, here."""
+    """Register ``GET /`` (the page) and its script modules and style sheet on ``app``; the files are read once,
+    here."""
     for path, (name, content_type) in _FILES.items():
-        app.router.add_get(path, _handler(_read(name), content_type), name=f"aqueue-{name.replace('.', '-')}")
+        route = f"aqueue-{name.replace('.', '-').replace('/', '-')}"
+        app.router.add_get(path, _handler(_read(name), content_type), name=route)

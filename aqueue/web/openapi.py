@@ -12,7 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
-from aqueue._core.job import JobStatus
+from aqueue._core.record import JobStatus
 from aqueue._version import __version__
 from aqueue.web.replies import reply
 from aqueue.web.schemas import STR, ref, schemas_for

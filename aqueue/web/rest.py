@@ -4,14 +4,16 @@ scaling; pausing and resuming the queue; deleting old finished records.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from aiohttp import web
 
-from aqueue._core.errors import ConfigurationError, SerializationError
-from aqueue._core.job import JobStatus
-from aqueue._core.tasks import FINISHED_STATUSES, Task
-from aqueue.web import listing
+from aqueue._core import listing
+from aqueue._core.errors import ConfigurationError, SerializationError, UnknownJob
+from aqueue._core.record import JobStatus
+from aqueue._core.task import Task
+from aqueue._core.tasks import FINISHED_STATUSES
 from aqueue.web.bodies import (
     MAX_SECONDS,
     int_field,
@@ -33,6 +35,10 @@ _MAX_BATCH = 1000  # job ids or jobs one reprocess call may move
 _MAX_ID = 200
 _MAX_TEXT = 500  # a cancellation reason, who paused
 _OPTIONS = ("priority", "delay", "max_attempts", "timeout", "backoff_base", "backoff_max")
+
+
+def _unknown(job_id: str) -> str:
+    return f"no job {job_id!r} (never enqueued, or its retention expired)"
 
 
 def _job_id(request: web.Request, what: str = "job") -> str:
@@ -113,10 +119,10 @@ async def list_jobs(request: web.Request) -> web.Response:
 async def get_job(request: web.Request) -> web.Response:
     """GET /jobs/{id}: the job's record; 404 if there is none."""
     job_id = _job_id(request)
-    h = await (await request.config_dict[CONFIG].tasks._broker()).get_record(job_id)
-    if not h.get("task"):
-        raise error(web.HTTPNotFound, f"no job {job_id!r} (never enqueued, or its retention expired)")
-    return reply(listing.job_view(job_id, h))
+    (view,) = await request.config_dict[CONFIG].tasks._job_views([job_id])
+    if view is None or not view["task"]:
+        raise error(web.HTTPNotFound, _unknown(job_id))
+    return reply(view)
 
 
 @routes.delete("/jobs/{id}")
@@ -132,9 +138,9 @@ async def cancel_job(request: web.Request) -> web.Response:
     body = await read_object(request, config.max_body, optional=True)
     reject_unknown(body, ("reason",), "the body")
     reason = str_field(body, "reason", "the body", max_length=_MAX_TEXT) or "cancelled"
-    (state,) = await (await config.tasks._broker()).cancel([job_id], reason)
+    (state,) = await config.tasks._cancel_jobs([job_id], reason)
     if state == "unknown":
-        raise error(web.HTTPNotFound, f"no job {job_id!r} (never enqueued, or its retention expired)")
+        raise error(web.HTTPNotFound, _unknown(job_id))
     if state not in ("cancelled", "cancelling"):  # "already-<status>": it had finished
         raise error(web.HTTPConflict, f"job {job_id!r} already finished: it is {state.removeprefix('already-')}")
     return reply({"id": job_id, "status": state})
@@ -146,16 +152,12 @@ async def retry_job(request: web.Request) -> web.Response:
     config = request.config_dict[CONFIG]
     job_id = _job_id(request)
     reject_unknown(await read_object(request, config.max_body, optional=True), (), "the body")
-    broker = await config.tasks._broker()
-    h = await broker.get_record(job_id)
-    if not h.get("task"):
-        raise error(web.HTTPNotFound, f"no job {job_id!r} (never enqueued, or its retention expired)")
-    entries: dict[str, list[str]] = {}
-    if h.get("status") == JobStatus.DEAD:
-        entries = await listing.find_dead_entries(broker, [job_id])
-    requeued, skipped = await broker.requeue([(job_id, *entries.get(job_id, []))], "retry")
-    if not requeued:
-        raise error(web.HTTPConflict, skipped[0][1] if skipped else "job could not be retried")
+    try:
+        result = await config.tasks.retry(job_id)
+    except UnknownJob:
+        raise error(web.HTTPNotFound, _unknown(job_id)) from None
+    if not result.requeued:
+        raise error(web.HTTPConflict, result.skipped.get(job_id, "job could not be retried"))
     return reply({"id": job_id, "status": JobStatus.QUEUED.value})
 
 
@@ -174,10 +176,8 @@ async def dead_letter(request: web.Request) -> web.Response:
     """GET /dead-letter?limit=: the newest dead-letter entries, newest first, and the total."""
     config = request.config_dict[CONFIG]
     limit = query_int(request, "limit", 50, minimum=1, maximum=_MAX_BATCH)
-    broker = await config.tasks._broker()
-    page = await broker.dead_page(None, limit, newest_first=True)
-    total = await broker.dead_length()
-    return reply({"entries": [listing.dead_entry_view(i, f) for i, f in page], "total": total})
+    page = await config.tasks.dead_letters(limit)
+    return reply({"entries": [dataclasses.asdict(entry) for entry in page.entries], "total": page.total})
 
 
 @routes.post("/dead-letter/reprocess")
@@ -188,23 +188,20 @@ async def reprocess(request: web.Request) -> web.Response:
     reject_unknown(body, ("ids", "max"), "the body")
     if ("ids" in body) == ("max" in body):
         raise invalid('give exactly one of "ids" (job ids) or "max" (a count)')
-    broker = await config.tasks._broker()
     if "ids" in body:
         ids = body["ids"]
         if not isinstance(ids, list) or not 1 <= len(ids) <= _MAX_BATCH:
             raise invalid(f"ids must be an array of 1 to {_MAX_BATCH} job ids")
         if not all(isinstance(i, str) and 0 < len(i) <= _MAX_ID for i in ids):
             raise invalid(f"every id must be a job id: a non-empty string of at most {_MAX_ID} characters")
-        ids = list(dict.fromkeys(ids))
-        entries = await listing.find_dead_entries(broker, ids)
+        result = await config.tasks.reprocess(ids)
     else:
         count = int_field(body, "max", "the body", minimum=1, maximum=_MAX_BATCH)
         if count is None:
             raise invalid(f"max must be an integer from 1 to {_MAX_BATCH}")
-        entries = await listing.oldest_dead(broker, count)
-        ids = list(entries)
-    requeued, skipped = await broker.requeue([(i, *entries.get(i, [])) for i in ids], "reprocess")
-    return reply({"requeued": requeued, "skipped": [{"id": i, "reason": why} for i, why in skipped]})
+        result = await config.tasks.reprocess(max=count)
+    skipped = [{"id": i, "reason": why} for i, why in result.skipped.items()]
+    return reply({"requeued": result.requeued, "skipped": skipped})
 
 
 @routes.post("/scale")

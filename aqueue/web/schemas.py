@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from aqueue._core.job import JobStatus
+from aqueue._core.record import JobStatus
 from aqueue._core.tasks import FINISHED_STATUSES
 from aqueue.web.state import WebConfig
 

@@ -29,8 +29,8 @@ _READY_TIMEOUT = 2.0
 
 def _registry_ttl_ms(config: WebConfig) -> int:
     if config.worker is not None:
-        return config.worker.registry_ttl_ms
-    lease = config.tasks.settings.lease  # what a worker with the queue's default lease uses (Worker.registry_ttl_ms)
+        return config.worker._registry_ttl_ms
+    lease = config.tasks.settings.lease  # what a worker with the queue's default lease uses (Worker._registry_ttl_ms)
     return round(max(lease, 3 * min(lease / 3, 10.0)) * 1000)
 
 

@@ -15,7 +15,7 @@ import asyncio
 from aiohttp import WSCloseCode, web
 
 from aqueue._core.errors import BrokerUnavailable
-from aqueue.web import app as web_app
+from aqueue.web.auth import check_token
 from aqueue.web.fanout import Fanout, encode
 from aqueue.web.state import CONFIG
 from aqueue.web.status import build_status
@@ -55,7 +55,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
     """``GET /ws``: authenticate, upgrade, then serve the connection until either side closes."""
     config = request.app[CONFIG]
     options = request.app[WS_OPTIONS]
-    web_app.check_token(request, config)  # before the upgrade: a refused client gets a plain 401
+    check_token(request, config)  # before the upgrade: a refused client gets a plain 401
     ws = web.WebSocketResponse(
         heartbeat=options.heartbeat, timeout=options.close_timeout, max_msg_size=_MAX_CLIENT_MESSAGE, compress=False
     )

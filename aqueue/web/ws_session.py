@@ -18,7 +18,7 @@ from aiohttp import WSMsgType, web
 
 from aqueue._core.aio import cancel_and_wait
 from aqueue._core.errors import BrokerUnavailable, ConfigurationError
-from aqueue._core.job import JobRecord
+from aqueue._core.record import JobRecord
 from aqueue.web.fanout import (
     EventId,
     Fanout,
@@ -141,20 +141,31 @@ class Session:
             batch = await broker.read_events(format_event_id(cursor), self._options.history_batch, 0.0)
             if first_read:
                 first_read = False
-                if not batch or parse_event_id(batch[0][0]) != since:
-                    first = batch[0][0] if batch else None
-                    await self._send({"type": "gap", "since": format_event_id(since), "first": first})
-            for event_id, fields in batch:
-                cursor = parse_event_id(event_id)
-                if cursor > since and self._query.filter.matches(fields):
-                    await self._send({"type": "event", "id": event_id, "event": fields})
-            cursor = max(cursor, since)
+                await self._report_gap(since, batch)
+            last = await self._send_history(batch, since)
+            cursor = max(cursor if last is None else last, since)
             if sub.overflowed:
                 sub.restart()  # live events were dropped: keep reading history, which holds them too
                 continue
             first_live = sub.first_event_id()
             if not batch or (first_live is not None and first_live <= cursor):
                 return cursor
+
+    async def _report_gap(self, since: EventId, batch: list[tuple[str, dict[str, str]]]) -> None:
+        """A ``gap`` message unless ``batch`` (read from just before ``since``) starts with ``since`` itself."""
+        if not batch or parse_event_id(batch[0][0]) != since:
+            first = batch[0][0] if batch else None
+            await self._send({"type": "gap", "since": format_event_id(since), "first": first})
+
+    async def _send_history(self, batch: list[tuple[str, dict[str, str]]], since: EventId) -> EventId | None:
+        """Send the events of ``batch`` after ``since`` that match the filters; the id of the last one read (None
+        for an empty batch)."""
+        last: EventId | None = None
+        for event_id, fields in batch:
+            last = parse_event_id(event_id)
+            if last > since and self._query.filter.matches(fields):
+                await self._send({"type": "event", "id": event_id, "event": fields})
+        return last
 
     def _on_overflow(self) -> None:
         if self._live and self._dropping is None:

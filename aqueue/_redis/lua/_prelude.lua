@@ -1,4 +1,6 @@
 -- Shared helpers, prepended to every aqueue script when it is loaded.
+-- Keys: a script names every key of the queue as prefix .. K.<name> (K.job .. id, K.scheduled, ...); the table K,
+-- generated from the suffixes in aqueue/_redis/keys.py, is prepended above this prelude. Never spell a suffix here.
 -- Numbers go to Redis through int() so that large millisecond values never print in exponent form.
 local function int(n) return string.format('%d', n) end
 
@@ -56,12 +58,12 @@ end
 
 local function flush_task_counts(prefix, counts)
   for counter, per in pairs(counts) do
-    for task, n in pairs(per) do redis.call('HINCRBY', prefix .. 'stats:task', counter .. ':' .. task, n) end
+    for task, n in pairs(per) do redis.call('HINCRBY', prefix .. K.task_stats, counter .. ':' .. task, n) end
   end
 end
 
 local function event(prefix, maxlen, ...)
-  redis.call('XADD', prefix .. 'events', 'MAXLEN', '~', maxlen, '*', ...)
+  redis.call('XADD', prefix .. K.events, 'MAXLEN', '~', maxlen, '*', ...)
 end
 
 -- Ready a job: on its stream now, or in the scheduled set for delay_ms (waking schedulers if earlier).
@@ -69,12 +71,12 @@ local function make_ready(c, id, rec, prio, task, delay_ms)
   if delay_ms and delay_ms > 0 then
     local due = c.now + delay_ms
     redis.call('HSET', rec, 'status', 'scheduled', 'due_at', int(due))
-    redis.call('ZADD', c.prefix .. 'scheduled', int(due), id)
-    redis.call('XADD', c.prefix .. 'wake', 'MAXLEN', '1', '*', 'due_at', int(due))
+    redis.call('ZADD', c.prefix .. K.scheduled, int(due), id)
+    redis.call('XADD', c.prefix .. K.wake, 'MAXLEN', '1', '*', 'due_at', int(due))
     event(c.prefix, c.maxlen, 'type', 'scheduled', 'job', id, 'task', task, 'due_at', int(due))
   else
     -- 'msg' names the job's stream entry, so that cancelling the job while it waits deletes the entry
-    local msg = redis.call('XADD', c.prefix .. 'stream:' .. prio, '*', 'j', id)
+    local msg = redis.call('XADD', c.prefix .. K.stream .. prio, '*', 'j', id)
     redis.call('HSET', rec, 'status', 'queued', 'msg', msg)
     event(c.prefix, c.maxlen, 'type', 'queued', 'job', id, 'task', task)
   end
@@ -109,7 +111,7 @@ local function finish(c, jobid, status, known, at)
   while i <= #work do
     local id, st, how = work[i][1], work[i][2], work[i][3]
     i = i + 1
-    local rec = c.prefix .. 'job:' .. id
+    local rec = c.prefix .. K.job .. id
     local f = known
     known = nil
     if f == nil then f = redis.call('HMGET', rec, unpack(FINISH_FIELDS)) end
@@ -117,11 +119,11 @@ local function finish(c, jobid, status, known, at)
     c.done[st] = c.done[st] or {}
     table.insert(c.done[st], id)
     if f[1] and f[2] == '1' then
-      local dk = c.prefix .. 'dedup:' .. f[1]
+      local dk = c.prefix .. K.dedup .. f[1]
       if redis.call('GET', dk) == id then redis.call('DEL', dk) end
     end
     if f[3] then
-      local wf = c.prefix .. 'wf:' .. f[3]
+      local wf = c.prefix .. K.workflow .. f[3]
       if redis.call('HINCRBY', wf, 'left', -1) <= 0 then
         redis.call('HSET', wf, 'finished_at', int(c.now))
         redis.call('PEXPIRE', wf, c.ok_ttl)
@@ -130,7 +132,7 @@ local function finish(c, jobid, status, known, at)
     end
     if f[4] then
       for child, mode in string.gmatch(f[4], '([^,:]+):(%a)') do
-        local crec = c.prefix .. 'job:' .. child
+        local crec = c.prefix .. K.job .. child
         local cf = redis.call('HMGET', crec, 'status', 'priority', 'task', 'delay', 'pass', 'parents')
         if cf[1] == 'waiting' then
           local fire, skip_reason = false, nil
@@ -157,7 +159,7 @@ local function finish(c, jobid, status, known, at)
               else
                 local parts = {}
                 for p in string.gmatch(cf[6] or '', '[^,]+') do
-                  parts[#parts + 1] = redis.call('HGET', c.prefix .. 'job:' .. p, 'result') or 'null'
+                  parts[#parts + 1] = redis.call('HGET', c.prefix .. K.job .. p, 'result') or 'null'
                 end
                 if cf[5] == '1' then inputs = parts[1] or 'null' else inputs = '[' .. table.concat(parts, ',') .. ']' end
               end
@@ -168,8 +170,8 @@ local function finish(c, jobid, status, known, at)
             redis.call('HSET', crec, 'status', 'cancelled', 'error', skip_reason, 'finished_at', int(c.now))
             redis.call('PEXPIRE', crec, c.ok_ttl)
             event(c.prefix, c.maxlen, 'type', 'cancelled', 'job', child, 'task', cf[3] or '', 'reason', skip_reason)
-            redis.call('HINCRBY', c.prefix .. 'stats', 'cancelled', 1)
-            redis.call('HINCRBY', c.prefix .. 'stats:task', 'cancelled:' .. (cf[3] or ''), 1)
+            redis.call('HINCRBY', c.prefix .. K.stats, 'cancelled', 1)
+            redis.call('HINCRBY', c.prefix .. K.task_stats, 'cancelled:' .. (cf[3] or ''), 1)
             work[#work + 1] = {child, 'cancelled', (mode == 'f' or how == 'skip') and 'skip' or 'fail'}
           end
         end
@@ -193,7 +195,7 @@ end
 local function flush_done(c)
   if not c.done then return end
   for st, ids in pairs(c.done) do
-    local key = c.prefix .. 'done:' .. st
+    local key = c.prefix .. K.done .. st
     redis.call('XADD', key, '*', 'ids', table.concat(ids, ','))
     age_out(key, st == 'dead' and c.dead_ttl or c.ok_ttl, c.now)
   end
@@ -207,13 +209,13 @@ end
 -- Returns the id of an existing job when this one was a duplicate, else nil.
 local function enqueue_one(c, job, per_task)
   local id, task, prio, delay, spec, o = job[1], job[2], job[3], job[4], job[5], job[6]
-  local rec = c.prefix .. 'job:' .. id
+  local rec = c.prefix .. K.job .. id
   if type(o) ~= 'table' then o = nil end
   if o and o.dk then
-    local dk = c.prefix .. 'dedup:' .. o.dk
+    local dk = c.prefix .. K.dedup .. o.dk
     local existing = redis.call('GET', dk)
     if existing then
-      local erec = c.prefix .. 'job:' .. existing
+      local erec = c.prefix .. K.job .. existing
       local est = redis.call('HGET', erec, 'status')
       if est and o.dm == 'replace' and (est == 'queued' or est == 'scheduled') then
         local eprio = redis.call('HGET', erec, 'priority')
@@ -222,17 +224,17 @@ local function enqueue_one(c, job, per_task)
           local due = c.now + delay
           -- a queued job's stream entry is now stale: claim drops it because the status is not 'queued'
           redis.call('HSET', erec, 'status', 'scheduled', 'due_at', int(due))
-          redis.call('ZADD', c.prefix .. 'scheduled', int(due), existing)
-          redis.call('XADD', c.prefix .. 'wake', 'MAXLEN', '1', '*', 'due_at', int(due))
+          redis.call('ZADD', c.prefix .. K.scheduled, int(due), existing)
+          redis.call('XADD', c.prefix .. K.wake, 'MAXLEN', '1', '*', 'due_at', int(due))
         elseif est == 'scheduled' then
-          redis.call('ZREM', c.prefix .. 'scheduled', existing)
-          local msg = redis.call('XADD', c.prefix .. 'stream:' .. prio, '*', 'j', existing)
+          redis.call('ZREM', c.prefix .. K.scheduled, existing)
+          local msg = redis.call('XADD', c.prefix .. K.stream .. prio, '*', 'j', existing)
           redis.call('HSET', erec, 'status', 'queued', 'msg', msg)
           redis.call('HDEL', erec, 'due_at')
         elseif eprio ~= prio then
           -- queued at another priority: an entry on the new level's stream too; whichever is claimed first runs
           -- the job, and claim drops the other (the status is no longer 'queued' by then)
-          redis.call('XADD', c.prefix .. 'stream:' .. prio, '*', 'j', existing)
+          redis.call('XADD', c.prefix .. K.stream .. prio, '*', 'j', existing)
         end
         event(c.prefix, c.maxlen, 'type', 'duplicate', 'job', existing, 'task', task, 'key', o.dk, 'mode', 'replace')
         return existing
@@ -256,16 +258,16 @@ local function enqueue_one(c, job, per_task)
     local need, watch = 0, 0
     if o.after then
       for _, p in ipairs(o.after) do
-        redis.call('HSET', c.prefix .. 'job:' .. p, 'next',
-          (redis.call('HGET', c.prefix .. 'job:' .. p, 'next') or '') .. id .. ':s,')
+        redis.call('HSET', c.prefix .. K.job .. p, 'next',
+          (redis.call('HGET', c.prefix .. K.job .. p, 'next') or '') .. id .. ':s,')
         need = need + 1
       end
       redis.call('HSET', rec, 'parents', table.concat(o.after, ','))
     end
     if o.on then
       for _, p in ipairs(o.on) do
-        redis.call('HSET', c.prefix .. 'job:' .. p, 'next',
-          (redis.call('HGET', c.prefix .. 'job:' .. p, 'next') or '') .. id .. ':f,')
+        redis.call('HSET', c.prefix .. K.job .. p, 'next',
+          (redis.call('HGET', c.prefix .. K.job .. p, 'next') or '') .. id .. ':f,')
         watch = watch + 1
       end
     end
@@ -282,12 +284,12 @@ local function enqueue_one(c, job, per_task)
     local due = c.now + delay
     redis.call('HSET', rec, 'task', task, 'spec', spec, 'priority', prio, 'status', 'scheduled',
       'attempts', 0, 'enqueued_at', now_s, 'due_at', int(due))
-    redis.call('ZADD', c.prefix .. 'scheduled', int(due), id)
+    redis.call('ZADD', c.prefix .. K.scheduled, int(due), id)
     event(c.prefix, c.maxlen, 'type', 'scheduled', 'job', id, 'task', task, 'due_at', int(due))
     if c.earliest == nil or due < c.earliest then c.earliest = due end
   else
     -- 'msg' names the job's stream entry, so that cancelling the job while it waits deletes the entry
-    local msg = redis.call('XADD', c.prefix .. 'stream:' .. prio, '*', 'j', id)
+    local msg = redis.call('XADD', c.prefix .. K.stream .. prio, '*', 'j', id)
     redis.call('HSET', rec, 'task', task, 'spec', spec, 'priority', prio, 'status', 'queued',
       'attempts', 0, 'enqueued_at', now_s, 'msg', msg)
     event(c.prefix, c.maxlen, 'type', 'enqueued', 'job', id, 'task', task, 'priority', prio)
@@ -301,9 +303,9 @@ end
 -- in the future that it is scheduled for (so limited jobs wait in the scheduled set, not in a worker's slot).
 local function rate_slot(c, limits, task)
   local ls = {}
-  if limits.q then ls[#ls + 1] = {c.prefix .. 'rate:queue', limits.q} end
+  if limits.q then ls[#ls + 1] = {c.prefix .. K.rate_queue, limits.q} end
   local tl = limits.t and limits.t[task]
-  if tl then ls[#ls + 1] = {c.prefix .. 'rate:task:' .. task, tl} end
+  if tl then ls[#ls + 1] = {c.prefix .. K.rate_task .. task, tl} end
   if #ls == 0 then return c.now end
   local at = c.now
   local tats = {}

@@ -19,7 +19,7 @@ local out = {}
 -- given back) names an entry consumed since, and that job's own entry is left to the claim, as before.
 local function drop_entry(id, prio, msg)
   if not prio or not msg then return end
-  local stream = c.prefix .. 'stream:' .. prio
+  local stream = c.prefix .. K.stream .. prio
   local entry = redis.call('XRANGE', stream, msg, msg)
   if #entry == 0 or field(entry[1][2], 'j') ~= id then return end
   for _, group in ipairs(redis.call('XINFO', 'GROUPS', stream)) do
@@ -30,7 +30,7 @@ end
 
 for i = 5, #ARGV do
   local id = ARGV[i]
-  local rec = c.prefix .. 'job:' .. id
+  local rec = c.prefix .. K.job .. id
   local f = redis.call('HMGET', rec, 'status', 'task', 'worker', 'priority', 'msg')
   local status, task = f[1], f[2] or ''
   if not status then
@@ -39,7 +39,7 @@ for i = 5, #ARGV do
     out[#out + 1] = 'already-' .. status
   elseif status == 'active' then
     redis.call('HSET', rec, 'cancel', '1')
-    redis.call('XADD', c.prefix .. 'control', 'MAXLEN', '~', 1000, '*', 'cmd', 'cancel', 'job', id,
+    redis.call('XADD', c.prefix .. K.control, 'MAXLEN', '~', 1000, '*', 'cmd', 'cancel', 'job', id,
       'worker', f[3] or '')
     redis.call('XADD', events, 'MAXLEN', '~', c.maxlen, '*', 'type', 'cancelling', 'job', id, 'task', task,
       'worker', f[3] or '', 'reason', reason)
@@ -52,7 +52,7 @@ for i = 5, #ARGV do
     redis.call('XADD', events, 'MAXLEN', '~', c.maxlen, '*', 'type', 'cancelled', 'job', id, 'task', task,
       'reason', reason, 'from', status)
     redis.call('HINCRBY', stats, 'cancelled', 1)
-    redis.call('HINCRBY', c.prefix .. 'stats:task', 'cancelled:' .. task, 1)
+    redis.call('HINCRBY', c.prefix .. K.task_stats, 'cancelled:' .. task, 1)
     finish(c, id, 'cancelled')
     out[#out + 1] = 'cancelled'
   end

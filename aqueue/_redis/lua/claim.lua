@@ -35,7 +35,7 @@ local earliest = nil
 local own = {}
 local consumed = 0
 
-if redis.call('EXISTS', prefix .. 'paused') == 1 then
+if redis.call('EXISTS', prefix .. K.paused) == 1 then
   if mode == 'taken' then return {{}, {}, 0, 1, {}, 0} end  -- left pending here: taken at the next claim
   if mode == 'given' then
     for i = 12, #ARGV, 3 do
@@ -69,8 +69,8 @@ end
 local function dead_letter(stream, msgid, jobid, task, reason)
   drop(stream, msgid)
   redis.call('XADD', dead, 'MAXLEN', '~', dead_maxlen, '*', 'job', jobid, 'task', task, 'reason', reason)
-  if jobid ~= '' and redis.call('EXISTS', prefix .. 'job:' .. jobid) == 1 then
-    local rec = prefix .. 'job:' .. jobid
+  if jobid ~= '' and redis.call('EXISTS', prefix .. K.job .. jobid) == 1 then
+    local rec = prefix .. K.job .. jobid
     redis.call('HSET', rec, 'status', 'dead', 'error', reason, 'finished_at', now_s)
     redis.call('PEXPIRE', rec, dead_ttl)
     finish(c, jobid, 'dead')
@@ -87,7 +87,7 @@ local function start(si, msgid, jobid, reclaimed)
     dead_letter(stream, msgid, '', '', 'undecodable stream entry ' .. msgid .. ': no job id')
     return
   end
-  local rec = prefix .. 'job:' .. jobid
+  local rec = prefix .. K.job .. jobid
   local f = redis.call('HMGET', rec, 'task', 'spec', 'status', 'attempts', 'reclaims', 'expires_at', 'rl', 'inputs',
     'cancel', 'worker')
   local task, spec, status = f[1], f[2], f[3]
@@ -138,7 +138,7 @@ local function start(si, msgid, jobid, reclaimed)
       if at > now then
         drop(stream, msgid)
         redis.call('HSET', rec, 'status', 'scheduled', 'due_at', int(at), 'rl', int(at))
-        redis.call('ZADD', prefix .. 'scheduled', int(at), jobid)
+        redis.call('ZADD', prefix .. K.scheduled, int(at), jobid)
         redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'type', 'throttled', 'job', jobid, 'task', task,
           'due_at', int(at))
         if earliest == nil or at < earliest then earliest = at end
@@ -225,7 +225,7 @@ if n_dead > 0 then
   age_out(dead, dead_ttl, now)
 end
 if n_expired > 0 then redis.call('HINCRBY', stats, 'expired', n_expired) end
-if earliest ~= nil then redis.call('XADD', prefix .. 'wake', 'MAXLEN', '1', '*', 'due_at', int(earliest)) end
+if earliest ~= nil then redis.call('XADD', prefix .. K.wake, 'MAXLEN', '1', '*', 'due_at', int(earliest)) end
 flush_task_counts(prefix, per_task)
 flush_done(c)
 return {cursors, out, n_dead + n_expired, 0, own, consumed}

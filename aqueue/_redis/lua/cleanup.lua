@@ -10,14 +10,14 @@ local cutoff = int(now_ms() - tonumber(ARGV[3]))
 local deleted, seen, more = 0, 0, 0
 for i = 5, #ARGV do
   local st = ARGV[i]
-  local index = prefix .. 'done:' .. st
+  local index = prefix .. K.done .. st
   while seen < limit do
     local entries = redis.call('XRANGE', index, '-', cutoff, 'COUNT', 100)
     if #entries == 0 then break end
     for _, e in ipairs(entries) do
       local ids = field(e[2], 'ids') or ''
       for id in string.gmatch(ids, '[^,]+') do
-        local rec = prefix .. 'job:' .. id
+        local rec = prefix .. K.job .. id
         if redis.call('HGET', rec, 'status') == st then
           redis.call('DEL', rec)
           deleted = deleted + 1
@@ -27,7 +27,7 @@ for i = 5, #ARGV do
       redis.call('XDEL', index, e[1])
     end
   end
-  if st == 'dead' then redis.call('XTRIM', prefix .. 'dead', 'MINID', cutoff) end
+  if st == 'dead' then redis.call('XTRIM', prefix .. K.dead, 'MINID', cutoff) end
   if seen >= limit then
     more = 1
     break

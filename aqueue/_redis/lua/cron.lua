@@ -6,7 +6,7 @@
 -- Returns 1 if this call enqueued the tick's job, else 0.
 local prefix, maxlen, name = ARGV[1], ARGV[2], ARGV[3]
 local tick, nxt = tonumber(ARGV[4]), tonumber(ARGV[5])
-local cron = prefix .. 'cron'
+local cron = prefix .. K.cron
 local c = {prefix = prefix, maxlen = maxlen, now = now_ms()}
 local known = tonumber(redis.call('HGET', cron, name .. ':next')) or 0
 if nxt > known then redis.call('HSET', cron, name .. ':next', int(nxt)) end
@@ -20,7 +20,7 @@ redis.call('HSET', cron, name .. ':last', int(tick), name .. ':job', job[1])
 enqueue_one(c, job, per_task)
 redis.call('HINCRBY', KEYS[2], 'enqueued', 1)
 flush_task_counts(prefix, per_task)
-if c.earliest ~= nil then redis.call('XADD', prefix .. 'wake', 'MAXLEN', '1', '*', 'due_at', int(c.earliest)) end
+if c.earliest ~= nil then redis.call('XADD', prefix .. K.wake, 'MAXLEN', '1', '*', 'due_at', int(c.earliest)) end
 redis.call('XADD', KEYS[1], 'MAXLEN', '~', maxlen, '*', 'type', 'cron', 'name', name, 'job', job[1],
   'task', ARGV[7], 'tick', int(tick))
 return 1

@@ -17,7 +17,7 @@ local jobs = cjson.decode(ARGV[3])
 -- One EXISTS in the common case: a job without a dedup key always gets its record, so the first such job tells.
 local function ran_before()
   for _, job in ipairs(jobs) do
-    if redis.call('EXISTS', c.prefix .. 'job:' .. job[1]) == 1 then return true end
+    if redis.call('EXISTS', c.prefix .. K.job .. job[1]) == 1 then return true end
     if type(job[6]) ~= 'table' or not job[6].dk then return false end
   end
   return false
@@ -26,8 +26,8 @@ end
 if ran_before() then
   for i, job in ipairs(jobs) do
     local o = job[6]
-    if type(o) == 'table' and o.dk and redis.call('EXISTS', c.prefix .. 'job:' .. job[1]) == 0 then
-      local holder = redis.call('GET', c.prefix .. 'dedup:' .. o.dk)
+    if type(o) == 'table' and o.dk and redis.call('EXISTS', c.prefix .. K.job .. job[1]) == 0 then
+      local holder = redis.call('GET', c.prefix .. K.dedup .. o.dk)
       if holder then
         dups[#dups + 1] = i
         dups[#dups + 1] = holder
@@ -38,7 +38,7 @@ if ran_before() then
 end
 if ARGV[4] and ARGV[4] ~= '' then
   local wf = cjson.decode(ARGV[4])
-  redis.call('HSET', c.prefix .. 'wf:' .. wf[1], 'steps', wf[2], 'left', wf[3], 'name', wf[4],
+  redis.call('HSET', c.prefix .. K.workflow .. wf[1], 'steps', wf[2], 'left', wf[3], 'name', wf[4],
     'created_at', int(c.now))
   event(c.prefix, c.maxlen, 'type', 'workflow_started', 'workflow', wf[1], 'name', wf[4])
 end

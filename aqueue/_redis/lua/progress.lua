@@ -2,7 +2,7 @@
 -- KEYS: events
 -- ARGV: prefix, events_maxlen, job id, value, message
 -- Returns 1 if recorded, 0 if the job is not running.
-local rec = ARGV[1] .. 'job:' .. ARGV[3]
+local rec = ARGV[1] .. K.job .. ARGV[3]
 local f = redis.call('HMGET', rec, 'status', 'task')
 if f[1] ~= 'active' then return 0 end
 redis.call('HSET', rec, 'progress', ARGV[4], 'progress_message', ARGV[5])

@@ -10,7 +10,7 @@ local c = {prefix = prefix, maxlen = maxlen, now = now, ok_ttl = ARGV[4]}
 local due = redis.call('ZRANGEBYSCORE', scheduled, '-inf', int(now), 'LIMIT', 0, limit)
 local n = 0
 for _, id in ipairs(due) do
-  local rec = prefix .. 'job:' .. id
+  local rec = prefix .. K.job .. id
   local f = redis.call('HMGET', rec, 'priority', 'status', 'task', 'expires_at', 'attempts')
   local expires = tonumber(f[4])
   if f[2] == 'scheduled' and expires and now > expires and (tonumber(f[5]) or 0) == 0 then
@@ -18,11 +18,11 @@ for _, id in ipairs(due) do
       'finished_at', int(now))
     redis.call('PEXPIRE', rec, c.ok_ttl)
     redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'type', 'expired', 'job', id, 'task', f[3])
-    redis.call('HINCRBY', prefix .. 'stats', 'expired', 1)
-    redis.call('HINCRBY', prefix .. 'stats:task', 'expired:' .. (f[3] or ''), 1)
+    redis.call('HINCRBY', prefix .. K.stats, 'expired', 1)
+    redis.call('HINCRBY', prefix .. K.task_stats, 'expired:' .. (f[3] or ''), 1)
     finish(c, id, 'expired')
   elseif f[1] and (f[2] == 'scheduled' or f[2] == 'failed') then
-    redis.call('XADD', prefix .. 'stream:' .. f[1], '*', 'j', id)
+    redis.call('XADD', prefix .. K.stream .. f[1], '*', 'j', id)
     redis.call('HSET', rec, 'status', 'queued')
     redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'type', 'queued', 'job', id, 'task', f[3])
     n = n + 1

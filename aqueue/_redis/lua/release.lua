@@ -18,7 +18,7 @@ for i = 4, #KEYS do
       redis.call('XACK', stream, group, msgid)
       redis.call('XDEL', stream, msgid)
       if jobid then
-        local rec = prefix .. 'job:' .. jobid
+        local rec = prefix .. K.job .. jobid
         local f = redis.call('HMGET', rec, 'status', 'task')
         if f[1] == 'active' or f[1] == 'queued' then
           if f[1] == 'active' then redis.call('HINCRBY', rec, 'attempts', -1) end

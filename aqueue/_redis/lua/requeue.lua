@@ -10,7 +10,7 @@ local prefix, maxlen, source = ARGV[1], ARGV[2], ARGV[3]
 local requeued, skipped = {}, {}
 for _, item in ipairs(cjson.decode(ARGV[4])) do
   local jobid = item[1]
-  local rec = prefix .. 'job:' .. jobid
+  local rec = prefix .. K.job .. jobid
   local f = redis.call('HMGET', rec, 'task', 'status', 'priority')
   local task, status, prio = f[1], f[2], f[3]
   if not task or not prio then
@@ -25,7 +25,7 @@ for _, item in ipairs(cjson.decode(ARGV[4])) do
       'rl', 'progress', 'progress_message', 'expires_at')
     redis.call('HSET', rec, 'status', 'queued', 'attempts', 0, 'reclaims', 0)
     redis.call('PERSIST', rec)  -- a dead record was set to expire; a queued one must not
-    redis.call('XADD', prefix .. 'stream:' .. prio, '*', 'j', jobid)
+    redis.call('XADD', prefix .. K.stream .. prio, '*', 'j', jobid)
     redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'type', 'requeued', 'job', jobid, 'task', task,
       'priority', prio, 'from', status, 'by', source)
     for i = 2, #item do redis.call('XDEL', dead, item[i]) end

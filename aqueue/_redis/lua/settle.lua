@@ -30,7 +30,7 @@ local acked = {}  -- stream index -> message ids to delete, one XDEL per stream 
 for _, o in ipairs(cjson.decode(ARGV[7])) do
   local kind, si, msgid, jobid, x, y, z = o[1], o[2], o[3], o[4], o[5], o[6], o[7]
   local stream = KEYS[5 + si]
-  local rec = prefix .. 'job:' .. jobid
+  local rec = prefix .. K.job .. jobid
   local f = redis.call('HMGET', rec, 'task', 'status', 'attempts', 'cancel', 'worker', unpack(FINISH_FIELDS))
   if f[5] ~= consumer then
     n_skip = n_skip + 1  -- taken back by another worker meanwhile: its message and its record are that worker's

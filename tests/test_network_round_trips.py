@@ -20,7 +20,7 @@ import pytest
 import redis.asyncio.connection as rconn
 
 import aqueue
-from tests.conftest import REDIS_URL, delete_queue
+from tests.helpers import REDIS_URL, delete_queue
 
 
 @dataclass

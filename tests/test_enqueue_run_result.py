@@ -4,20 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
 import redis.asyncio.connection as rconn
 
 import aqueue
-from tests.conftest import REDIS_URL, RunningWorker, delete_queue, wait_until
+from tests.helpers import REDIS_URL, MakeTasks, StartWorker, delete_queue, wait_until
 
 #: These tests run on the 3-master Redis Cluster too (see tests/conftest.py).
 ON_CLUSTER = True
-
-MakeTasks = Callable[..., aqueue.Tasks]
-StartWorker = Callable[..., Awaitable[RunningWorker]]
 
 
 async def test_enqueued_job_runs_and_returns_its_result(make_tasks: MakeTasks, start_worker: StartWorker) -> None:

@@ -1,4 +1,6 @@
-"""Workflows: jobs that wait for other jobs. A DAG of steps with success and failure branches, and chains.
+"""What is enqueued: one job (:class:`JobSpec`), a :class:`Chain` of them, or a :class:`Workflow` DAG of them.
+
+Workflows are jobs that wait for other jobs: A DAG of steps with success and failure branches, and chains.
 
 A workflow is enqueued in one script call: steps without parents are queued (or scheduled), the others are written
 as ``waiting`` with a count of what they wait for. Every terminal transition of a step (in the settle, claim,
@@ -16,22 +18,94 @@ of the step that failed.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 import orjson
 
-from aqueue._core.errors import ConfigurationError, ResultTimeout, UnknownJob
-from aqueue._core.job import Job, JobRecord, JobSpec, JobStatus
+from aqueue._core.errors import ConfigurationError, InvalidArguments
+from aqueue._core.job import Job, JobSource, WorkflowHandle
+from aqueue._core.options import JobOptions
+from aqueue._core.wire import EnqueueItem
 
 if TYPE_CHECKING:
-    from aqueue._core.tasks import Tasks
+    from aqueue._core.settings import QueueSettings
 
-__all__ = ["Chain", "Step", "Workflow", "WorkflowHandle", "workflow"]
+__all__ = ["MAX_STEPS", "Chain", "Client", "JobSpec", "Step", "Workflow", "enqueue_item"]
+
+R = TypeVar("R")
+
+
+class _Checks(Protocol):
+    def arguments_error(self, args: tuple[Any, ...] | list[Any], kwargs: dict[str, Any]) -> str | None: ...
+
+
+class Client(JobSource, Protocol):
+    """What specs, chains, workflows and tasks need of their registry (:class:`~aqueue.Tasks` is the one
+    implementation): its settings, its tasks' argument checks, making and enqueueing a spec."""
+
+    @property
+    def settings(self) -> QueueSettings: ...
+
+    def get(self, name: str) -> _Checks | None: ...
+
+    def _make_spec(
+        self, task: str, args: tuple[Any, ...], kwargs: dict[str, Any], options: JobOptions
+    ) -> JobSpec[Any]: ...
+
+    async def enqueue(self, spec: JobSpec[R]) -> Job[R]: ...
+
+
+def enqueue_item(client: Client, spec: JobSpec[Any], receives_results: bool = False) -> EnqueueItem:
+    """What the broker writes for ``spec`` on ``client``'s queue, with a new job id. Checks the arguments against
+    the task's signature when the task is known here (:class:`InvalidArguments`) and the priority level
+    (:class:`ConfigurationError`)."""
+    task = client.get(spec.task) or (spec.tasks.get(spec.task) if spec.tasks is not None else None)
+    if task is not None:  # a spec made by another registry for a task this one lacks: the worker will check
+        args = (None, *spec.args) if receives_results else spec.args
+        why = task.arguments_error(args, spec.kwargs)
+        if why is not None:
+            raise InvalidArguments(why)
+    settings = client.settings
+    priority = spec.options.priority or settings.default_priority
+    settings.priority_index(priority)
+    return EnqueueItem(
+        uuid.uuid4().hex,
+        spec.task,
+        priority,
+        round(spec.options.delay * 1000),
+        spec.payload,
+        spec.options._script_options(),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class JobSpec(Generic[R]):
+    """A job ready to be enqueued: task name, encoded arguments and resolved options. Make it with
+    :meth:`Task.spec`; send it with :meth:`Tasks.enqueue`, :meth:`Tasks.enqueue_many`, a chain (:meth:`then`) or a
+    :class:`Workflow` step.
+
+    Arguments are encoded when the spec is made, so a value JSON cannot carry is rejected in the producer.
+    """
+
+    task: str  #: the task's name
+    args: tuple[Any, ...]  #: positional arguments
+    kwargs: dict[str, Any]  #: keyword arguments
+    options: JobOptions  #: the job's options (the task's, with any :meth:`Task.with_options` overrides)
+    payload: str = field(repr=False)  #: the encoded spec stored in the job record
+    tasks: Client | None = field(default=None, repr=False, compare=False)  #: the registry that made it
+
+    def then(self, next_spec: JobSpec[Any]) -> Chain:
+        """A chain: this job, then ``next_spec`` with this job's result prepended to its arguments.
+
+        ``await a.spec(1).then(b.spec_after(2)).then(c.spec_after()).enqueue()`` returns the last job's handle. If a
+        step ends without success (dead, expired, cancelled), the steps after it are cancelled.
+        """
+        return Chain([self]).then(next_spec)
+
 
 #: Most steps one workflow may have (it is written in one script call).
 MAX_STEPS = 1000
@@ -71,7 +145,7 @@ def _steps(value: Step | Iterable[Step]) -> tuple[Step, ...]:
 
 
 class Workflow:
-    """A DAG of jobs of one queue, sent in one script call: :meth:`Tasks.workflow` or :func:`workflow` makes one.
+    """A DAG of jobs of one queue, sent in one script call: :meth:`Tasks.workflow` makes one.
 
     Add steps with :meth:`step` (or :meth:`Step.then` / :meth:`Step.on_failure`), then :meth:`enqueue` it once.
     Steps without parents are queued (or scheduled) at once; the others wait. A step ``after`` its parents is queued
@@ -83,7 +157,7 @@ class Workflow:
     step that failed. At most 1000 steps; steps cannot have a ``dedup_key``.
     """
 
-    def __init__(self, tasks: Tasks, name: str = "workflow") -> None:
+    def __init__(self, tasks: Client, name: str = "workflow") -> None:
         self.tasks = tasks  #: the registry of the queue the steps run on
         self.name = name  #: a label, stored with the workflow and written in its ``workflow_started`` event
         self.id = uuid.uuid4().hex  #: the workflow's id, fixed at creation (:meth:`WorkflowHandle.load` takes it)
@@ -143,7 +217,7 @@ class Workflow:
             raise ConfigurationError("this workflow was already enqueued")
         items = []
         for step in self._steps.values():
-            item = self.tasks._item(step.spec, receives_results=step.pass_results)
+            item = enqueue_item(self.tasks, step.spec, receives_results=step.pass_results)
             options: dict[str, Any] = dict(item.options or {})
             options.update(wf=self.id, name=step.name)
             if step.after:
@@ -161,12 +235,6 @@ class Workflow:
         return WorkflowHandle(self.tasks, self.id, self.name, jobs)
 
 
-def workflow(tasks: Tasks, name: str = "workflow") -> Workflow:
-    """A new, empty :class:`Workflow` of ``tasks``' queue (the same as ``tasks.workflow(name)``): add steps with
-    :meth:`Workflow.step`, then ``await wf.enqueue()``."""
-    return Workflow(tasks, name)
-
-
 class Chain:
     """Jobs run one after another, each receiving the previous one's result as its first argument.
 
@@ -181,7 +249,7 @@ class Chain:
         """A new chain: this one, then ``spec`` (which receives the previous job's result as its first argument)."""
         return Chain([*self.specs, spec])
 
-    def workflow(self, tasks: Tasks | None = None) -> Workflow:
+    def workflow(self, tasks: Client | None = None) -> Workflow:
         """The chain as a :class:`Workflow` (to add failure handlers before enqueueing it); ``tasks`` defaults to the
         registry that made the first spec."""
         registry = tasks or self.specs[0].tasks
@@ -198,76 +266,3 @@ class Chain:
         wf = self.workflow()
         handle = await wf.enqueue()
         return handle.jobs[wf.steps[-1].name]
-
-
-class WorkflowHandle:
-    """An enqueued workflow: its steps' jobs by name, and their states.
-
-    :meth:`Workflow.enqueue` returns one; :meth:`Tasks.workflow_handle` (or :meth:`load`) gets one by id in any
-    process.
-    """
-
-    def __init__(self, tasks: Tasks, workflow_id: str, name: str, jobs: dict[str, str]) -> None:
-        self.tasks = tasks  #: the registry of the workflow's queue
-        self.id = workflow_id  #: the workflow's id
-        self.name = name  #: the workflow's name
-        #: Step name → job handle.
-        self.jobs: dict[str, Job[Any]] = {step: Job(tasks, job_id) for step, job_id in jobs.items()}
-
-    def __repr__(self) -> str:
-        return f"WorkflowHandle(id={self.id!r}, name={self.name!r}, steps={len(self.jobs)})"
-
-    @classmethod
-    async def load(cls, tasks: Tasks, workflow_id: str) -> WorkflowHandle:
-        """The handle of a workflow enqueued earlier (by any process); :class:`UnknownJob` if there is none (or it
-        expired)."""
-        h = await (await tasks._broker()).workflow(workflow_id)
-        try:
-            jobs = orjson.loads(h["steps"])
-        except (KeyError, ValueError):
-            raise UnknownJob(f"no workflow {workflow_id!r} in queue {tasks.queue!r}") from None
-        return cls(tasks, workflow_id, h.get("name", ""), jobs if isinstance(jobs, dict) else {})
-
-    async def records(self) -> dict[str, JobRecord | None]:
-        """Every step's :class:`JobRecord`, by step name (None where the record expired)."""
-        broker = await self.tasks._broker()
-        names = list(self.jobs)
-        fields = await broker.record_fields([self.jobs[n].id for n in names], _RECORD_FIELDS)
-        out: dict[str, JobRecord | None] = {}
-        for n, f in zip(names, fields, strict=True):
-            try:
-                out[n] = JobRecord._from_hash(self.jobs[n].id, f) if f else None
-            except ValueError:  # a record with an unknown status (written by something else): unreadable
-                out[n] = None
-        return out
-
-    async def status(self) -> dict[str, JobStatus | None]:
-        """Every step's status, by step name (None where the record expired)."""
-        return {n: (r.status if r else None) for n, r in (await self.records()).items()}
-
-    async def wait(self, timeout: float | None = None) -> dict[str, JobStatus | None]:
-        """Wait until every step has finished (succeeded, dead, cancelled or expired); returns their statuses.
-
-        Raises :class:`ResultTimeout` if ``timeout`` seconds pass first (the workflow goes on).
-        """
-        hub = await self.tasks._event_hub()
-        waiters = {n: hub.watch(j.id) for n, j in self.jobs.items()}
-        try:
-            async with asyncio.timeout(timeout):
-                while True:
-                    states = await self.status()
-                    pending = [waiters[n] for n, st in states.items() if st is not None and not st.finished]
-                    if not pending:
-                        return states
-                    await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-        except TimeoutError:
-            raise ResultTimeout(f"workflow {self.id} did not finish within {timeout} s") from None
-        finally:
-            for n, fut in waiters.items():
-                hub.unwatch(self.jobs[n].id, fut)
-
-
-_RECORD_FIELDS = (
-    "task", "spec", "status", "priority", "attempts", "enqueued_at", "started_at", "finished_at", "worker", "result",
-    "error", "traceback", "wf", "step", "progress", "progress_message", "due_at", "expires_at",
-)  # fmt: skip

@@ -1,4 +1,6 @@
-"""Bounded read models of the REST API: one job's view, the recent-jobs listing, dead-letter pages.
+"""Bounded read models shared by the REST API, the CLI and :class:`~aqueue._core.admin.AdminMixin`: one job's
+view, the recent-jobs listing, a workflow's view, dead-letter lookups. The views are plain JSON-ready dicts: what
+``GET /jobs/{id}``, ``GET /jobs``, ``GET /workflows/{id}`` and ``aqueue job --json`` answer.
 
 No query ever scans the keyspace. ``GET /jobs`` walks the events stream backwards (every job state change is an
 event, so the newest events name the most recently active jobs), at most :data:`SCAN_EVENTS` entries per request,
@@ -13,15 +15,16 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from aqueue._core.job import JobStatus, float_field, int_field, json_or_text, ms_field
-from aqueue._redis.broker import Broker
+from aqueue._core.record import JobStatus, float_field, int_field, json_or_text, ms_field
+
+if TYPE_CHECKING:
+    from aqueue._redis.broker import Broker
 
 __all__ = [
     "SCAN_EVENTS",
     "JobPage",
-    "dead_entry_view",
     "find_dead_entries",
     "job_view",
     "oldest_dead",
@@ -97,6 +100,40 @@ def _edges(text: str | None) -> list[tuple[str, str]]:
     return out
 
 
+def _step_links(jobs: dict[str, str], records: list[dict[str, str] | None]) -> dict[str, tuple[list[str], list[str]]]:
+    """For each step: the steps it runs after (success edges) and those whose failure it handles, read from the
+    ``next`` fields of the parents' records (``records`` in the order of ``jobs``)."""
+    step_of = {job: name for name, job in jobs.items()}
+    links: dict[str, tuple[list[str], list[str]]] = {name: ([], []) for name in jobs}
+    for name, rec in zip(jobs, records, strict=True):
+        for child, mode in _edges(rec.get("next") if rec else None):
+            if child in step_of:
+                links[step_of[child]][0 if mode == "s" else 1].append(name)
+    return links
+
+
+def _step_view(
+    name: str, job_id: str, rec: dict[str, str] | None, links: tuple[list[str], list[str]]
+) -> dict[str, Any]:
+    """One step of a workflow view; ``status`` null when its record has expired."""
+    r = rec or {}
+    status = JobStatus.parse(r.get("status")) if rec else None
+    return {
+        "name": name,
+        "job": job_id,
+        "task": r.get("task"),
+        "status": status.value if status is not None else None,
+        "attempts": int_field(r.get("attempts")),
+        "started_at": ms_field(r.get("started_at")),
+        "finished_at": ms_field(r.get("finished_at")),
+        "progress": _progress(r.get("progress")),
+        "progress_message": r.get("progress_message") or None,
+        "error": r.get("error"),
+        "after": links[0],
+        "on_failure_of": links[1],
+    }
+
+
 async def workflow_view(broker: Broker, workflow_id: str) -> dict[str, Any] | None:
     """A workflow and its steps (in the order they were added), each with its job's state; None if unknown.
 
@@ -108,38 +145,13 @@ async def workflow_view(broker: Broker, workflow_id: str) -> dict[str, Any] | No
     if not isinstance(steps, dict):
         return None
     jobs = {name: job for name, job in steps.items() if isinstance(job, str)}
-    names = list(jobs)
-    records = await broker.record_fields([jobs[n] for n in names], _STEP_FIELDS)
-    step_of = {job: name for name, job in jobs.items()}
-    after: dict[str, list[str]] = {n: [] for n in names}
-    handles: dict[str, list[str]] = {n: [] for n in names}
-    for name, rec in zip(names, records, strict=True):
-        for child, mode in _edges(rec.get("next") if rec else None):
-            if child in step_of:
-                (after if mode == "s" else handles)[step_of[child]].append(name)
-    views: list[dict[str, Any]] = []
+    records = await broker.record_fields(list(jobs.values()), _STEP_FIELDS)
+    links = _step_links(jobs, records)
+    views = [_step_view(name, job, rec, links[name]) for (name, job), rec in zip(jobs.items(), records, strict=True)]
     counts: dict[str, int] = {}
-    for name, rec in zip(names, records, strict=True):
-        r = rec or {}
-        status = JobStatus.parse(r.get("status")) if rec else None
-        key = status.value if status is not None else "unknown"
+    for view in views:
+        key = view["status"] or "unknown"
         counts[key] = counts.get(key, 0) + 1
-        views.append(
-            {
-                "name": name,
-                "job": jobs[name],
-                "task": r.get("task"),
-                "status": status.value if status is not None else None,
-                "attempts": int_field(r.get("attempts")),
-                "started_at": ms_field(r.get("started_at")),
-                "finished_at": ms_field(r.get("finished_at")),
-                "progress": _progress(r.get("progress")),
-                "progress_message": r.get("progress_message") or None,
-                "error": r.get("error"),
-                "after": after[name],
-                "on_failure_of": handles[name],
-            }
-        )
     left = h.get("left")
     return {
         "id": workflow_id,
@@ -188,17 +200,6 @@ async def recent_jobs(broker: Broker, *, status: str | None, task: str | None, l
         if complete:
             break
     return JobPage(jobs, scanned, complete)
-
-
-def dead_entry_view(entry_id: str, fields: dict[str, str]) -> dict[str, Any]:
-    """One dead-letter entry: its stream id, the job, task, reason and when it was dead-lettered."""
-    return {
-        "id": entry_id,
-        "job": fields.get("job", ""),
-        "task": fields.get("task", ""),
-        "reason": fields.get("reason", ""),
-        "dead_at": int_field(entry_id.split("-", 1)[0]) / 1000,
-    }
 
 
 async def find_dead_entries(broker: Broker, job_ids: Iterable[str]) -> dict[str, list[str]]:

@@ -1,0 +1,133 @@
+"""The producer half of :class:`~aqueue.Tasks`: making specs and enqueueing jobs, chains and workflows; handles
+by id. Stage: enqueue (the write itself is the broker's ``enqueue`` script)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from aqueue._core import codec
+from aqueue._core.errors import BrokerUnavailable
+from aqueue._core.job import Job, WorkflowHandle
+from aqueue._core.options import JobOptions
+from aqueue._core.specs import JobSpec, Workflow, enqueue_item
+from aqueue._core.wire import EnqueueItem
+
+if TYPE_CHECKING:
+    from aqueue._core.events import EventHub
+    from aqueue._core.settings import QueueSettings
+    from aqueue._core.task import Task
+    from aqueue._redis.broker import Broker
+
+__all__ = ["PartialEnqueue", "ProducerMixin"]
+
+R = TypeVar("R")
+
+
+class PartialEnqueue(BrokerUnavailable):
+    """:meth:`Tasks.enqueue_many` wrote some of its jobs and not the others (Redis reached ``maxmemory``, or the
+    connection dropped, midway). Also a :class:`BrokerUnavailable`.
+
+    ``written`` holds the handles of the jobs that exist (a duplicate's handle is the existing job's, as on
+    success), ``not_written`` the specs of the jobs that do not, both in the order given. Retry only
+    ``not_written``: retrying every spec would enqueue the written ones twice.
+    """
+
+    def __init__(self, message: str, written: Sequence[Job[Any]], not_written: Sequence[JobSpec[Any]]) -> None:
+        super().__init__(message)
+        self.written: list[Job[Any]] = list(written)  #: handles of the jobs written, in the order given
+        self.not_written: list[JobSpec[Any]] = list(not_written)  #: specs of the jobs not written, in order
+
+
+class ProducerMixin:
+    """Enqueueing (see the module docstring); :class:`~aqueue.Tasks` inherits it."""
+
+    queue: str
+    settings: QueueSettings
+    _registry: dict[str, Task[Any, Any]]
+
+    if TYPE_CHECKING:
+
+        def get(self, name: str) -> Task[Any, Any] | None: ...
+
+        async def _broker(self) -> Broker: ...
+
+        async def _event_hub(self) -> EventHub: ...
+
+    def _make_spec(self, task: str, args: tuple[Any, ...], kwargs: dict[str, Any], options: JobOptions) -> JobSpec[Any]:
+        retry = self.settings.retry
+        resolved = {
+            "max_attempts": options.max_attempts or retry.max_attempts,
+            "timeout": options.timeout,
+            "backoff": [
+                retry.backoff_base if options.backoff_base is None else options.backoff_base,
+                retry.backoff_max if options.backoff_max is None else options.backoff_max,
+            ],
+        }
+        if options.rerun_lost:
+            resolved["rerun_lost"] = True  # absent otherwise: the common payload stays as short as it was
+        payload = codec.encode({"a": args, "k": kwargs, "o": resolved}, f"arguments of task {task!r}")
+        return JobSpec(task, args, kwargs, options, payload, self)
+
+    def _item(self, spec: JobSpec[Any], receives_results: bool = False) -> EnqueueItem:
+        return enqueue_item(self, spec, receives_results)
+
+    async def enqueue(self, spec: JobSpec[R]) -> Job[R]:
+        """Enqueue one job made by :meth:`Task.spec` (one round trip) and return its handle.
+
+        With a ``dedup_key`` held by an existing job, that job's handle is returned instead (see
+        :class:`~aqueue.JobOptions`). Raises :class:`ConfigurationError` if its priority is not a level of this
+        queue, :class:`BrokerUnavailable` if Redis does not answer.
+        """
+        item = self._item(spec)
+        broker = await self._broker()
+        dups = await broker.enqueue([item])
+        return Job(self, dups.get(0, item.job_id))
+
+    async def enqueue_many(self, specs: Iterable[JobSpec[Any]]) -> list[Job[Any]]:
+        """Enqueue many jobs made by :meth:`Task.spec`; returns their handles in the same order.
+
+        One script call per 500 jobs, all pipelined in one round trip. A job whose ``dedup_key`` is held gets the
+        existing job's handle, as with :meth:`enqueue`. Each call of 500 is written whole or not at all, the batch
+        is not: if Redis refuses some calls (``maxmemory`` reached midway) or the connection drops midway, raises
+        :class:`PartialEnqueue` (a :class:`BrokerUnavailable`) with the handles of the jobs written and the specs
+        not written; retry only those specs. :class:`BrokerUnavailable` itself means none was written, or that Redis
+        stopped answering before it could tell which were.
+        """
+        specs = list(specs)
+        items = [self._item(s) for s in specs]
+        if not items:
+            return []
+        broker = await self._broker()
+        wrote = await broker.enqueue_many(items)
+        jobs: list[Job[Any]] = [Job(self, wrote.duplicates.get(i, it.job_id)) for i, it in enumerate(items)]
+        if wrote.error is None:
+            return jobs
+        missed = set(wrote.not_written)
+        error = PartialEnqueue(
+            f"{len(items) - len(missed):,} of {len(items):,} jobs were written, {len(missed):,} were not (retry only "
+            f"PartialEnqueue.not_written): {wrote.reason}",
+            [job for i, job in enumerate(jobs) if i not in missed],
+            [specs[i] for i in wrote.not_written],
+        )
+        error.quiet = wrote.error.quiet
+        raise error from wrote.error
+
+    def workflow(self, name: str = "workflow") -> Workflow:
+        """A new, empty workflow (a DAG of jobs of this queue): add steps with :meth:`Workflow.step`, then send it
+        with :meth:`Workflow.enqueue`."""
+        return Workflow(self, name)
+
+    async def workflow_handle(self, workflow_id: str) -> WorkflowHandle:
+        """A handle on an enqueued workflow by id; :class:`UnknownJob` if there is none (or it expired)."""
+        return await WorkflowHandle.load(self, workflow_id)
+
+    def job(self, job_id: str) -> Job[Any]:
+        """A handle on the job with this id, in any process; no Redis call (an unknown id raises
+        :class:`UnknownJob` only when the handle is used)."""
+        return Job(self, job_id)
+
+    async def cancel(self, job_id: str, reason: str = "cancelled") -> bool:
+        """Cancel a job by id; True if it will not run (again), False if it had already finished (see
+        :meth:`Job.cancel`)."""
+        return await self.job(job_id).cancel(reason)

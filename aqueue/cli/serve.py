@@ -1,0 +1,132 @@
+"""The long-running commands: ``aqueue worker`` (one process, optionally serving the web app beside the worker, or
+several under :func:`aqueue.cli.processes.supervise`) and ``aqueue web`` (the web app alone).
+
+The web package (aiohttp) is imported only by the commands that serve it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+from typing import TYPE_CHECKING
+
+from aqueue._worker.worker import Worker
+from aqueue.cli.logs import log
+from aqueue.cli.options import CliError
+from aqueue.cli.processes import supervise
+from aqueue.cli.session import prepare, session
+
+if TYPE_CHECKING:
+    from aiohttp import web
+
+__all__ = ["cmd_web", "cmd_worker"]
+
+
+def _token(args: argparse.Namespace) -> str | None:
+    """The web token, read from the environment variable ``--token-env`` names (so it never shows in ``ps``)."""
+    if args.token_env is None:
+        return None
+    value = os.environ.get(args.token_env)
+    if not value:
+        raise CliError(f"--token-env: environment variable {args.token_env} is not set or is empty")
+    return value
+
+
+async def _start_web(
+    app: web.Application, bind: tuple[str, int], debug: bool, token_env: str | None = None
+) -> web.AppRunner:
+    """Serve ``app`` on ``bind`` in this loop; the caller cleans the runner up. ``token_env`` names the variable
+    that holds the token, for the start-up line (the token itself is never logged)."""
+    from aiohttp import web
+
+    # Access logs only at debug level: a dashboard's requests would drown the worker's own log lines.
+    runner = web.AppRunner(app, access_log=logging.getLogger("aiohttp.access") if debug else None)
+    await runner.setup()
+    host, port = bind
+    try:
+        await web.TCPSite(runner, host, port).start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise CliError(f"cannot serve the web app on {host}:{port}: {exc.strerror or exc}") from None
+    bound = runner.addresses[0] if runner.addresses else bind
+    url = f"http://{f'[{bound[0]}]' if ':' in str(bound[0]) else bound[0]}:{bound[1]}/"
+    if token_env is None:
+        log.info("web app on %s", url)
+    else:
+        log.info("web app on %s (token required: Authorization: Bearer $%s; for the dashboard, open %s?token=<the "
+                 "value of $%s>)", url, token_env, url, token_env)  # fmt: skip
+    return runner
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    """Run a worker in this process, or ``--processes`` worker processes under this one."""
+    multi = args.processes > 1
+    if args.web is None and (args.token_env is not None or args.protect_reads or args.allow_origin):
+        raise CliError("--token-env, --protect-reads and --allow-origin apply to the web app: add --web HOST:PORT")
+    if multi and args.web is not None:
+        raise CliError("--web serves one worker's process: use --processes 1, or run `aqueue web` beside the workers")
+    tasks = prepare(args, "--processes > 1 needs a Redis server" if multi else None)
+    if multi:
+        session(tasks)  # one clear error here rather than one per child
+        return supervise(args, tasks.queue, tasks.redis_url)
+    worker = Worker(
+        tasks,
+        args.concurrency,
+        min_concurrency=args.min_concurrency,
+        max_concurrency=args.max_concurrency,
+        strategy=args.strategy,
+        scale_interval=args.scale_interval,
+        cooldown=args.cooldown,
+        prefetch=args.prefetch,
+        lease=args.lease,
+        shutdown_timeout=args.shutdown_timeout,
+    )
+    if args.web is None:
+        session(tasks, lambda: worker.run(burst=args.burst), args.loop)
+        return 0
+    token = _token(args)
+
+    async def serve_both() -> None:
+        from aqueue.web import create_app
+
+        app = create_app(tasks, worker, token, protect_reads=args.protect_reads, allowed_origins=args.allow_origin)
+        runner = await _start_web(app, args.web, args.log_level == "debug", args.token_env)
+        try:
+            await worker.run(burst=args.burst)  # it handles SIGINT/SIGTERM; the web app stops after it
+        finally:
+            await runner.cleanup()
+
+    session(tasks, serve_both, args.loop)
+    return 0
+
+
+def cmd_web(args: argparse.Namespace) -> int:
+    """Serve the web app alone (no worker) until SIGINT/SIGTERM: everything it shows comes from Redis."""
+    tasks = prepare(args, "serve it beside a worker with `aqueue worker --web`")
+    token = _token(args)
+
+    async def serve() -> None:
+        from aqueue.web import create_app
+
+        runner = await _start_web(
+            create_app(tasks, None, token, protect_reads=args.protect_reads, allowed_origins=args.allow_origin),
+            args.bind,
+            args.log_level == "debug",
+            args.token_env,
+        )
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            await stop.wait()
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+            await runner.cleanup()
+
+    session(tasks, serve)
+    return 0
