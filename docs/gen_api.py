@@ -731,7 +731,8 @@ def render_class(qualified: str, cls: type, linker: Linker) -> list[str]:
         notes.append(
             "a runtime-checkable protocol: any object with its attributes and methods is one (`isinstance` works)"
         )
-    bases = [b for b in src.bases() if b not in ("object", "Protocol")]
+    # A private base (the mixins Tasks is made of) is machinery: its public members are listed with the class's.
+    bases = [b for b in src.bases() if b not in ("object", "Protocol") and not b.endswith("Mixin")]
     if bases:
         notes.append("bases: " + ", ".join(_code_or_link(b, linker) for b in bases))
     notes.append(f"defined in `{source_path(cls)}`")

@@ -1,7 +1,8 @@
-"""Key names come from one place: ``aqueue/_redis/keys.py``, for the Python side and, through the generated table
-``K``, for the Lua scripts. And the names themselves stay what the Redis layout says (docs/architecture.md).
+"""Key names come from one place: ``aqueue/_redis/keys.py``, for the Python side and, substituted for each
+``K.<name>`` when the scripts load, for the Lua. And the names themselves stay what the Redis layout says
+(docs/architecture.md).
 
-Static checks (no Redis): they read the Lua sources and run the generated table in fakeredis's Lua.
+Static checks (no Redis): they read the Lua sources, and run the table ``lua_keys()`` makes in fakeredis's Lua.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import orjson
 import pytest
 
 from aqueue._redis.keys import SUFFIXES, Keys
-from aqueue._redis.scripts import NAMES, SOURCES, lua_keys
+from aqueue._redis.scripts import NAMES, SOURCES, lua_keys, with_key_names
 
 pytestmark = pytest.mark.no_redis
 
@@ -71,11 +72,15 @@ def test_lua_names_every_key_through_the_table(name: str) -> None:
     assert spelled_keys(_lua_files()[name]) == []
 
 
-def test_every_script_gets_the_table_first() -> None:
-    head = lua_keys() + "\n"
+def test_every_key_reference_is_replaced_by_its_suffix_when_the_scripts_load() -> None:
     for name, source in SOURCES.items():
-        assert source.startswith(head), name
-        assert source.count("local K = ") == 1, name
+        assert re.search(r"\bK\.\w", source) is None, name  # nothing left for Lua to look up at run time
+    assert with_key_names("local r = prefix .. K.job .. id") == "local r = prefix .. 'job:' .. id"
+    with pytest.raises(KeyError):
+        with_key_names("prefix .. K.jobs")
+    lua = resources.files("aqueue._redis").joinpath("lua")
+    settle = lua.joinpath("_prelude.lua").read_text() + "\n" + lua.joinpath("settle.lua").read_text()
+    assert SOURCES["settle"].count("\n") == settle.count("\n")  # line numbers Redis reports stay the files'
 
 
 def test_the_generated_table_is_the_suffixes_of_keys_py() -> None:

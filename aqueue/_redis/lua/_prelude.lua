@@ -1,6 +1,6 @@
 -- Shared helpers, prepended to every aqueue script when it is loaded.
--- Keys: a script names every key of the queue as prefix .. K.<name> (K.job .. id, K.scheduled, ...); the table K,
--- generated from the suffixes in aqueue/_redis/keys.py, is prepended above this prelude. Never spell a suffix here.
+-- Keys: a script names every key of the queue as prefix .. K.<name> (K.job .. id, K.scheduled, ...); loading
+-- replaces each K.<name> with its suffix from aqueue/_redis/keys.py as a string literal. Never spell a suffix here.
 -- Numbers go to Redis through int() so that large millisecond values never print in exponent form.
 local function int(n) return string.format('%d', n) end
 
