@@ -5,7 +5,7 @@ them on coroutines and settles them atomically (ack, retry with backoff, dead-le
 """
 
 from aqueue._core.admin import DeadLetter, DeadLetterPage, RequeueResult
-from aqueue._core.context import JobContext, current_job, progress
+from aqueue._core.context import JobContext, current_job, progress, resources
 from aqueue._core.cron import CronSchedule
 from aqueue._core.errors import (
     AqueueError,
@@ -14,6 +14,7 @@ from aqueue._core.errors import (
     InvalidArguments,
     JobCancelled,
     JobFailed,
+    LifespanError,
     NoResult,
     PermissionDenied,
     Reject,
@@ -58,6 +59,7 @@ __all__ = [
     "JobRecord",
     "JobSpec",
     "JobStatus",
+    "LifespanError",
     "MetricsSnapshot",
     "NoResult",
     "PartialEnqueue",
@@ -83,4 +85,5 @@ __all__ = [
     "WorkflowHandle",
     "current_job",
     "progress",
+    "resources",
 ]

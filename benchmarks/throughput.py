@@ -3,7 +3,7 @@
 Run from the repository root::
 
     python benchmarks/throughput.py [--jobs N] [--concurrency C] [--redis URL] [--task noop|echo]
-                                    [--commandstats]
+                                    [--middleware] [--commandstats]
 
 It measures, in this order:
 
@@ -17,6 +17,7 @@ It measures, in this order:
 
 Around each phase it samples Redis' ``INFO cpu`` and ``INFO commandstats`` and this process' CPU time, so each
 line shows whether the time went to Python or to Redis, and how much of Redis' time was Lua (``evalsha``).
+``--middleware`` wraps every job in one pass-through ``@tasks.middleware`` (what one costs per job).
 ``--commandstats`` adds Redis' time per command (including those run inside the scripts) for the main phases.
 The table at the end compares aqueue with the floor and marks the targets: drain >= 20,000 jobs/s and >= 1/3
 of the floor drain, bulk enqueue >= 30,000 jobs/s. Every key the benchmark created is deleted at the end.
@@ -29,7 +30,7 @@ import asyncio
 import functools
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -188,11 +189,18 @@ class AqueueResult:
     ok: bool
 
 
+async def passthrough(job: aqueue.JobContext) -> AsyncIterator[None]:
+    """The ``--middleware`` variant's one middleware: does nothing around the job."""
+    yield
+
+
 async def run_aqueue(
-    r: aioredis.Redis, url: str, n: int, concurrency: int, task_kind: str, prefetch: int
+    r: aioredis.Redis, url: str, n: int, concurrency: int, task_kind: str, prefetch: int, middleware: bool = False
 ) -> AqueueResult:
     queue = f"bench-{uuid.uuid4().hex[:10]}"
     tasks = aqueue.Tasks(queue, url)
+    if middleware:
+        tasks.middleware(passthrough)
 
     noop = tasks.task(noop_fn)
     echo = tasks.task(echo_fn)
@@ -271,12 +279,13 @@ async def main_async(args: argparse.Namespace) -> int:
         server = await r.info("server")
         print(
             f"aqueue throughput: N={args.jobs} C={args.concurrency} prefetch={args.prefetch} task={args.task}"
+            f" middleware={'1' if args.middleware else '0'}"
             f" redis={args.redis}"
             f" (Redis {server['redis_version']})",
             flush=True,
         )
         floor_enq, floor_drn = await run_floor(r, args.jobs)
-        aq = await run_aqueue(r, args.redis, args.jobs, args.concurrency, args.task, args.prefetch)
+        aq = await run_aqueue(r, args.redis, args.jobs, args.concurrency, args.task, args.prefetch, args.middleware)
         report(floor_enq, floor_drn, aq)
         if args.commandstats:
             for phase in (floor_drn, aq.enqueue_many, aq.drain):
@@ -298,6 +307,7 @@ def main() -> None:
     parser.add_argument(
         "--task", choices=("noop", "echo"), default="noop", help="noop() or echo(x: int) -> x (default noop)"
     )
+    parser.add_argument("--middleware", action="store_true", help="wrap every job in one pass-through middleware")
     parser.add_argument(
         "--commandstats", action="store_true", help="also print Redis time per command for the main phases"
     )

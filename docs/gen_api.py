@@ -70,12 +70,14 @@ GROUPS: list[tuple[str, str, list[str]]] = [
     ),
     (
         "Inside a task",
-        "What a running task can call or raise. Guides: [progress](control.md#progress), "
-        "[the task decides](retries.md#the-task-decides).",
+        "What a running task (or a middleware) can call or raise. Guides: [progress](control.md#progress), "
+        "[the task decides](retries.md#the-task-decides), "
+        "[lifespan and resources](extending.md#lifespan-and-resources), [middleware](extending.md#middleware).",
         [
             "aqueue.JobContext",
             "aqueue.current_job",
             "aqueue.progress",
+            "aqueue.resources",
             "aqueue.TaskSignal",
             "aqueue.Retry",
             "aqueue.Reject",
@@ -108,6 +110,7 @@ GROUPS: list[tuple[str, str, list[str]]] = [
             "aqueue.PermissionDenied",
             "aqueue.UnknownJob",
             "aqueue.ResultTimeout",
+            "aqueue.LifespanError",
             "aqueue.NoResult",
             "aqueue.JobFailed",
             "aqueue.JobCancelled",

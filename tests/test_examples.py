@@ -8,8 +8,10 @@ module (``examples/app.py``) is run by the real ``aqueue worker`` command in a s
 from __future__ import annotations
 
 import asyncio
+import gc
 import importlib.util
 import itertools
+import logging
 import os
 import sys
 import time
@@ -282,3 +284,71 @@ async def test_rate_limited_example_holds_the_limit_and_retries_429s(backend: st
     assert summary["peak"] <= rl.LIMIT_PER_SECOND + 2
     assert summary["rate"] <= rl.LIMIT_PER_SECOND * 1.1
     assert took < 5.0
+
+
+# -- examples/lifespan_worker.py: a lifespan-held aiohttp session -------------------------------------------
+
+
+async def test_lifespan_worker_example_shares_one_session_and_closes_it(
+    backend: str, queue_name: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with example("lifespan_worker", backend, queue_name) as lw:
+        with caplog.at_level(logging.INFO):
+            results = await lw.main(sizes=(5, 50))
+            gc.collect()  # an unclosed session would say so when collected
+    assert [(r["status"], r["bytes"]) for r in results] == [(200, 5), (200, 50)]
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("lifespan examples.lifespan_worker.deps entered" in m for m in messages) == 1, messages
+    assert sum("lifespan examples.lifespan_worker.deps exited" in m for m in messages) == 1, messages
+    assert not any("Unclosed" in m for m in messages), messages
+
+
+async def test_lifespan_worker_example_under_the_aqueue_worker_command_closes_cleanly(queue_name: str) -> None:
+    async with example("lifespan_worker", REDIS_URL, queue_name) as lw:
+        runner, base = await lw.serve_pages()
+        try:
+            jobs = [await lw.fetch.enqueue(f"{base}/bytes/{size}") for size in (1, 2, 3)]
+            env = {k: v for k, v in os.environ.items() if not k.startswith("AQUEUE_")}
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+            env["PYTHONDEVMODE"] = "1"  # ResourceWarnings and asyncio's debug checks on
+            cmd = ["-m", "aqueue", "worker", "examples.lifespan_worker:tasks", "--burst", "--redis", REDIS_URL,
+                   "--queue", queue_name]  # fmt: skip
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, *cmd, cwd=ROOT, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+            )
+            out, err = await asyncio.wait_for(proc.communicate(), 30)
+        finally:
+            await runner.cleanup()
+        output = out.decode() + err.decode()
+        assert proc.returncode == 0, output
+        assert "processed=3 failed=0" in output and "lifespan examples.lifespan_worker.deps exited" in output, output
+        assert "Unclosed" not in output and "ResourceWarning" not in output, output
+        assert [(await job.result(timeout=1))["bytes"] for job in jobs] == [1, 2, 3]
+
+
+# -- examples/middleware.py -----------------------------------------------------------------------------------
+
+
+async def test_middleware_example_tags_log_lines_and_reports_errors(backend: str, queue_name: str) -> None:
+    async with example("middleware", backend, queue_name) as mw:
+        lines, reports = await mw.main()
+        ids = [e["job"] for e in await events_of(mw.tasks, "enqueued")]
+    assert len(ids) == 3
+    # Every line a job logged (in the task, async or in a thread, and in the middleware) carries its job's id.
+    for job_id, words in zip(ids, ["charging 1250 cents", "shipping o-1", "shipping o-2"], strict=True):
+        own = [line for line in lines if line.startswith(f"[{job_id}] ")]
+        assert len(own) == 3 and words in own[1], lines
+    assert "succeeded" in lines[2] and "'o-1: charged 1250'" in lines[2]
+    assert "failed" in lines[-1] and "no address for o-2" in lines[-1]
+    assert reports == [
+        {"error": "LookupError: no address for o-2", "job": ids[2], "task": "middleware.ship", "attempt": 1,
+         "queue": queue_name, "correlation_id": ids[2]}
+    ]  # fmt: skip
+
+
+async def test_cpu_render_example_runs_its_renders_in_child_processes(backend: str, queue_name: str) -> None:
+    async with example("cpu_render", backend, queue_name) as cpu:
+        results, _lag = await cpu.main(jobs=4, n=1_000)
+        assert results == [sum(i * i for i in range(1_000 + k)) for k in range(4)]
+        records = [await cpu.tasks.job(e["job"]).record() for e in await events_of(cpu.tasks, "enqueued")]
+    assert [(r.status, r.attempts) for r in records] == [(aqueue.JobStatus.SUCCEEDED, 1)] * 4

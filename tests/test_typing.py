@@ -62,3 +62,53 @@ def test_mypy_rejects_wrong_task_arguments_and_result_types(tmp_path: Path) -> N
         'Incompatible types in assignment (expression has type "int", variable has type "str")  [assignment]',
         'Missing positional argument "y" in call to "enqueue" of "Task"  [call-arg]',
     ]
+
+
+HOOKS_SNIPPET = """
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import aqueue
+
+tasks = aqueue.Tasks(queue="typing-hooks")
+
+
+@dataclass
+class Deps:
+    n: int
+
+
+@tasks.lifespan
+async def deps() -> AsyncIterator[Deps]:
+    yield Deps(1)
+
+
+@tasks.middleware
+async def timing(job: aqueue.JobContext) -> AsyncIterator[None]:
+    yield
+
+
+@tasks.task
+async def use() -> int:
+    d = aqueue.resources(Deps)
+    wrong: str = aqueue.resources(Deps)
+    return d.n
+
+
+async def not_a_middleware(job: aqueue.JobContext) -> None:
+    return None
+
+
+tasks.middleware(not_a_middleware)
+"""
+
+
+def test_mypy_types_resources_by_the_kind_asked_and_checks_middleware_signatures(tmp_path: Path) -> None:
+    source = tmp_path / "hooks.py"
+    source.write_text(HOOKS_SNIPPET)
+    out, _, status = api.run(["--strict", "--no-error-summary", "--cache-dir", str(tmp_path / "cache"), str(source)])
+    errors = sorted(line.split(": error: ")[1] for line in out.splitlines() if ": error: " in line)
+    assert status == 1
+    assert len(errors) == 2, out
+    assert errors[0].startswith('Incompatible types in assignment (expression has type "Deps", variable has type')
+    assert errors[1].startswith('Value of type variable "M" of "middleware" of "HooksMixin" cannot be'), out

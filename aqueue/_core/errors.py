@@ -11,6 +11,7 @@ Every error aqueue raises derives from :class:`AqueueError`, so ``except aqueue.
     ├── PermissionDenied        Redis refused this client: wrong password, or an ACL user lacking a command or key
     ├── UnknownJob              no record for a job id (never existed, or retention expired it)
     ├── ResultTimeout           ``Job.result(timeout=…)`` ran out of time (also a TimeoutError)
+    ├── LifespanError           a worker's lifespan (``@tasks.lifespan``) failed while entering; its cause is chained
     └── NoResult                ``Job.result()``: the job finished without a result
         ├── JobFailed           it ended dead-lettered or expired; carries the error and traceback
         └── JobCancelled        it was cancelled (or, as a workflow step, skipped)
@@ -35,6 +36,7 @@ __all__ = [
     "ConfigurationError",
     "JobCancelled",
     "JobFailed",
+    "LifespanError",
     "NoResult",
     "PermissionDenied",
     "Reject",
@@ -111,6 +113,12 @@ class UnknownJob(AqueueError, LookupError):
 class ResultTimeout(AqueueError, TimeoutError):
     """The job (or workflow) did not finish within the ``timeout`` given to :meth:`Job.result` (or
     :meth:`WorkflowHandle.wait`). Also a :class:`TimeoutError`. The job goes on; only the wait ended."""
+
+
+class LifespanError(AqueueError):
+    """The registry's lifespan (``@tasks.lifespan``) raised while a worker entered it: the worker stops before
+    claiming anything. The lifespan's own exception is chained as ``__cause__``; ``aqueue worker`` prints this
+    error's one line and exits non-zero."""
 
 
 class NoResult(AqueueError):

@@ -6,24 +6,48 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
+import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any, Concatenate, Generic, ParamSpec, Protocol, TypeVar, cast, overload
+from typing import Any, Concatenate, Generic, Literal, ParamSpec, Protocol, TypeVar, cast, overload
 
 import anyio.to_thread
 
 from aqueue._core.cron import CronSchedule
+from aqueue._core.errors import ConfigurationError
 from aqueue._core.job import Job
 from aqueue._core.options import DedupMode, JobOptions
 from aqueue._core.ratelimit import RateLimit
 from aqueue._core.specs import Client, JobSpec
 
-__all__ = ["CronJob", "Task", "TaskDecorator", "seconds"]
+__all__ = ["CronJob", "Executor", "Task", "TaskDecorator", "check_executor", "seconds"]
 
 P = ParamSpec("P")
 P2 = ParamSpec("P2")
 R = TypeVar("R")
+
+
+#: Where a plain-function task runs: a worker thread, or the worker's process pool.
+Executor = Literal["thread", "process"]
+
+
+def check_executor(fn: Callable[..., Any], executor: object) -> None:
+    """Raise :class:`ConfigurationError` unless ``fn`` can run on ``executor``: a process task is a plain ``def``
+    that a child process finds by name (a module-level function, not a lambda or a nested function)."""
+    if executor == "thread":
+        return
+    if executor != "process":
+        raise ConfigurationError(f"executor must be 'thread' or 'process', got {executor!r}")
+    where = f"{getattr(fn, '__module__', None)}.{getattr(fn, '__qualname__', fn)}"
+    if inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn):
+        raise ConfigurationError(f"executor='process' is for plain functions: {where} is an async def")
+    module, qualname = getattr(fn, "__module__", None), getattr(fn, "__qualname__", "")
+    if not inspect.isfunction(fn) or not module or "<" in qualname or module not in sys.modules:
+        raise ConfigurationError(
+            f"executor='process' needs a module-level function a child process can import by name; {where} is not "
+            "one (a lambda, a nested function or a callable object cannot be found by name)"
+        )
 
 
 def seconds(value: float | timedelta | None) -> float | None:
@@ -78,7 +102,7 @@ class Task(Generic[P, R]):
     calls the function in place, without a queue.
     """
 
-    __slots__ = ("_options", "fn", "is_async", "name", "rate_limit", "tasks")
+    __slots__ = ("_options", "executor", "fn", "is_async", "name", "rate_limit", "tasks")
 
     def __init__(
         self,
@@ -87,6 +111,7 @@ class Task(Generic[P, R]):
         name: str,
         options: JobOptions,
         rate_limit: RateLimit | None = None,
+        executor: Executor = "thread",
     ) -> None:
         self.tasks = tasks  #: the registry (and so the queue) the task belongs to
         self.fn = fn  #: the decorated function
@@ -94,6 +119,8 @@ class Task(Generic[P, R]):
         self.is_async = inspect.iscoroutinefunction(fn)  #: True for an ``async def``; a plain ``def`` runs in a thread
         self._options = options
         self.rate_limit = rate_limit  #: global limit on how often jobs of this task start
+        #: Where a plain ``def`` runs: ``"thread"`` (a worker thread) or ``"process"`` (the worker's process pool).
+        self.executor: Executor = executor
 
     def arguments_error(self, args: tuple[Any, ...] | list[Any], kwargs: dict[str, Any]) -> str | None:
         """Why ``args`` and ``kwargs`` cannot be passed to the function, or None if they can (or if it has no
@@ -112,6 +139,11 @@ class Task(Generic[P, R]):
 
     def __repr__(self) -> str:
         return f"Task({self.name!r}, queue={self.tasks.queue!r})"
+
+    @property
+    def in_thread(self) -> bool:
+        """True for a plain ``def`` that a worker runs in a thread (False for an ``async def`` or a process task)."""
+        return not self.is_async and self.executor == "thread"
 
     @property
     def options(self) -> JobOptions:
@@ -159,7 +191,7 @@ class Task(Generic[P, R]):
         options = self._options.merged(override)
         if delay is not None:  # merged() cannot tell "delay=0" from "no delay given"
             options = dataclasses.replace(options, delay=override.delay)
-        return Task(self.tasks, self.fn, self.name, options, self.rate_limit)
+        return Task(self.tasks, self.fn, self.name, options, self.rate_limit, self.executor)
 
     def spec(self, /, *args: P.args, **kwargs: P.kwargs) -> JobSpec[R]:
         """An unsent job with these arguments, for :meth:`Tasks.enqueue_many`, chains and workflows.

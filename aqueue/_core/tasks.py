@@ -1,7 +1,8 @@
 """The task registry (:class:`Tasks`): a queue's tasks, cron jobs and rate limits, and control of the queue.
 
 It is also the queue's client: it inherits enqueueing (:mod:`aqueue._core.producer`), the connection
-(:mod:`aqueue._core.connection`) and administration (:mod:`aqueue._core.admin`).
+(:mod:`aqueue._core.connection`), administration (:mod:`aqueue._core.admin`) and the workers' extension points
+(:mod:`aqueue._core.hooks`: lifespan, middleware).
 """
 
 from __future__ import annotations
@@ -19,13 +20,14 @@ from aqueue._core.connection import ConnectionMixin, Stoppable
 from aqueue._core.cron import CronSchedule, parse_every
 from aqueue._core.errors import ConfigurationError
 from aqueue._core.events import EventHub
+from aqueue._core.hooks import HooksMixin
 from aqueue._core.info import QueueInfo
 from aqueue._core.options import JobOptions
 from aqueue._core.producer import ProducerMixin
 from aqueue._core.ratelimit import RateLimit
 from aqueue._core.record import JobStatus
 from aqueue._core.settings import QueueSettings
-from aqueue._core.task import CronJob, Task, TaskDecorator, seconds
+from aqueue._core.task import CronJob, Executor, Task, TaskDecorator, check_executor, seconds
 from aqueue._redis.broker import Broker
 from aqueue._redis.connect import check_url, resolve_url
 from aqueue._redis.keys import Keys
@@ -39,7 +41,7 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
-class Tasks(ConnectionMixin, ProducerMixin, AdminMixin):
+class Tasks(ConnectionMixin, ProducerMixin, AdminMixin, HooksMixin):
     """A queue's task registry and producer API: register tasks on it, enqueue jobs, follow and control them.
 
     ``queue`` names the queue (non-empty, without ``{``, ``}``, ``:``, spaces, tabs or newlines). ``redis_url``
@@ -137,6 +139,7 @@ class Tasks(ConnectionMixin, ProducerMixin, AdminMixin):
         ttl: float | timedelta | None = None,
         rate_limit: str | RateLimit | None = None,
         rerun_lost: bool | None = None,
+        executor: Executor = "thread",
     ) -> TaskDecorator: ...
 
     def task(
@@ -153,6 +156,7 @@ class Tasks(ConnectionMixin, ProducerMixin, AdminMixin):
         ttl: float | timedelta | None = None,
         rate_limit: str | RateLimit | None = None,
         rerun_lost: bool | None = None,
+        executor: Executor = "thread",
     ) -> Any:
         """Register a function as a task: ``@tasks.task`` or ``@tasks.task(name=…, priority=…, …)``; returns the
         :class:`Task`.
@@ -163,8 +167,9 @@ class Tasks(ConnectionMixin, ProducerMixin, AdminMixin):
         for the task's jobs (see :class:`~aqueue.JobOptions`; a job may override them with
         :meth:`Task.with_options`).
         ``rate_limit`` (``"100/m"``, ``"5000/s"``, or a :class:`~aqueue.RateLimit`) caps how often jobs of this
-        task start, across every worker of the queue. Raises :class:`ConfigurationError` if the name is already
-        registered on this queue, or for an invalid option.
+        task start, across every worker of the queue. ``executor="process"`` runs a plain ``def`` (a module-level
+        function) in the worker's process pool instead of a thread: see ``docs/extending.md``. Raises
+        :class:`ConfigurationError` if the name is already registered on this queue, or for an invalid option.
         """
         options = JobOptions(
             priority=priority,
@@ -183,7 +188,8 @@ class Tasks(ConnectionMixin, ProducerMixin, AdminMixin):
             task_name = name or f"{f.__module__}.{f.__qualname__}"
             if task_name in self._registry:
                 raise ConfigurationError(f"task {task_name!r} is already registered on queue {self.queue!r}")
-            t: Task[Any, Any] = Task(self, f, task_name, options, limit)
+            check_executor(f, executor)
+            t: Task[Any, Any] = Task(self, f, task_name, options, limit, executor)
             self._registry[task_name] = t
             return t
 

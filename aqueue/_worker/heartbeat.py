@@ -144,7 +144,7 @@ class Heartbeat:
         running = list(self._settler.running.values())
         since = time.monotonic() - seconds - 1.0  # the block ended moments ago: what finished in it ran in it
         threads = [c for done, c in reversed(self._settler.threads_done) if done >= since]
-        threads += [c for c in running if (t := self._worker.tasks.get(c.task)) is not None and not t.is_async]
+        threads += [c for c in running if (t := self._worker.tasks.get(c.task)) is not None and t.in_thread]
         shown = threads or running
         who = "; running: " + (", ".join(f"{c.job_id} ({c.task})" for c in shown[:10]) or "no job")
         if threads:

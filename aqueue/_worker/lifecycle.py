@@ -6,7 +6,11 @@
              ├─ run() ─▶ STARTING ─ started ─▶ RUNNING ─ stop, burst done, run() cancelled ─▶ DRAINING ─▶ STOPPED
     STOPPED ─┘              │                                                                 ▲           ▲
                             ├──────────── stop requested before or during start-up ───────────┘           │
-                            └──────────── start-up failed (Redis unreachable, run() cancelled) ───────────┘
+                            └──────────── start-up failed (Redis unreachable, lifespan, cancelled) ───────┘
+
+The registry's lifespan (``@tasks.lifespan``) is entered in ``STARTING``, once connected and before anything is
+claimed (a failure ends the run: ``STARTING → STOPPED``), and exited in ``DRAINING`` after the last job settled and
+the rest was given back, also when the drain was forced or ``run()`` cancelled.
 
 Every transition goes through :meth:`Lifecycle._move`, which refuses any other. A stop requested in ``NEW`` (before
 the first run has begun) is kept, and that run goes from ``STARTING`` straight to ``DRAINING``. A *forced* stop
@@ -37,9 +41,9 @@ class WorkerState(enum.Enum):
     """Where a worker is in its lifecycle (see the module docstring)."""
 
     NEW = "new"  #: constructed; no run has begun
-    STARTING = "starting"  #: run() began: connecting, creating the consumer group, the first heartbeat
+    STARTING = "starting"  #: run() began: connecting, the consumer group, entering the lifespan, the first heartbeat
     RUNNING = "running"  #: claiming and running jobs
-    DRAINING = "draining"  #: no more claims; running jobs finish (or are cancelled), the rest is given back
+    DRAINING = "draining"  #: no claims; running jobs finish (or are cancelled), the rest given back, lifespan exited
     STOPPED = "stopped"  #: run() returned; it may be called again
 
 

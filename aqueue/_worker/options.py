@@ -29,6 +29,7 @@ class WorkerOptions:
     strategy: Strategy
     scale_interval: float  # seconds between two autoscaling decisions
     cooldown: float  # seconds the autoscaler waits before changing direction
+    cpu_workers: int  # processes of the pool that runs executor="process" tasks
 
     @classmethod
     def resolve(
@@ -42,6 +43,7 @@ class WorkerOptions:
         shutdown_timeout: float,
         prefetch: int,
         name: str | None,
+        cpu_workers: int | None = None,
     ) -> WorkerOptions:
         """The options from the constructor's arguments; :class:`ConfigurationError` for an invalid one."""
         if lease is not None and lease <= 0:
@@ -52,6 +54,9 @@ class WorkerOptions:
             raise ConfigurationError(f"prefetch must be >= 0, got {prefetch}")
         if scale_interval <= 0 or cooldown < 0:
             raise ConfigurationError("scale_interval must be > 0 and cooldown >= 0")
+        if cpu_workers is not None and not (isinstance(cpu_workers, int) and not isinstance(cpu_workers, bool)
+                                            and 1 <= cpu_workers <= 1024):  # fmt: skip
+            raise ConfigurationError(f"cpu_workers must be an integer from 1 to 1024, got {cpu_workers!r}")
         return cls(
             id=name or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}",
             lease=lease if lease is not None else tasks.settings.lease,
@@ -60,4 +65,5 @@ class WorkerOptions:
             strategy=get_strategy(strategy),
             scale_interval=scale_interval,
             cooldown=cooldown,
+            cpu_workers=cpu_workers if cpu_workers is not None else os.cpu_count() or 1,
         )

@@ -7,17 +7,20 @@ import functools
 import math
 import random
 import traceback
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import anyio.to_thread
 
 from aqueue._core import codec
-from aqueue._core.context import JobContext, _current
+from aqueue._core.context import JobContext, WatchedJob, _current
 from aqueue._core.errors import Reject, Retry, SerializationError
 from aqueue._core.wire import Claimed, Outcome
+from aqueue._worker.middleware import run_chain
+from aqueue._worker.procpool import ProcessPool, ResultNotJSON
 
 if TYPE_CHECKING:
+    from aqueue._core.task import Task
     from aqueue._core.tasks import Tasks
 
 __all__ = ["run_job"]
@@ -54,12 +57,13 @@ def _unknown(tasks: Tasks, c: Claimed) -> Outcome:
     return _dead(c, f"unknown task {c.task!r} (this worker knows: {known})")
 
 
-async def run_job(tasks: Tasks, c: Claimed) -> Outcome:
+async def run_job(tasks: Tasks, c: Claimed, pool: ProcessPool | None = None) -> Outcome:
     """Run ``c`` and return its outcome; never raises except ``CancelledError`` (shutdown).
 
     The hot path: a job of an async task without a timeout costs one decode, one check, one context and one await
-    here, and no ``Timeout`` object. (:class:`~aqueue._worker.loopwatch.LoopWatch` looks for this function's frame
-    and its local ``c`` to name a job that blocks the loop: the task is awaited from here.)
+    here, and no ``Timeout`` object. A registry with middleware runs the task inside the chain
+    (:func:`~aqueue._worker.middleware.run_chain`). (:class:`~aqueue._worker.loopwatch.LoopWatch` looks for this
+    function's frame and its local ``c`` to name a job that blocks the loop: the task is awaited from here.)
     """
     try:
         spec = codec.decode(c.spec)
@@ -76,17 +80,20 @@ async def run_job(tasks: Tasks, c: Claimed) -> Outcome:
     if task is None:
         return _unknown(tasks, c)
     deadline: asyncio.Timeout | None = None
-    _current.set(JobContext(tasks, c.job_id, c.task, c.attempt))
+    middlewares = tasks._middlewares
     try:
-        if timeout is None and task.is_async:
-            result = await task.fn(*args, **kwargs)  # no Timeout object for the common case: hot path
+        if middlewares:  # one test per job when there are none: the hot path allocates nothing more
+            job = WatchedJob(tasks, c.job_id, c.task, c.attempt)
+            _current.set(job)
+            call, deadline = _bind(task, args, kwargs, timeout, pool)
+            result = await run_chain(middlewares, job, call)
         else:
-            async with asyncio.timeout(timeout) as deadline:
-                if task.is_async:
-                    result = await task.fn(*args, **kwargs)
-                else:
-                    call = functools.partial(task.fn, *args, **kwargs)
-                    result = await anyio.to_thread.run_sync(call, abandon_on_cancel=True)
+            _current.set(JobContext(tasks, c.job_id, c.task, c.attempt))
+            if timeout is None and task.is_async:
+                result = await task.fn(*args, **kwargs)  # no Timeout object for the common case: hot path
+            else:
+                deadline = asyncio.timeout(timeout)
+                result = await _call(task, args, kwargs, deadline, pool)
     except Exception as exc:
         return _failed(c, exc, task.arguments_error, args, kwargs, opts, deadline)
     try:
@@ -94,6 +101,31 @@ async def run_job(tasks: Tasks, c: Claimed) -> Outcome:
     except SerializationError as exc:
         return _dead(c, str(exc))
     return Outcome("ok", c.stream, c.msg_id, c.job_id, result=encoded)
+
+
+async def _call(
+    task: Task[Any, Any], args: list[Any], kwargs: dict[str, Any], deadline: asyncio.Timeout, pool: ProcessPool | None
+) -> Any:
+    """Call the task under ``deadline`` (not entered yet): an async one on this loop, a plain function in a thread,
+    or in ``pool``, the worker's process pool, for ``executor="process"``."""
+    async with deadline:
+        if task.is_async:
+            return await task.fn(*args, **kwargs)
+        if task.executor == "process" and pool is not None:
+            return await pool.run(task.name, task.fn.__module__, task.fn.__qualname__, args, kwargs, deadline)
+        call = functools.partial(task.fn, *args, **kwargs)
+        return await anyio.to_thread.run_sync(call, abandon_on_cancel=True)
+
+
+def _bind(
+    task: Task[Any, Any], args: list[Any], kwargs: dict[str, Any], timeout: float | None, pool: ProcessPool | None
+) -> tuple[Callable[[], Awaitable[Any]], asyncio.Timeout | None]:
+    """The task's call for the middleware chain, and its deadline: the timeout covers the task, not the middleware
+    (which sees its ``TimeoutError``); an async task without a timeout gets no ``Timeout`` object, as in run_job."""
+    if timeout is None and task.is_async:
+        return functools.partial(task.fn, *args, **kwargs), None
+    deadline = asyncio.timeout(timeout)
+    return functools.partial(_call, task, args, kwargs, deadline, pool), deadline
 
 
 def _failed(
@@ -106,6 +138,8 @@ def _failed(
     deadline: asyncio.Timeout | None,
 ) -> Outcome:
     """The outcome of an attempt that raised ``exc``: another attempt after a backoff, or dead-lettered."""
+    if isinstance(exc, ResultNotJSON):  # a process task's result JSON cannot carry: as for one run here
+        return _dead(c, str(exc))
     if isinstance(exc, TypeError) and (why := arguments_error(args, kwargs)) is not None:
         return _dead(c, f"InvalidArguments: {why}")  # a call that can never bind: retrying cannot help
     if isinstance(exc, TimeoutError) and deadline is not None and deadline.expired():

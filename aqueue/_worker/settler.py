@@ -20,6 +20,7 @@ from aqueue._core.aio import retry_unavailable
 from aqueue._core.errors import BrokerUnavailable
 from aqueue._core.wire import Claimed, Outcome, OutcomeKind
 from aqueue._redis.breaker import MAX_RETRY_DELAY as _MAX_RETRY_DELAY
+from aqueue._worker.procpool import ProcessPool, check_findable
 from aqueue._worker.runner import run_job
 from aqueue._worker.slots import SlotPool
 
@@ -47,9 +48,11 @@ class Settler:
     loop (the queue, the events, the slot pool).
     """
 
-    def __init__(self, owner: str, tasks: Tasks, observers: list[JobObserver]) -> None:
+    def __init__(self, owner: str, tasks: Tasks, observers: list[JobObserver], cpu_workers: int = 1) -> None:
         self._owner = owner
         self._tasks = tasks
+        self.cpu_workers = cpu_workers  # the size of the process pool, made by a run whose registry needs one
+        self.procs: ProcessPool | None = None  # the process pool of the current run (process tasks)
         self.observers = observers  # the worker's list: appended to by users
         self.processed = 0  # attempts finished (any outcome)
         self.failed = 0  # attempts that failed (retried or dead-lettered)
@@ -71,12 +74,19 @@ class Settler:
     # -- one run ---------------------------------------------------------------------------------------------
 
     def open(self, slots: int) -> None:
-        """A run begins: a fresh queue, events and ``slots`` slot coroutines, in the running loop."""
+        """A run begins: a fresh queue, events and ``slots`` slot coroutines, in the running loop; the process pool
+        when the registry has process tasks (:class:`ConfigurationError` if a child could not find one by name)."""
+        process_tasks = [t for t in (self._tasks.get(n) for n in self._tasks.names) if t and t.executor == "process"]
+        check_findable(process_tasks)
         self._queue = asyncio.Queue()
         self.slot_free = asyncio.Event()
         self._wakeup = asyncio.Event()
         self.pool = SlotPool(self._queue, self.run_one)
         self.pool.resize(slots)
+        if process_tasks:
+            modules = sorted({t.fn.__module__ for t in process_tasks})
+            self.procs = ProcessPool(self._owner, self.cpu_workers, modules)
+            self.procs.start()
 
     def resize(self, slots: int) -> None:
         """A new target: slots start at once or leave after their job; the claimer recomputes its free slots."""
@@ -117,6 +127,9 @@ class Settler:
         if self.pool is not None:
             await self.pool.close()
         self.pool = None
+        if self.procs is not None:
+            await self.procs.close()  # after the slots: no job of the pool is left to wait for
+        self.procs = None
 
     async def wait_running(self, timeout: float, forced: Callable[[], str | None]) -> None:
         """Shutdown: wait for the running jobs, up to ``timeout`` seconds, or no longer once ``forced()`` says why
@@ -172,7 +185,7 @@ class Settler:
         # The autoscaler sizes from this: weighted so a change of workload shows within ~20 jobs.
         self.service_time = took if self.service_time is None else 0.95 * self.service_time + 0.05 * took
         self.running.pop(c.msg_id, None)
-        if (task := self._tasks.get(c.task)) is not None and not task.is_async:
+        if (task := self._tasks.get(c.task)) is not None and task.in_thread:
             self.threads_done.append((time.monotonic(), c))
         self.outcomes.append(outcome)
         self.processed += 1
@@ -197,7 +210,7 @@ class Settler:
         assert slot is not None
         self.slot_tasks[c.msg_id] = slot
         try:
-            return await run_job(self._tasks, c)
+            return await run_job(self._tasks, c, self.procs)
         except asyncio.CancelledError:
             if c.job_id not in self.cancel_asked:
                 raise  # shutdown or shrinking: not ours to swallow

@@ -8,6 +8,7 @@ cancelled while it waits for work (nothing is lost, the queue keeps its item), a
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -29,6 +30,9 @@ class SlotPool:
         self._slots: set[asyncio.Task[None]] = set()
         self._idle: set[asyncio.Task[None]] = set()
         self._spawned = 0
+        # The run's context (what aqueue.resources() reads), for slots started later from another task too (a
+        # scale_to() from a web handler): each slot gets its own copy, since each sets the job it runs.
+        self._context = contextvars.copy_context()
 
     @property
     def size(self) -> int:
@@ -45,7 +49,7 @@ class SlotPool:
         self._target = target
         while len(self._slots) < target:
             self._spawned += 1
-            task = asyncio.create_task(self._slot(), name=f"aqueue-slot-{self._spawned}")
+            task = asyncio.create_task(self._slot(), name=f"aqueue-slot-{self._spawned}", context=self._context.copy())
             self._slots.add(task)
         surplus = len(self._slots) - target
         for task in list(self._idle)[: max(0, surplus)]:

@@ -21,6 +21,7 @@ from aqueue._worker.control import Control
 from aqueue._worker.cron_loop import run_crons
 from aqueue._worker.heartbeat import Heartbeat
 from aqueue._worker.lifecycle import Lifecycle, StopSignals, WorkerState
+from aqueue._worker.lifespan import Lifespan
 from aqueue._worker.loopwatch import LoopWatch
 from aqueue._worker.options import WorkerOptions
 from aqueue._worker.promoter import promote_due_jobs
@@ -56,10 +57,11 @@ class Worker:
     is already in hand while the current one runs. 0 claims only for free slots, which never takes work another
     worker could start now.
 
-    ``name`` is the worker's id (default ``host-pid-random``), shown in records, events and the dashboard. Invalid
-    values raise :class:`ConfigurationError`. ``aqueue worker MODULE:TASKS`` runs one from the command line.
-
-    Its settings and figures are read-only properties; :attr:`observers` is the one list to append to.
+    ``name`` is the worker's id (default ``host-pid-random``), shown in records, events and the dashboard.
+    ``cpu_workers`` (default: the CPU count) is the size of the process pool that runs the registry's
+    ``executor="process"`` tasks (started only when it has one). Invalid values raise :class:`ConfigurationError`.
+    ``aqueue worker MODULE:TASKS`` runs one from the command line. Its settings and figures are read-only
+    properties; :attr:`observers` is the one list to append to.
     """
 
     def __init__(
@@ -76,20 +78,20 @@ class Worker:
         shutdown_timeout: float = 10.0,
         prefetch: int = 0,
         name: str | None = None,
+        cpu_workers: int | None = None,
     ) -> None:
         bounds = concurrency_bounds(concurrency, min_concurrency, max_concurrency)
         opts = self._opts = WorkerOptions.resolve(
             tasks, strategy=strategy, scale_interval=scale_interval, cooldown=cooldown, lease=lease,
-            shutdown_timeout=shutdown_timeout, prefetch=prefetch, name=name,
+            shutdown_timeout=shutdown_timeout, prefetch=prefetch, name=name, cpu_workers=cpu_workers,
         )  # fmt: skip
         self._tasks = tasks
         self._observers: list[JobObserver] = []
         self._supervisor: Supervisor | None = None
-        # The parts, each in its module: the state machine, the jobs held (run and settled), the target, the
-        # control stream, the heartbeat, the claim loop; and the sub-tasks of the current (or last) run.
+        # The parts, each in its module (state, jobs held, target, control, heartbeat, claims) and the run's sub-tasks.
         self._life = Lifecycle(opts.id, self._on_drain, lambda: self._settler.slot_free.set())
         self._signals = StopSignals(opts.id, self._life, shutdown_timeout)
-        self._settler = Settler(opts.id, tasks, self._observers)
+        self._settler = Settler(opts.id, tasks, self._observers, opts.cpu_workers)
         self._sizing = Sizing(opts.id, tasks, self._settler, bounds)
         self._control = Control(opts.id, tasks, self._settler.cancel)
         self._heartbeat = Heartbeat(self, self._settler)
@@ -185,8 +187,7 @@ class Worker:
 
     @property
     def service_time(self) -> float | None:
-        """Mean seconds a job takes here (exponentially weighted, so recent jobs count most), None until one has
-        finished."""
+        """Mean seconds a job takes here (exponentially weighted: recent jobs count most), None until one ends."""
         return self._settler.service_time
 
     @property
@@ -241,8 +242,7 @@ class Worker:
 
     @property
     def scale_override(self) -> int | None:
-        """The manual target set by :meth:`scale_to` while it holds (until :meth:`release_scale` or its ``ttl``),
-        else None."""
+        """The target set by :meth:`scale_to` while it holds (until :meth:`release_scale` or its ``ttl``), else None."""
         return self._sizing.override
 
     async def scale_to(self, concurrency: int, ttl: float | None = None) -> None:
@@ -295,7 +295,8 @@ class Worker:
             broker = await self._tasks._broker()
             await broker.ensure_groups()
             if self._life.state is WorkerState.STARTING:
-                await self._serve(broker, burst)
+                async with Lifespan(self._tasks, self._opts.id):  # before the first claim; exited after the last settle
+                    await self._serve(broker, burst)
             else:
                 log.info("worker %s: stop requested before or during start-up; not serving", self._opts.id)
         finally:

@@ -33,6 +33,7 @@ from aqueue.cli.options import (
     bind,
     choice,
     count,
+    cpu_count,
     non_negative,
     number,
     option,
@@ -99,6 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
     option(w, "--burst", "AQUEUE_BURST", False, "exit once nothing is queued, due or running",
            action="store_true")  # fmt: skip
     option(w, "--processes", "AQUEUE_PROCESSES", 1, "worker processes (default 1)", type=count, metavar="N")
+    option(w, "--cpu-workers", "AQUEUE_CPU_WORKERS", None, "size of each worker's pool of child processes for "
+           "executor='process' tasks (default: the CPU count; started only when the app has such a task)",
+           type=cpu_count, metavar="N")  # fmt: skip
     option(w, "--loop", "AQUEUE_LOOP", "asyncio", "event loop: asyncio or uvloop (pip install 'aqueue[uvloop]')",
            type=choice("asyncio", "uvloop"))  # fmt: skip
     option(w, "--lease", "AQUEUE_LEASE", None, "seconds before a silent worker's jobs are taken back (default: "

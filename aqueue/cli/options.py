@@ -19,6 +19,7 @@ __all__ = [
     "bind",
     "choice",
     "count",
+    "cpu_count",
     "non_negative",
     "number",
     "option",
@@ -78,6 +79,14 @@ def number(kind: Callable[[str], float], minimum: float, strict: bool) -> Callab
 count = number(int, 1, strict=False)
 positive = number(float, 0, strict=True)
 non_negative = number(float, 0, strict=False)
+
+
+def cpu_count(text: str) -> int:
+    """An integer from 1 to 1024: the size of a worker's process pool (``--cpu-workers``)."""
+    value: int = count(text)
+    if value > 1024:
+        raise argparse.ArgumentTypeError(f"expected an integer from 1 to 1024, got {text!r}")
+    return value
 
 
 def choice(*allowed: str) -> Callable[[str], str]:

@@ -27,6 +27,7 @@ def _child_command(args: argparse.Namespace, queue: str) -> list[str]:
         ("--concurrency", args.concurrency),
         ("--min-concurrency", args.min_concurrency),
         ("--max-concurrency", args.max_concurrency),
+        ("--cpu-workers", args.cpu_workers),
     ):
         cmd += [flag, str(value)] if value is not None else []  # fmt: skip
     cmd += ["--burst"] if args.burst else []

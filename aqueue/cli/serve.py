@@ -81,6 +81,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         scale_interval=args.scale_interval,
         cooldown=args.cooldown,
         prefetch=args.prefetch,
+        cpu_workers=args.cpu_workers,
         lease=args.lease,
         shutdown_timeout=args.shutdown_timeout,
     )
