@@ -3,7 +3,7 @@
 Run from the repository root::
 
     python benchmarks/throughput.py [--jobs N] [--concurrency C] [--redis URL] [--task noop|echo]
-                                    [--middleware] [--commandstats]
+                                    [--middleware] [--headers] [--commandstats]
 
 It measures, in this order:
 
@@ -17,7 +17,8 @@ It measures, in this order:
 
 Around each phase it samples Redis' ``INFO cpu`` and ``INFO commandstats`` and this process' CPU time, so each
 line shows whether the time went to Python or to Redis, and how much of Redis' time was Lua (``evalsha``).
-``--middleware`` wraps every job in one pass-through ``@tasks.middleware`` (what one costs per job).
+``--middleware`` wraps every job in one pass-through ``@tasks.middleware`` (what one costs per job); ``--headers``
+gives every job one header (``correlation_id``), which the middleware reads when both are given.
 ``--commandstats`` adds Redis' time per command (including those run inside the scripts) for the main phases.
 The table at the end compares aqueue with the floor and marks the targets: drain >= 20,000 jobs/s and >= 1/3
 of the floor drain, bulk enqueue >= 30,000 jobs/s. Every key the benchmark created is deleted at the end.
@@ -190,12 +191,20 @@ class AqueueResult:
 
 
 async def passthrough(job: aqueue.JobContext) -> AsyncIterator[None]:
-    """The ``--middleware`` variant's one middleware: does nothing around the job."""
+    """The ``--middleware`` variant's one middleware: reads the job's headers, does nothing else."""
+    job.headers.get("correlation_id")
     yield
 
 
 async def run_aqueue(
-    r: aioredis.Redis, url: str, n: int, concurrency: int, task_kind: str, prefetch: int, middleware: bool = False
+    r: aioredis.Redis,
+    url: str,
+    n: int,
+    concurrency: int,
+    task_kind: str,
+    prefetch: int,
+    middleware: bool = False,
+    headers: bool = False,
 ) -> AqueueResult:
     queue = f"bench-{uuid.uuid4().hex[:10]}"
     tasks = aqueue.Tasks(queue, url)
@@ -204,6 +213,9 @@ async def run_aqueue(
 
     noop = tasks.task(noop_fn)
     echo = tasks.task(echo_fn)
+    if headers:
+        noop = noop.with_options(headers={"correlation_id": "c-42"})
+        echo = echo.with_options(headers={"correlation_id": "c-42"})
 
     def build() -> list[aqueue.JobSpec[Any]]:
         if task_kind == "echo":
@@ -279,13 +291,15 @@ async def main_async(args: argparse.Namespace) -> int:
         server = await r.info("server")
         print(
             f"aqueue throughput: N={args.jobs} C={args.concurrency} prefetch={args.prefetch} task={args.task}"
-            f" middleware={'1' if args.middleware else '0'}"
+            f" middleware={'1' if args.middleware else '0'} headers={'1' if args.headers else '0'}"
             f" redis={args.redis}"
             f" (Redis {server['redis_version']})",
             flush=True,
         )
         floor_enq, floor_drn = await run_floor(r, args.jobs)
-        aq = await run_aqueue(r, args.redis, args.jobs, args.concurrency, args.task, args.prefetch, args.middleware)
+        aq = await run_aqueue(
+            r, args.redis, args.jobs, args.concurrency, args.task, args.prefetch, args.middleware, args.headers
+        )
         report(floor_enq, floor_drn, aq)
         if args.commandstats:
             for phase in (floor_drn, aq.enqueue_many, aq.drain):
@@ -308,6 +322,7 @@ def main() -> None:
         "--task", choices=("noop", "echo"), default="noop", help="noop() or echo(x: int) -> x (default noop)"
     )
     parser.add_argument("--middleware", action="store_true", help="wrap every job in one pass-through middleware")
+    parser.add_argument("--headers", action="store_true", help="give every job one header")
     parser.add_argument(
         "--commandstats", action="store_true", help="also print Redis time per command for the main phases"
     )

@@ -1,7 +1,12 @@
 """Middleware around every job: a correlation id on every log line a job writes, and a Sentry-style error reporter.
 
-``python examples/middleware.py`` runs it in one process on ``memory://``: three jobs, one of which fails, with the
-log lines and the error reports printed. Under ``aqueue worker examples.middleware:tasks`` the same middleware wraps
+The correlation id travels with the job as a header: a ``before_enqueue`` hook copies the producer's current id
+(a context variable a web framework's middleware would set per request) into the headers of every job enqueued
+while it is set, and the worker's middleware sets it again around the job, falling back to the job id.
+
+``python examples/middleware.py`` runs it in one process on ``memory://``: three jobs, two enqueued while handling
+a "request" (so they share its correlation id), one of which fails, with the log lines and the error reports
+printed. Under ``aqueue worker examples.middleware:tasks`` the same middleware wraps
 every job the worker runs. With Sentry itself, ``report_errors`` would call ``sentry_sdk.capture_exception(exc)``
 inside ``sentry_sdk.new_scope()`` with the job's fields as tags.
 """
@@ -21,8 +26,15 @@ import aqueue
 tasks = aqueue.Tasks("examples-middleware")
 log = logging.getLogger("examples.middleware")
 
-#: The id every log line of a job carries: the job id (once jobs carry headers, the producer's correlation id).
+#: The id every log line carries: in a producer, the request's; in a job, the one in its headers, else the job id.
 correlation_id: ContextVar[str] = ContextVar("correlation_id", default="-")
+
+
+@tasks.before_enqueue
+def propagate_correlation_id(headers: dict[str, str]) -> None:
+    """Producer side: every job enqueued while a correlation id is set carries it (unless it was given its own)."""
+    if (cid := correlation_id.get()) != "-":
+        headers.setdefault("correlation_id", cid)
 
 
 class CorrelationFilter(logging.Filter):
@@ -52,8 +64,9 @@ reporter = ErrorReporter()
 # Registered first, so outermost: every line logged by the job and by the middleware inside carries the id.
 @tasks.middleware
 async def correlate(job: aqueue.JobContext) -> AsyncIterator[None]:
-    """Set the correlation id for the job's duration and log its start and end."""
-    token = correlation_id.set(job.job_id)
+    """Set the correlation id (the producer's, from the job's headers, else the job id) for the job's duration and
+    log its start and end."""
+    token = correlation_id.set(job.headers.get("correlation_id", job.job_id))
     started = time.perf_counter()
     log.info("%s attempt %d started", job.task, job.attempt)
     try:
@@ -92,8 +105,16 @@ def ship(order: str) -> str:
     return f"{order}: shipped"
 
 
+async def handle_order(order: str) -> list[aqueue.Job[str]]:
+    """Stands for a web request handler: its framework would set the correlation id (from an ``X-Request-ID``)."""
+    correlation_id.set(f"req-{order}")
+    log.info("order %s accepted", order)
+    return [await charge.enqueue(order, 1250), await ship.enqueue(order)]
+
+
 async def main() -> tuple[list[str], list[dict[str, object]]]:
-    """Run three jobs (one fails) through the middleware; print and return the log lines and the error reports."""
+    """Run three jobs (two from one request; one fails) through the middleware; print and return the log lines
+    (the request's first) and the error reports."""
     if "AQUEUE_REDIS_URL" not in os.environ:
         tasks.configure(redis_url="memory://examples-middleware")  # no Redis needed for the demo
     lines: list[str] = []
@@ -109,7 +130,8 @@ async def main() -> tuple[list[str], list[dict[str, object]]]:
     log.setLevel(logging.INFO)
     try:
         async with tasks:
-            jobs = [await charge.enqueue("o-1", 1250), await ship.enqueue("o-1"), await ship.enqueue("o-2")]
+            # The request runs in a task of its own (as a web server runs each), so its id stays there.
+            jobs = [*await asyncio.create_task(handle_order("o-1")), await ship.enqueue("o-2")]
             await aqueue.Worker(tasks, concurrency=1).run(burst=True)
             for job in jobs:
                 print(f"{job.id}: {(await job.record()).status}")

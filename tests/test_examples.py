@@ -333,12 +333,20 @@ async def test_middleware_example_tags_log_lines_and_reports_errors(backend: str
     async with example("middleware", backend, queue_name) as mw:
         lines, reports = await mw.main()
         ids = [e["job"] for e in await events_of(mw.tasks, "enqueued")]
+        headers = [(await mw.tasks.job(i).record()).headers for i in ids]
     assert len(ids) == 3
-    # Every line a job logged (in the task, async or in a thread, and in the middleware) carries its job's id.
-    for job_id, words in zip(ids, ["charging 1250 cents", "shipping o-1", "shipping o-2"], strict=True):
-        own = [line for line in lines if line.startswith(f"[{job_id}] ")]
-        assert len(own) == 3 and words in own[1], lines
-    assert "succeeded" in lines[2] and "'o-1: charged 1250'" in lines[2]
+    # The two jobs enqueued while handling the request carry its correlation id in their headers (the hook put it
+    # there); the third, enqueued outside it, has none.
+    assert headers == [{"correlation_id": "req-o-1"}, {"correlation_id": "req-o-1"}, {}]
+    assert lines[0] == "[req-o-1] order o-1 accepted" and len(lines) == 10, lines
+    # Every line a job logged (in the task, async or in a thread, and in the middleware) carries its correlation id:
+    # the request's, from its headers, else its job id.
+    for i, (cid, words) in enumerate(
+        zip(["req-o-1", "req-o-1", ids[2]], ["charging 1250 cents", "shipping o-1", "shipping o-2"], strict=True)
+    ):
+        own = lines[1 + 3 * i : 4 + 3 * i]
+        assert all(line.startswith(f"[{cid}] ") for line in own) and words in own[1], lines
+    assert "succeeded" in lines[3] and "'o-1: charged 1250'" in lines[3]
     assert "failed" in lines[-1] and "no address for o-2" in lines[-1]
     assert reports == [
         {"error": "LookupError: no address for o-2", "job": ids[2], "task": "middleware.ship", "attempt": 1,

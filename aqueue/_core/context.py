@@ -4,9 +4,12 @@ inside a task."""
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
+
+from aqueue._core.options import NO_HEADERS
 
 if TYPE_CHECKING:
     from aqueue._core.specs import Client
@@ -24,6 +27,9 @@ class JobContext:
     job_id: str  #: the job's id
     task: str  #: the task's name
     attempt: int  #: which attempt this is, from 1
+    #: The job's headers, read-only (empty when it has none): set by the producer (``headers=`` of the task,
+    #: :meth:`Task.with_options` or the workflow, and ``@tasks.before_enqueue`` hooks).
+    headers: Mapping[str, str] = field(default_factory=lambda: NO_HEADERS)
 
     async def progress(self, value: float, message: str | None = None) -> bool:
         """Record progress (a percentage, 0 to 100) and an optional message on the job, and emit a ``progress``
@@ -51,8 +57,10 @@ class WatchedJob(JobContext):
     __slots__ = ("_result",)
     _result: Any
 
-    def __init__(self, tasks: Client, job_id: str, task: str, attempt: int) -> None:
-        super().__init__(tasks, job_id, task, attempt)
+    def __init__(
+        self, tasks: Client, job_id: str, task: str, attempt: int, headers: Mapping[str, str] = NO_HEADERS
+    ) -> None:
+        super().__init__(tasks, job_id, task, attempt, headers)
         object.__setattr__(self, "_result", None)
 
     @property

@@ -1,6 +1,6 @@
-"""The registry's extension points for its workers: the lifespan (``@tasks.lifespan``) and job middleware
-(``@tasks.middleware``). Registered here; :mod:`aqueue._worker.lifespan` and :mod:`aqueue._worker.middleware` run
-them."""
+"""The registry's extension points: for its workers, the lifespan (``@tasks.lifespan``) and job middleware
+(``@tasks.middleware``), which :mod:`aqueue._worker.lifespan` and :mod:`aqueue._worker.middleware` run; for its
+producers, ``@tasks.before_enqueue`` hooks, which :meth:`ProducerMixin._make_spec` runs."""
 
 from __future__ import annotations
 
@@ -12,9 +12,12 @@ from typing import Any, TypeVar
 from aqueue._core.context import JobContext
 from aqueue._core.errors import ConfigurationError
 
-__all__ = ["HooksMixin", "LifespanFunction", "Middleware", "MiddlewareFunction"]
+__all__ = ["BeforeEnqueue", "HooksMixin", "LifespanFunction", "Middleware", "MiddlewareFunction"]
 
 T = TypeVar("T")
+#: What ``@tasks.before_enqueue`` decorates: a plain function given the job's headers to add to (in place).
+BeforeEnqueue = Callable[[dict[str, str]], None]
+B = TypeVar("B", bound=BeforeEnqueue)
 M = TypeVar("M", bound="Callable[[JobContext], AsyncIterator[None]]")
 
 #: What ``@tasks.lifespan`` decorates: an async generator function that yields once.
@@ -40,6 +43,7 @@ class HooksMixin:
     queue: str
     _lifespan: LifespanFunction | None = None  # at most one per registry
     _middlewares: tuple[Middleware, ...] = ()  # outermost first; a tuple, so the hot path tests it for free
+    _before_enqueue: tuple[BeforeEnqueue, ...] = ()  # in registration order; empty: making a spec costs nothing
 
     def lifespan(self, fn: Callable[[], AsyncIterator[T]], /) -> Callable[[], AsyncIterator[T]]:
         """Register the workers' lifespan: ``@tasks.lifespan`` on an async generator function with one ``yield``
@@ -79,4 +83,23 @@ class HooksMixin:
         """
         _check("middleware", fn)
         self._middlewares = (*self._middlewares, asynccontextmanager(fn))
+        return fn
+
+    def before_enqueue(self, fn: B, /) -> B:
+        """Register a producer-side hook: ``@tasks.before_enqueue`` on a plain function ``(headers) -> None``; returns
+        the function unchanged.
+
+        It is called each time a job of this registry is made (:meth:`Task.spec`, so :meth:`Task.enqueue`, the specs
+        given to :meth:`Tasks.enqueue_many`, chain and workflow steps), in the caller's context (a
+        :class:`~contextvars.ContextVar` the caller set is visible), with a new ``dict`` of the job's headers so
+        far (the task's and :meth:`Task.with_options`'); it adds, replaces or removes headers in place. Hooks run in
+        the order registered; the result is checked against the bounds (:class:`ConfigurationError`). An exception a
+        hook raises reaches the caller, and nothing is enqueued. Raises :class:`ConfigurationError` for an async
+        function or a non-callable.
+        """
+        if not callable(fn) or inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn):
+            raise ConfigurationError(
+                f"@tasks.before_enqueue takes a plain function (headers: dict[str, str]) -> None, got {fn!r}"
+            )
+        self._before_enqueue = (*self._before_enqueue, fn)
         return fn

@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from aqueue._core.record import JobStatus, float_field, int_field, json_or_text, ms_field
+from aqueue._core.record import JobStatus, float_field, headers_field, int_field, json_or_text, ms_field
 
 if TYPE_CHECKING:
     from aqueue._redis.broker import Broker
@@ -82,6 +82,7 @@ def job_view(job_id: str, h: dict[str, str]) -> dict[str, Any]:
         "step": h.get("step"),
         "dedup_key": h.get("dedup"),
         "cancel_requested": h.get("cancel") == "1",
+        "headers": headers_field(spec),
     }
 
 

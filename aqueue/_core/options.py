@@ -3,12 +3,26 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, Literal, get_args
+
+import orjson
 
 from aqueue._core.errors import ConfigurationError
 
-__all__ = ["MAX_ATTEMPTS", "MAX_SECONDS", "DedupMode", "JobOptions"]
+__all__ = [
+    "MAX_ATTEMPTS",
+    "MAX_HEADERS",
+    "MAX_HEADERS_BYTES",
+    "MAX_HEADER_KEY",
+    "MAX_SECONDS",
+    "NO_HEADERS",
+    "DedupMode",
+    "JobOptions",
+    "check_headers",
+]
 
 
 #: How a duplicate is treated: ``drop`` returns the existing job; ``replace`` (debounce) gives the pending job the
@@ -23,6 +37,40 @@ DEDUP_MODES: tuple[str, ...] = get_args(DedupMode)
 MAX_SECONDS = 10 * 365 * 86_400
 #: The most attempts a job may ask for.
 MAX_ATTEMPTS = 1_000_000
+#: The most headers one job may carry.
+MAX_HEADERS = 32
+#: The longest header name, in characters.
+MAX_HEADER_KEY = 128
+#: The most bytes a job's headers may take, encoded as JSON (``{"k":"v",...}``, UTF-8).
+MAX_HEADERS_BYTES = 8192
+#: The headers of a job that has none: one shared, read-only, empty mapping.
+NO_HEADERS: Mapping[str, str] = MappingProxyType({})
+
+
+def check_headers(value: object, where: str = "headers") -> dict[str, str]:
+    """``value`` as a new ``dict`` of job headers, checked: a mapping of non-empty ``str`` names of at most
+    :data:`MAX_HEADER_KEY` characters to ``str`` values, at most :data:`MAX_HEADERS` of them, and at most
+    :data:`MAX_HEADERS_BYTES` bytes encoded as JSON. Raises :class:`ConfigurationError` naming what is wrong."""
+    if not isinstance(value, Mapping):
+        raise ConfigurationError(f"{where} must be a mapping of str to str, got {type(value).__name__}")
+    headers = dict(value)
+    if len(headers) > MAX_HEADERS:
+        raise ConfigurationError(f"{where}: at most {MAX_HEADERS} headers, got {len(headers)}")
+    for key, text in headers.items():
+        if not isinstance(key, str) or not 0 < len(key) <= MAX_HEADER_KEY:
+            raise ConfigurationError(
+                f"{where}: a header name must be a non-empty str of at most {MAX_HEADER_KEY} characters, "
+                f"got {key!r:.60}"
+            )
+        if not isinstance(text, str):
+            raise ConfigurationError(f"{where}: header {key!r} must be a str, got {type(text).__name__}")
+    try:
+        size = len(orjson.dumps(headers))
+    except TypeError as exc:  # a lone surrogate: not valid Unicode text
+        raise ConfigurationError(f"{where}: not valid Unicode text ({exc})") from None
+    if size > MAX_HEADERS_BYTES:
+        raise ConfigurationError(f"{where}: {size:,} bytes encoded, at most {MAX_HEADERS_BYTES:,}")
+    return headers
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,8 +104,13 @@ class JobOptions:
     #: anyway (still at most ``QueueSettings.max_reclaims`` times); None/False: such a job is dead-lettered instead,
     #: so a ``max_attempts=1`` job runs at most once.
     rerun_lost: bool | None = None
+    #: Job headers (a ``str`` → ``str`` map carried with the job, see ``docs/extending.md``); merged key by key:
+    #: :meth:`merged` keeps these and adds (or replaces) the override's. None: no headers of its own.
+    headers: Mapping[str, str] | None = None
 
     def __post_init__(self) -> None:
+        if self.headers is not None:
+            object.__setattr__(self, "headers", MappingProxyType(check_headers(self.headers)) or None)
         for name in ("delay", "timeout", "backoff_base", "backoff_max", "dedup_ttl", "ttl"):
             _check_seconds(name, getattr(self, name))
         _check_attempts(self.max_attempts)
@@ -92,6 +145,9 @@ class JobOptions:
             dedup_mode=override.dedup_mode if override.dedup_mode is not None else self.dedup_mode,
             ttl=override.ttl if override.ttl is not None else self.ttl,
             rerun_lost=override.rerun_lost if override.rerun_lost is not None else self.rerun_lost,
+            headers={**self.headers, **override.headers}
+            if self.headers and override.headers
+            else (override.headers or self.headers),
         )
 
     def _script_options(self) -> dict[str, Any] | None:

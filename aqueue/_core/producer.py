@@ -3,13 +3,14 @@ by id. Stage: enqueue (the write itself is the broker's ``enqueue`` script)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from aqueue._core import codec
 from aqueue._core.errors import BrokerUnavailable
 from aqueue._core.job import Job, WorkflowHandle
-from aqueue._core.options import JobOptions
+from aqueue._core.options import NO_HEADERS, JobOptions, check_headers
 from aqueue._core.specs import JobSpec, Workflow, enqueue_item
 from aqueue._core.wire import EnqueueItem
 
@@ -45,6 +46,7 @@ class ProducerMixin:
     queue: str
     settings: QueueSettings
     _registry: dict[str, Task[Any, Any]]
+    _before_enqueue: tuple[Callable[[dict[str, str]], None], ...]
 
     if TYPE_CHECKING:
 
@@ -54,7 +56,19 @@ class ProducerMixin:
 
         async def _event_hub(self) -> EventHub: ...
 
-    def _make_spec(self, task: str, args: tuple[Any, ...], kwargs: dict[str, Any], options: JobOptions) -> JobSpec[Any]:
+    def _make_spec(
+        self,
+        task: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        options: JobOptions,
+        headers: Mapping[str, str] | None = None,
+    ) -> JobSpec[Any]:
+        """The spec of a job; ``headers`` given (a workflow step's, merged) are final: the hooks ran already."""
+        if headers is None:
+            headers = options.headers
+            if self._before_enqueue:  # no hook, no cost
+                headers = self._run_before_enqueue(task, headers)
         retry = self.settings.retry
         resolved = {
             "max_attempts": options.max_attempts or retry.max_attempts,
@@ -66,8 +80,18 @@ class ProducerMixin:
         }
         if options.rerun_lost:
             resolved["rerun_lost"] = True  # absent otherwise: the common payload stays as short as it was
-        payload = codec.encode({"a": args, "k": kwargs, "o": resolved}, f"arguments of task {task!r}")
-        return JobSpec(task, args, kwargs, options, payload, self)
+        body: dict[str, Any] = {"a": args, "k": kwargs, "o": resolved}
+        if headers:
+            headers = dict(headers)  # checked: by JobOptions, the hooks' check, or the workflow's
+            body["h"] = headers  # absent without headers: the common payload does not grow
+        payload = codec.encode(body, f"arguments of task {task!r}")
+        return JobSpec(task, args, kwargs, options, payload, self, MappingProxyType(headers) if headers else NO_HEADERS)
+
+    def _run_before_enqueue(self, task: str, headers: Mapping[str, str] | None) -> dict[str, str]:
+        out = dict(headers or {})
+        for hook in self._before_enqueue:
+            hook(out)  # its exception reaches the caller: nothing is written
+        return check_headers(out, f"headers of task {task!r} after the before_enqueue hooks")
 
     def _item(self, spec: JobSpec[Any], receives_results: bool = False) -> EnqueueItem:
         return enqueue_item(self, spec, receives_results)
@@ -113,10 +137,11 @@ class ProducerMixin:
         error.quiet = wrote.error.quiet
         raise error from wrote.error
 
-    def workflow(self, name: str = "workflow") -> Workflow:
+    def workflow(self, name: str = "workflow", headers: Mapping[str, str] | None = None) -> Workflow:
         """A new, empty workflow (a DAG of jobs of this queue): add steps with :meth:`Workflow.step`, then send it
-        with :meth:`Workflow.enqueue`."""
-        return Workflow(self, name)
+        with :meth:`Workflow.enqueue`. Every step inherits ``headers`` (a step's own keys win); raises
+        :class:`ConfigurationError` for headers out of bounds (see :class:`~aqueue.JobOptions`)."""
+        return Workflow(self, name, headers)
 
     async def workflow_handle(self, workflow_id: str) -> WorkflowHandle:
         """A handle on an enqueued workflow by id; :class:`UnknownJob` if there is none (or it expired)."""

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from aqueue._core import codec
 
-__all__ = ["JobRecord", "JobStatus", "float_field", "int_field", "json_or_text", "ms_field"]
+__all__ = ["JobRecord", "JobStatus", "float_field", "headers_field", "int_field", "json_or_text", "ms_field"]
 
 
 class JobStatus(enum.StrEnum):
@@ -69,6 +69,7 @@ class JobRecord:
     step: str | None = None  #: its step name in that workflow
     due_at: float | None = None  #: when a scheduled (delayed, retrying or rate-limited) job becomes due
     expires_at: float | None = None  #: when the job expires if it has not started (its ``ttl``)
+    headers: dict[str, str] = field(default_factory=dict)  #: the job's headers (empty when it has none)
 
     @classmethod
     def _from_hash(cls, job_id: str, h: dict[str, str]) -> JobRecord:
@@ -99,10 +100,19 @@ class JobRecord:
             step=h.get("step"),
             due_at=ms_field(h.get("due_at")),
             expires_at=ms_field(h.get("expires_at")),
+            headers=headers_field(spec),
         )
 
 
 # Tolerant readers of record fields, shared with the web views: a damaged field reads as absent, never raises.
+
+
+def headers_field(spec: dict[str, Any]) -> dict[str, str]:
+    """The headers of a decoded spec; only its ``str`` → ``str`` entries (a damaged spec reads as none)."""
+    h = spec.get("h")
+    if not isinstance(h, dict):
+        return {}
+    return {k: v for k, v in h.items() if isinstance(k, str) and isinstance(v, str)}
 
 
 def ms_field(ms: str | None) -> float | None:

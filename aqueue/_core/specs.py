@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
@@ -28,7 +28,7 @@ import orjson
 
 from aqueue._core.errors import ConfigurationError, InvalidArguments
 from aqueue._core.job import Job, JobSource, WorkflowHandle
-from aqueue._core.options import JobOptions
+from aqueue._core.options import NO_HEADERS, JobOptions, check_headers
 from aqueue._core.wire import EnqueueItem
 
 if TYPE_CHECKING:
@@ -53,7 +53,12 @@ class Client(JobSource, Protocol):
     def get(self, name: str) -> _Checks | None: ...
 
     def _make_spec(
-        self, task: str, args: tuple[Any, ...], kwargs: dict[str, Any], options: JobOptions
+        self,
+        task: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        options: JobOptions,
+        headers: Mapping[str, str] | None = None,
     ) -> JobSpec[Any]: ...
 
     async def enqueue(self, spec: JobSpec[R]) -> Job[R]: ...
@@ -97,6 +102,9 @@ class JobSpec(Generic[R]):
     options: JobOptions  #: the job's options (the task's, with any :meth:`Task.with_options` overrides)
     payload: str = field(repr=False)  #: the encoded spec stored in the job record
     tasks: Client | None = field(default=None, repr=False, compare=False)  #: the registry that made it
+    #: The job's headers (read-only; empty when none): its options' headers, then what ``before_enqueue`` hooks
+    #: added (and, for a workflow step, its workflow's; see ``docs/extending.md``).
+    headers: Mapping[str, str] = field(default_factory=lambda: NO_HEADERS)
 
     def then(self, next_spec: JobSpec[Any]) -> Chain:
         """A chain: this job, then ``next_spec`` with this job's result prepended to its arguments.
@@ -157,9 +165,11 @@ class Workflow:
     step that failed. At most 1000 steps; steps cannot have a ``dedup_key``.
     """
 
-    def __init__(self, tasks: Client, name: str = "workflow") -> None:
+    def __init__(self, tasks: Client, name: str = "workflow", headers: Mapping[str, str] | None = None) -> None:
         self.tasks = tasks  #: the registry of the queue the steps run on
         self.name = name  #: a label, stored with the workflow and written in its ``workflow_started`` event
+        #: Headers every step inherits; a step's own headers (its spec's) win key by key.
+        self.headers: Mapping[str, str] = NO_HEADERS if not headers else check_headers(headers, "workflow headers")
         self.id = uuid.uuid4().hex  #: the workflow's id, fixed at creation (:meth:`WorkflowHandle.load` takes it)
         self._steps: dict[str, Step] = {}
         self._sent = False
@@ -202,9 +212,17 @@ class Workflow:
         step_name = name or f"{len(self._steps) + 1}:{spec.task.rpartition('.')[2]}"
         if step_name in self._steps:
             raise ConfigurationError(f"step name {step_name!r} is used twice")
-        step = Step(self, step_name, spec, parents, watched, pass_results)
+        step = Step(self, step_name, self._inherit(spec, step_name), parents, watched, pass_results)
         self._steps[step_name] = step
         return step
+
+    def _inherit(self, spec: JobSpec[Any], step: str) -> JobSpec[Any]:
+        """``spec`` with the workflow's headers under its own (its own names win), re-encoded only if that adds
+        anything; the ``before_enqueue`` hooks ran when it was made and do not run again."""
+        if not self.headers or all(spec.headers.get(k) == v for k, v in self.headers.items()):
+            return spec
+        merged = check_headers({**self.headers, **spec.headers}, f"headers of step {step!r}")
+        return self.tasks._make_spec(spec.task, spec.args, spec.kwargs, spec.options, merged)
 
     async def enqueue(self) -> WorkflowHandle:
         """Write every step in one script call and return the workflow's handle; a workflow is enqueued once.
@@ -255,7 +273,7 @@ class Chain:
         registry = tasks or self.specs[0].tasks
         if registry is None:
             raise ConfigurationError("this chain's jobs were not made by a Tasks registry; pass tasks=")
-        wf = Workflow(registry, "chain")
+        wf = Workflow(registry, "chain", self.specs[0].headers)  # every step inherits the first one's headers
         prev: Step | None = None
         for spec in self.specs:
             prev = wf.step(spec) if prev is None else prev.then(spec, pass_results=True)

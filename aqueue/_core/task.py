@@ -7,7 +7,7 @@ import dataclasses
 import functools
 import inspect
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Concatenate, Generic, Literal, ParamSpec, Protocol, TypeVar, cast, overload
@@ -164,13 +164,15 @@ class Task(Generic[P, R]):
         dedup_mode: DedupMode | None = None,
         ttl: float | timedelta | None = None,
         rerun_lost: bool | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> Task[P, R]:
         """A copy of this task whose jobs get these options; the registered task is unchanged.
 
         ``await resize.with_options(priority="high", delay=30).enqueue("a.png", width=200)``. An option left
         ``None`` keeps the task's value. Durations are seconds or a :class:`~datetime.timedelta`: ``delay``
-        postpones the job, ``timeout`` bounds one attempt, ``ttl`` is how long it may wait to start. Every option is
-        described under :class:`~aqueue.JobOptions`. Raises :class:`ConfigurationError` for an unknown priority or an
+        postpones the job, ``timeout`` bounds one attempt, ``ttl`` is how long it may wait to start. ``headers`` are
+        added to the task's (these win key by key; see ``docs/extending.md``). Every option is described under
+        :class:`~aqueue.JobOptions`. Raises :class:`ConfigurationError` for an unknown priority or an
         invalid value.
         """
         override = JobOptions(
@@ -185,6 +187,7 @@ class Task(Generic[P, R]):
             dedup_mode=dedup_mode,
             ttl=seconds(ttl),
             rerun_lost=rerun_lost,
+            headers=headers,
         )
         if priority is not None:
             self.tasks.settings.priority_index(priority)
@@ -196,7 +199,8 @@ class Task(Generic[P, R]):
     def spec(self, /, *args: P.args, **kwargs: P.kwargs) -> JobSpec[R]:
         """An unsent job with these arguments, for :meth:`Tasks.enqueue_many`, chains and workflows.
 
-        The arguments are encoded now: raises :class:`SerializationError` if JSON cannot carry them.
+        The arguments are encoded now: raises :class:`SerializationError` if JSON cannot carry them. The registry's
+        ``before_enqueue`` hooks run now, here (their exception is raised here).
         """
         return self.tasks._make_spec(self.name, args, kwargs, self._options)
 

@@ -8,7 +8,7 @@ It is also the queue's client: it inherits enqueueing (:mod:`aqueue._core.produc
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import timedelta
 from typing import Any, ParamSpec, TypeVar, cast, overload
 
@@ -140,6 +140,7 @@ class Tasks(ConnectionMixin, ProducerMixin, AdminMixin, HooksMixin):
         rate_limit: str | RateLimit | None = None,
         rerun_lost: bool | None = None,
         executor: Executor = "thread",
+        headers: Mapping[str, str] | None = None,
     ) -> TaskDecorator: ...
 
     def task(
@@ -157,15 +158,16 @@ class Tasks(ConnectionMixin, ProducerMixin, AdminMixin, HooksMixin):
         rate_limit: str | RateLimit | None = None,
         rerun_lost: bool | None = None,
         executor: Executor = "thread",
+        headers: Mapping[str, str] | None = None,
     ) -> Any:
         """Register a function as a task: ``@tasks.task`` or ``@tasks.task(name=…, priority=…, …)``; returns the
         :class:`Task`.
 
         Async functions run on the worker's loop; plain functions run in a worker thread (anyio). ``name`` defaults
         to the function's ``module.qualname``; producers and workers must agree on it. ``priority``,
-        ``max_attempts``, ``timeout``, ``backoff_base``, ``backoff_max``, ``ttl`` and ``rerun_lost`` are defaults
-        for the task's jobs (see :class:`~aqueue.JobOptions`; a job may override them with
-        :meth:`Task.with_options`).
+        ``max_attempts``, ``timeout``, ``backoff_base``, ``backoff_max``, ``ttl``, ``rerun_lost`` and ``headers``
+        are defaults for the task's jobs (see :class:`~aqueue.JobOptions`; a job may override them with
+        :meth:`Task.with_options`; its headers are merged key by key with the task's).
         ``rate_limit`` (``"100/m"``, ``"5000/s"``, or a :class:`~aqueue.RateLimit`) caps how often jobs of this
         task start, across every worker of the queue. ``executor="process"`` runs a plain ``def`` (a module-level
         function) in the worker's process pool instead of a thread: see ``docs/extending.md``. Raises
@@ -179,6 +181,7 @@ class Tasks(ConnectionMixin, ProducerMixin, AdminMixin, HooksMixin):
             backoff_max=backoff_max,
             ttl=seconds(ttl),
             rerun_lost=rerun_lost,
+            headers=headers,
         )
         if priority is not None:
             self.settings.priority_index(priority)

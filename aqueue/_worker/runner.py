@@ -7,7 +7,8 @@ import functools
 import math
 import random
 import traceback
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 import anyio.to_thread
@@ -15,6 +16,7 @@ import anyio.to_thread
 from aqueue._core import codec
 from aqueue._core.context import JobContext, WatchedJob, _current
 from aqueue._core.errors import Reject, Retry, SerializationError
+from aqueue._core.options import NO_HEADERS
 from aqueue._core.wire import Claimed, Outcome
 from aqueue._worker.middleware import run_chain
 from aqueue._worker.procpool import ProcessPool, ResultNotJSON
@@ -72,6 +74,8 @@ async def run_job(tasks: Tasks, c: Claimed, pool: ProcessPool | None = None) -> 
         opts: dict[str, Any] = spec["o"]
         timeout: float | None = opts.get("timeout")
         _check_spec(args, kwargs, opts, timeout)
+        h = spec.get("h")  # absent for a job without headers: the shared empty mapping, nothing allocated
+        headers: Mapping[str, str] = NO_HEADERS if h is None else MappingProxyType(h)
         if c.inputs:
             args = [codec.decode(c.inputs), *args]  # a workflow step: its parents' results come first
     except (ValueError, TypeError, KeyError) as exc:
@@ -83,12 +87,12 @@ async def run_job(tasks: Tasks, c: Claimed, pool: ProcessPool | None = None) -> 
     middlewares = tasks._middlewares
     try:
         if middlewares:  # one test per job when there are none: the hot path allocates nothing more
-            job = WatchedJob(tasks, c.job_id, c.task, c.attempt)
+            job = WatchedJob(tasks, c.job_id, c.task, c.attempt, headers)
             _current.set(job)
             call, deadline = _bind(task, args, kwargs, timeout, pool)
             result = await run_chain(middlewares, job, call)
         else:
-            _current.set(JobContext(tasks, c.job_id, c.task, c.attempt))
+            _current.set(JobContext(tasks, c.job_id, c.task, c.attempt, headers))
             if timeout is None and task.is_async:
                 result = await task.fn(*args, **kwargs)  # no Timeout object for the common case: hot path
             else:

@@ -246,7 +246,13 @@ def _state_lines(view: dict[str, Any]) -> list[str]:
         lines.append(f"workflow   {view['workflow']} (step {view.get('step') or '?'})")
     if view.get("cancel_requested") and view["status"] == "active":
         lines.append("cancel     requested: its worker was told to stop it")
-    return lines
+    return lines + _header_lines(view.get("headers") or {})
+
+
+def _header_lines(headers: dict[str, str]) -> list[str]:
+    """The job's headers, one ``name=value`` a line (each on one line, shortened)."""
+    pairs = [f"{one_line(k, 128)}={one_line(v, 200)}" for k, v in headers.items()]
+    return [f"{'headers' if i == 0 else '':<10} {pair}" for i, pair in enumerate(pairs)]
 
 
 def _outcome_lines(view: dict[str, Any]) -> list[str]:

@@ -74,10 +74,10 @@ def _check_arguments(task: Task[Any, Any], args: list[Any], kwargs: dict[str, An
 
 @routes.post("/jobs")
 async def enqueue_job(request: web.Request) -> web.Response:
-    """POST /jobs: enqueue one job of a registered task → 201 {"id"}."""
+    """POST /jobs: enqueue one job of a registered task (with optional ``headers``) → 201 {"id"}."""
     config = request.config_dict[CONFIG]
     body = await read_object(request, config.max_body)
-    reject_unknown(body, ("task", "args", "kwargs", "options"), "the body")
+    reject_unknown(body, ("task", "args", "kwargs", "options", "headers"), "the body")
     name = body.get("task")
     if not isinstance(name, str) or not name:
         raise invalid("task must be the name of a registered task")
@@ -93,7 +93,7 @@ async def enqueue_job(request: web.Request) -> web.Response:
     options = _options(body.get("options"))
     _check_arguments(task, args, kwargs)
     try:
-        spec = task.with_options(**options).spec(*args, **kwargs)
+        spec = task.with_options(**options, headers=body.get("headers")).spec(*args, **kwargs)
     except (ConfigurationError, SerializationError) as exc:
         raise invalid(str(exc)) from None
     job = await config.tasks.enqueue(spec)

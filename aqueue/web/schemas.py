@@ -15,6 +15,7 @@ INT = {"type": "integer"}
 STR = {"type": "string"}
 _SECONDS_NULL = {"type": "number", "nullable": True}
 _STR_NULL = {"type": "string", "nullable": True}
+_HEADERS = {"type": "object", "additionalProperties": {"type": "string"}, "maxProperties": 32}
 
 
 def ref(name: str) -> dict[str, str]:
@@ -70,6 +71,11 @@ SCHEMAS: dict[str, Any] = {
             "args": arr({}, description="positional arguments (JSON values)"),
             "kwargs": {"type": "object", "additionalProperties": True, "description": "keyword arguments"},
             "options": ref("JobOptions"),
+            "headers": {
+                **_HEADERS,
+                "nullable": True,
+                "description": "job headers (names of 1 to 128 characters; at most 32 headers and 8 KiB as JSON)",
+            },
         },
         ("task",),
     ),
@@ -91,6 +97,7 @@ SCHEMAS: dict[str, Any] = {
             "step": {**_STR_NULL, "description": "its step name in that workflow"},
             "dedup_key": _STR_NULL,
             "cancel_requested": {"type": "boolean", "description": "cancellation asked while it runs"},
+            "headers": {**_HEADERS, "description": "the job's headers (empty when none)"},
         },
         tuple(_JOB_SUMMARY),
     ),

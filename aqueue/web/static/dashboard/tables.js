@@ -199,6 +199,8 @@ export function showJob(id, job) {
   if (job.workflow) fields.push(['workflow', (job.step ? job.step + ' of ' : '') + job.workflow]);
   if (job.expires_at && !FINISHED.has(job.status)) fields.push(['expires', when(job.expires_at)]);
   fields.push(['args', pre(job.args)], ['kwargs', pre(job.kwargs)]);
+  // Headers are producer-supplied text: shown through pre() (textContent), never as HTML.
+  if (job.headers && Object.keys(job.headers).length) fields.push(['headers', pre(job.headers)]);
   if (job.result !== null && job.result !== undefined) fields.push(['result', pre(job.result)]);
   if (job.error) fields.push(['error', pre(job.error)]);
   if (job.traceback) fields.push(['traceback', pre(job.traceback)]);
