@@ -2,7 +2,7 @@
 ``K.<name>`` when the scripts load, for the Lua. And the names themselves stay what the Redis layout says
 (docs/architecture.md).
 
-Static checks (no Redis): they read the Lua sources, and run the table ``lua_keys()`` makes in fakeredis's Lua.
+Static checks (no Redis): they read the Lua sources, and run substituted names in fakeredis's Lua.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import orjson
 import pytest
 
 from aqueue._redis.keys import SUFFIXES, Keys
-from aqueue._redis.scripts import NAMES, SOURCES, lua_keys, with_key_names
+from aqueue._redis.scripts import NAMES, SOURCES, with_key_names
 
 pytestmark = pytest.mark.no_redis
 
@@ -83,11 +83,12 @@ def test_every_key_reference_is_replaced_by_its_suffix_when_the_scripts_load() -
     assert SOURCES["settle"].count("\n") == settle.count("\n")  # line numbers Redis reports stay the files'
 
 
-def test_the_generated_table_is_the_suffixes_of_keys_py() -> None:
-    # Run by fakeredis's Lua (the runtime of memory://), as a script would run it: the table decoded is the suffixes.
+def test_the_substituted_names_are_the_suffixes_of_keys_py() -> None:
+    # Run by fakeredis's Lua (the runtime of memory://), as a script would run it: each K.<name> is its suffix.
     server = fakeredis.FakeStrictRedis()
-    table = server.eval(lua_keys() + "\nreturn cjson.encode(K)", 0)
-    assert orjson.loads(table) == dict(SUFFIXES)
+    names = list(SUFFIXES)
+    script = with_key_names("return cjson.encode({" + ", ".join(f"K.{n}" for n in names) + "})")
+    assert dict(zip(names, orjson.loads(server.eval(script, 0)), strict=True)) == dict(SUFFIXES)
 
 
 def test_keys_py_builds_every_key_from_its_suffixes() -> None:

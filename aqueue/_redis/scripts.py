@@ -18,7 +18,7 @@ from importlib import resources
 
 from aqueue._redis.keys import SUFFIXES
 
-__all__ = ["NAMES", "SOURCES", "command_at", "lua_keys", "with_key_names"]
+__all__ = ["NAMES", "SOURCES", "command_at", "with_key_names"]
 
 #: The scripts, by file name under ``lua/`` (without ``.lua``).
 NAMES = (
@@ -26,35 +26,20 @@ NAMES = (
     "cleanup", "cron",
 )  # fmt: skip
 
-_PLAIN = re.compile(r"[A-Za-z0-9_:]*")
-_LUA_RESERVED = frozenset((
-    "and", "break", "do", "else", "elseif", "end", "false", "for", "function", "goto", "if", "in", "local", "nil",
-    "not", "or", "repeat", "return", "then", "true", "until", "while",
-))  # fmt: skip
-
-
-def lua_keys() -> str:
-    """The key suffixes of :data:`~aqueue._redis.keys.SUFFIXES` as a Lua table ``K`` (for tests and tools; the
-    scripts get them substituted instead, see the module docstring). Raises :class:`ValueError` for a suffix that
-    cannot stand in a plain Lua string literal."""
-    for name, suffix in SUFFIXES.items():
-        if not name.isidentifier() or name in _LUA_RESERVED or not _PLAIN.fullmatch(suffix):  # no escaping needed
-            raise ValueError(f"key suffix {name}={suffix!r} cannot go into the Lua key table")
-    fields = ", ".join(f"{name} = '{suffix}'" for name, suffix in SUFFIXES.items())
-    return f"local K = {{{fields}}}  -- key suffixes after the queue prefix, from aqueue/_redis/keys.py"
-
-
 _KEY_REF = re.compile(r"\bK\.(\w+)")
+_PLAIN = re.compile(r"[A-Za-z0-9_:]*")  # a suffix that needs no escaping inside a Lua string literal
 
 
 def with_key_names(source: str) -> str:
     """``source`` with every ``K.<name>`` replaced by the suffix of ``<name>`` as a Lua string literal; a name
     :data:`~aqueue._redis.keys.SUFFIXES` lacks raises :class:`KeyError`."""
-    lua_keys()  # checks that every suffix can stand in a plain literal
     return _KEY_REF.sub(lambda m: f"'{SUFFIXES[m.group(1)]}'", source)
 
 
 def _load_sources() -> dict[str, str]:
+    odd = {name: suffix for name, suffix in SUFFIXES.items() if not _PLAIN.fullmatch(suffix)}
+    if odd:
+        raise ValueError(f"key suffixes that cannot stand in a plain Lua string literal: {odd}")
     lua = resources.files("aqueue._redis").joinpath("lua")
     head = lua.joinpath("_prelude.lua").read_text()
     return {name: with_key_names(head + "\n" + lua.joinpath(f"{name}.lua").read_text()) for name in NAMES}
