@@ -30,7 +30,7 @@ from aqueue._core.job import Job, WorkflowHandle
 from aqueue._core.options import JobOptions
 from aqueue._core.producer import PartialEnqueue
 from aqueue._core.ratelimit import RateLimit
-from aqueue._core.record import JobRecord, JobStatus
+from aqueue._core.record import JobRecord, JobStatus, LogLine
 from aqueue._core.settings import Priority, QueueSettings, RetryPolicy
 from aqueue._core.specs import Chain, JobSpec, Step, Workflow
 from aqueue._core.task import CronJob, Task
@@ -60,6 +60,7 @@ __all__ = [
     "JobSpec",
     "JobStatus",
     "LifespanError",
+    "LogLine",
     "MetricsSnapshot",
     "NoResult",
     "PartialEnqueue",

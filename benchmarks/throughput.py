@@ -3,7 +3,7 @@
 Run from the repository root::
 
     python benchmarks/throughput.py [--jobs N] [--concurrency C] [--redis URL] [--task noop|echo]
-                                    [--middleware] [--headers] [--commandstats]
+                                    [--middleware] [--headers] [--logs] [--commandstats]
 
 It measures, in this order:
 
@@ -18,7 +18,8 @@ It measures, in this order:
 Around each phase it samples Redis' ``INFO cpu`` and ``INFO commandstats`` and this process' CPU time, so each
 line shows whether the time went to Python or to Redis, and how much of Redis' time was Lua (``evalsha``).
 ``--middleware`` wraps every job in one pass-through ``@tasks.middleware`` (what one costs per job); ``--headers``
-gives every job one header (``correlation_id``), which the middleware reads when both are given.
+gives every job one header (``correlation_id``), which the middleware reads when both are given; ``--logs`` makes
+the task log one INFO line, kept on its record (job logs: what one line costs per job).
 ``--commandstats`` adds Redis' time per command (including those run inside the scripts) for the main phases.
 The table at the end compares aqueue with the floor and marks the targets: drain >= 20,000 jobs/s and >= 1/3
 of the floor drain, bulk enqueue >= 30,000 jobs/s. Every key the benchmark created is deleted at the end.
@@ -29,6 +30,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import functools
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -177,6 +179,14 @@ async def noop_fn() -> None:
     """The benchmarked task: does nothing, so the drain measures aqueue alone."""
 
 
+_job_log = logging.getLogger("bench.job")
+
+
+async def logging_fn() -> None:
+    """The ``--logs`` variant: one INFO line, kept on the job's record (no handler prints it)."""
+    _job_log.info("did nothing")
+
+
 async def echo_fn(x: int) -> int:
     """The variant with an argument and a result (``--task echo``)."""
     return x
@@ -205,13 +215,16 @@ async def run_aqueue(
     prefetch: int,
     middleware: bool = False,
     headers: bool = False,
+    logs: bool = False,
 ) -> AqueueResult:
     queue = f"bench-{uuid.uuid4().hex[:10]}"
     tasks = aqueue.Tasks(queue, url)
     if middleware:
         tasks.middleware(passthrough)
 
-    noop = tasks.task(noop_fn)
+    if logs:
+        _job_log.setLevel(logging.INFO)  # the record is made; with no handler configured, nothing prints it
+    noop = tasks.task(logging_fn if logs else noop_fn)
     echo = tasks.task(echo_fn)
     if headers:
         noop = noop.with_options(headers={"correlation_id": "c-42"})
@@ -292,13 +305,22 @@ async def main_async(args: argparse.Namespace) -> int:
         print(
             f"aqueue throughput: N={args.jobs} C={args.concurrency} prefetch={args.prefetch} task={args.task}"
             f" middleware={'1' if args.middleware else '0'} headers={'1' if args.headers else '0'}"
+            f" logs={'1' if args.logs else '0'}"
             f" redis={args.redis}"
             f" (Redis {server['redis_version']})",
             flush=True,
         )
         floor_enq, floor_drn = await run_floor(r, args.jobs)
         aq = await run_aqueue(
-            r, args.redis, args.jobs, args.concurrency, args.task, args.prefetch, args.middleware, args.headers
+            r,
+            args.redis,
+            args.jobs,
+            args.concurrency,
+            args.task,
+            args.prefetch,
+            args.middleware,
+            args.headers,
+            args.logs,
         )
         report(floor_enq, floor_drn, aq)
         if args.commandstats:
@@ -323,6 +345,7 @@ def main() -> None:
     )
     parser.add_argument("--middleware", action="store_true", help="wrap every job in one pass-through middleware")
     parser.add_argument("--headers", action="store_true", help="give every job one header")
+    parser.add_argument("--logs", action="store_true", help="the task logs one INFO line (kept on the job)")
     parser.add_argument(
         "--commandstats", action="store_true", help="also print Redis time per command for the main phases"
     )

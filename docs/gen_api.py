@@ -51,6 +51,7 @@ GROUPS: list[tuple[str, str, list[str]]] = [
             "aqueue.JobOptions",
             "aqueue.Job",
             "aqueue.JobRecord",
+            "aqueue.LogLine",
             "aqueue.JobStatus",
             "aqueue.Priority",
             "aqueue.QueueSettings",

@@ -3,6 +3,7 @@ child processes find them by name (``tests._process_tasks.<name>``)."""
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import time
@@ -65,3 +66,13 @@ def job_context() -> str:
 def burn(n: int) -> int:
     """CPU-bound and GIL-holding: ``sum(range(n))`` is one C call that never lets another thread run."""
     return sum(range(n))
+
+
+def chatty(n: int) -> int:
+    """Log at three levels, then return ``n``."""
+    log = logging.getLogger("tests.process.chatty")
+    log.setLevel(logging.DEBUG)
+    log.debug("debug %d", n)
+    log.info("info %d", n)
+    log.warning("warning %d", n)
+    return n

@@ -14,7 +14,7 @@ from aqueue._core.options import NO_HEADERS
 if TYPE_CHECKING:
     from aqueue._core.specs import Client
 
-__all__ = ["JobContext", "WatchedJob", "current_job", "progress", "resources"]
+__all__ = ["JobContext", "LogBuffer", "WatchedJob", "current_job", "progress", "resources"]
 
 T = TypeVar("T")
 
@@ -30,6 +30,8 @@ class JobContext:
     #: The job's headers, read-only (empty when it has none): set by the producer (``headers=`` of the task,
     #: :meth:`Task.with_options` or the workflow, and ``@tasks.before_enqueue`` hooks).
     headers: Mapping[str, str] = field(default_factory=lambda: NO_HEADERS)
+    #: The job's log lines of this attempt, made at its first (see :mod:`aqueue._core.joblogs`).
+    _logs: LogBuffer | None = field(default=None, init=False, repr=False, compare=False)
 
     async def progress(self, value: float, message: str | None = None) -> bool:
         """Record progress (a percentage, 0 to 100) and an optional message on the job, and emit a ``progress``
@@ -48,6 +50,16 @@ class JobContext:
         """In a middleware (``@tasks.middleware``), once its ``yield`` has returned: what the task returned (after a
         middleware further in swallowed the task's exception, None). None before, and in the task itself."""
         return None
+
+
+class LogBuffer:
+    """What one attempt logged so far (:class:`~aqueue._core.joblogs.LogLine` s), and how many lines it dropped."""
+
+    __slots__ = ("dropped", "lines")
+
+    def __init__(self) -> None:
+        self.lines: list[Any] = []
+        self.dropped = 0
 
 
 class WatchedJob(JobContext):

@@ -17,7 +17,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from aqueue._core.record import JobStatus, float_field, headers_field, int_field, json_or_text, ms_field
+from aqueue._core.record import (
+    JobStatus,
+    float_field,
+    headers_field,
+    int_field,
+    json_or_text,
+    lines_field,
+    ms_field,
+)
 
 if TYPE_CHECKING:
     from aqueue._redis.broker import Broker
@@ -83,6 +91,8 @@ def job_view(job_id: str, h: dict[str, str]) -> dict[str, Any]:
         "dedup_key": h.get("dedup"),
         "cancel_requested": h.get("cancel") == "1",
         "headers": headers_field(spec),
+        "logs": [line._asdict() for line in lines_field(h.get("logs"))],
+        "logs_dropped": int_field(h.get("logs_dropped")),
     }
 
 

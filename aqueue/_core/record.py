@@ -3,12 +3,25 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
+
+import orjson
 
 from aqueue._core import codec
 
-__all__ = ["JobRecord", "JobStatus", "float_field", "headers_field", "int_field", "json_or_text", "ms_field"]
+__all__ = [
+    "JobRecord",
+    "JobStatus",
+    "LogLine",
+    "float_field",
+    "headers_field",
+    "int_field",
+    "json_or_text",
+    "lines_field",
+    "ms_field",
+]
 
 
 class JobStatus(enum.StrEnum):
@@ -42,6 +55,14 @@ class JobStatus(enum.StrEnum):
 _FINISHED = frozenset({JobStatus.SUCCEEDED, JobStatus.DEAD, JobStatus.CANCELLED, JobStatus.EXPIRED})
 
 
+class LogLine(NamedTuple):
+    """One log record a job emitted: ``(timestamp, level, message)``."""
+
+    timestamp: float  #: Unix seconds (the worker's clock)
+    level: str  #: the level's name (``"INFO"``, ``"WARNING"``, …)
+    message: str  #: the formatted message, then the traceback of ``logger.exception`` (cut at 8 KiB)
+
+
 @dataclass(frozen=True, slots=True)
 class JobRecord:
     """A job's record as read from Redis (:meth:`Job.record`): a snapshot, not updated afterwards.
@@ -70,6 +91,10 @@ class JobRecord:
     due_at: float | None = None  #: when a scheduled (delayed, retrying or rate-limited) job becomes due
     expires_at: float | None = None  #: when the job expires if it has not started (its ``ttl``)
     headers: dict[str, str] = field(default_factory=dict)  #: the job's headers (empty when it has none)
+    #: What the job logged while it ran, every attempt's, oldest first: ``(timestamp, level, message)`` lines
+    #: (:attr:`QueueSettings.job_log_level` and above; the last 100 lines and 64 KiB of messages).
+    logs: tuple[LogLine, ...] = ()
+    logs_dropped: int = 0  #: earlier lines of ``logs`` dropped by those caps
 
     @classmethod
     def _from_hash(cls, job_id: str, h: dict[str, str]) -> JobRecord:
@@ -101,6 +126,8 @@ class JobRecord:
             due_at=ms_field(h.get("due_at")),
             expires_at=ms_field(h.get("expires_at")),
             headers=headers_field(spec),
+            logs=lines_field(h.get("logs")),
+            logs_dropped=int_field(h.get("logs_dropped")),
         )
 
 
@@ -147,3 +174,28 @@ def json_or_text(text: str | None, default: Any) -> Any:
         return codec.decode(text)
     except ValueError:
         return text
+
+
+def lines_field(text: str | None) -> tuple[LogLine, ...]:
+    """The ``logs`` field of a record as :class:`LogLine` s; a damaged field (or an entry of it) reads as none."""
+    if not text:
+        return ()
+    try:
+        raw = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return ()
+    return tuple(_line(e) for e in raw if _valid(e)) if isinstance(raw, list) else ()
+
+
+def _valid(e: object) -> bool:
+    return (
+        isinstance(e, list)
+        and len(e) == 3
+        and isinstance(e[0], int | float)
+        and isinstance(e[1], str)
+        and isinstance(e[2], str)
+    )
+
+
+def _line(e: Sequence[Any]) -> LogLine:
+    return LogLine(e[0] / 1000, e[1], e[2])

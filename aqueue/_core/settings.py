@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
 from aqueue._core.errors import ConfigurationError
@@ -70,6 +71,9 @@ class QueueSettings:
     dead_ttl: float = 7 * 24 * 3600.0  #: Seconds a dead-lettered job's record is kept.
     events_maxlen: int = 100_000  #: Approximate cap of the events stream (entries).
     dead_maxlen: int = 100_000  #: Approximate cap of the dead-letter stream (entries).
+    #: The least level of the log records a worker keeps on the job that emitted them (its record's ``logs``,
+    #: capped: see ``docs/extending.md``); None keeps none. Records a logger drops (below its level) are never seen.
+    job_log_level: int | None = logging.INFO
 
     def __post_init__(self) -> None:
         names = [p.name for p in self.priorities]
@@ -87,6 +91,9 @@ class QueueSettings:
             raise ConfigurationError("succeeded_ttl and dead_ttl must be > 0")
         if self.events_maxlen < 1 or self.dead_maxlen < 1:
             raise ConfigurationError("events_maxlen and dead_maxlen must be >= 1")
+        if self.job_log_level is not None and (not isinstance(self.job_log_level, int) or self.job_log_level < 0):
+            raise ConfigurationError(f"job_log_level must be a logging level (an int >= 0) or None, got "
+                                     f"{self.job_log_level!r}")  # fmt: skip
 
     @property
     def priority_names(self) -> tuple[str, ...]:

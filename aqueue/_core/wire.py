@@ -71,13 +71,18 @@ class Outcome:
     error: str = ""  # retry, dead: why, one line
     traceback: str = ""  # retry, dead: the traceback ('' for a task's own Retry/Reject and for timeouts)
     delay_ms: int = 0  # retry: milliseconds until the next attempt
+    logs: str = ""  # what the attempt logged: a JSON array of [ms, level, message] ('' when nothing)
+    logs_dropped: int = 0  # lines of the attempt dropped by the caps
 
-    def wire(self) -> tuple[str, int, str, str, str, str, str]:
-        """The array ``settle.lua`` reads: kind, stream, message id, job id, then the kind's three fields."""
+    def wire(self) -> tuple[str | int, ...]:
+        """The array ``settle.lua`` reads: kind, stream, message id, job id, then the kind's three fields, then the
+        attempt's logs and the number of lines dropped when it logged anything."""
         if self.kind == "ok":
-            return (self.kind, self.stream, self.msg_id, self.job_id, self.result, "", "")
-        delay = str(self.delay_ms) if self.kind == "retry" else ""
-        return (self.kind, self.stream, self.msg_id, self.job_id, self.error, self.traceback, delay)
+            out: tuple[str | int, ...] = (self.kind, self.stream, self.msg_id, self.job_id, self.result, "", "")
+        else:
+            delay = str(self.delay_ms) if self.kind == "retry" else ""
+            out = (self.kind, self.stream, self.msg_id, self.job_id, self.error, self.traceback, delay)
+        return (*out, self.logs, self.logs_dropped) if self.logs else out
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,10 +2,13 @@
 
 A child is a fresh interpreter (the ``spawn`` start method): it imports the task modules, says it is ready, then
 answers one request at a time on its socket until the socket closes. A request is the JSON array ``[module,
-qualname, args, kwargs, task name]``; the function is found by name (the module attribute is the registered
-:class:`Task`, whose ``fn`` runs). A reply is one kind byte and JSON: ``o`` and the result, or ``e`` and ``{"kind",
-"type", "module", "message", "traceback", "after"}`` where ``kind`` is ``error``, ``retry``, ``reject`` or
-``result`` (a result JSON cannot carry). Nothing is pickled but the socket itself at start-up.
+qualname, args, kwargs, task name, job log level or null]``; the function is found by name (the module attribute is
+the registered :class:`Task`, whose ``fn`` runs). A reply is one kind byte and JSON: ``o`` and the result, or ``e``
+and ``{"kind", "type", "module", "message", "traceback", "after"}`` where ``kind`` is ``error``, ``retry``,
+``reject`` or ``result`` (a result JSON cannot carry). When the call logged anything at the job log level, the reply
+is preceded by ``L``, an 8-byte length and the lines' JSON (``[[seconds, level, message], ...]``): the child's root
+logger is set to that level, with a handler that keeps those lines and one that prints warnings to stderr as
+Python's last-resort handler would. Nothing is pickled but the socket itself at start-up.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import importlib
+import logging
 import signal
 import socket
 import struct
@@ -23,7 +27,7 @@ from typing import Any, BinaryIO
 
 import orjson
 
-__all__ = ["find_function", "main", "read_frame", "write_frame"]
+__all__ = ["find_function", "main", "read_frame", "split_logs", "write_frame"]
 
 _HEADER = struct.Struct("!Q")
 #: What ``aqueue.current_job()`` and ``aqueue.progress()`` raise in a child.
@@ -85,18 +89,52 @@ class _ResultError(Exception):
     """The function returned, but JSON cannot carry its result (the cause says why)."""
 
 
-def _handle(request: bytes) -> bytes:
+class _Keep(logging.Handler):
+    """Keeps the records of the call running (capped as in the worker: :mod:`aqueue._core.joblogs`)."""
+
+    def __init__(self) -> None:
+        from aqueue._core.context import LogBuffer
+
+        super().__init__()
+        self.buffer = LogBuffer()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from aqueue._core.joblogs import keep
+
+        keep(self.buffer, record)
+
+    def take(self) -> bytes:
+        """The lines kept since the last take, framed for the reply (b'' when none)."""
+        lines, self.buffer.lines = self.buffer.lines, []
+        if not lines:
+            return b""
+        body = orjson.dumps([(line.timestamp, line.level, line.message) for line in lines])
+        return b"L" + _HEADER.pack(len(body)) + body
+
+
+def _handle(request: bytes, kept: _Keep) -> bytes:
     from aqueue._core import codec
 
     try:
-        module, qualname, args, kwargs, name = orjson.loads(request)
+        module, qualname, args, kwargs, name, level = orjson.loads(request)
+        kept.setLevel(logging.CRITICAL + 1 if level is None else level)  # None: keep nothing
+        logging.getLogger().setLevel(logging.WARNING if level is None else min(level, logging.WARNING))
         result = find_function(module, qualname)(*args, **kwargs)
         try:
-            return b"o" + codec.encode(result, f"result of task {name!r}").encode()
+            return kept.take() + b"o" + codec.encode(result, f"result of task {name!r}").encode()
         except Exception as exc:
             raise _ResultError(str(exc)) from exc
     except BaseException as exc:  # SystemExit too: the child stays, the attempt fails
-        return _error(exc)
+        return kept.take() + _error(exc)
+
+
+def split_logs(reply: bytes) -> tuple[list[Any], bytes]:
+    """A reply's log lines (none when it has no ``L`` part) and the rest of it."""
+    if reply[:1] != b"L":
+        return [], reply
+    (size,) = _HEADER.unpack_from(reply, 1)
+    end = 1 + _HEADER.size + size
+    return orjson.loads(reply[1 + _HEADER.size : end]), reply[end:]
 
 
 def _die_with_parent() -> None:
@@ -113,6 +151,10 @@ def main(sock: socket.socket, modules: list[str]) -> None:
     from aqueue._core import context
 
     context._unavailable = UNAVAILABLE
+    kept = _Keep()
+    stderr = logging.StreamHandler()  # a handler on the root ends logging.lastResort: warnings still print
+    stderr.setLevel(logging.WARNING)
+    logging.getLogger().handlers[:] = [kept, stderr]
     for name in modules:  # imported before the first job, so it does not pay for them
         try:
             importlib.import_module(name)
@@ -123,4 +165,4 @@ def main(sock: socket.socket, modules: list[str]) -> None:
     stream = sock.makefile("rb")
     write_frame(sock, b"r")
     while (request := read_frame(stream)) is not None:
-        write_frame(sock, _handle(request))
+        write_frame(sock, _handle(request, kept))

@@ -23,9 +23,10 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import orjson
 
-from aqueue._core import codec
+from aqueue._core import codec, joblogs
 from aqueue._core.errors import ConfigurationError, Reject, Retry, SerializationError
 from aqueue._worker import child as child_main
+from aqueue._worker.child import split_logs
 
 if TYPE_CHECKING:
     from aqueue._core.task import Task
@@ -171,13 +172,15 @@ class _Child:
 class ProcessPool:
     """``size`` children, started when :meth:`start` is called in the worker's loop and ended by :meth:`close`.
 
-    ``modules`` are imported by every child when it starts (the modules of the process tasks).
+    ``modules`` are imported by every child when it starts (the modules of the process tasks); the children keep the
+    log lines of their jobs at ``job_log_level`` and above (None: none), which join the job's logs here.
     """
 
-    def __init__(self, owner: str, size: int, modules: list[str]) -> None:
+    def __init__(self, owner: str, size: int, modules: list[str], job_log_level: int | None = None) -> None:
         self._owner = owner
         self.size = size
         self._modules = modules
+        self.job_log_level = job_log_level
         self._idle: asyncio.Queue[_Child] = asyncio.Queue()
         self._children: set[_Child] = set()
         self._starting: set[asyncio.Task[None]] = set()  # children being started
@@ -260,7 +263,7 @@ class ProcessPool:
         :class:`ResultNotJSON`; a cancellation (timeout, cancel, stop) kills the child, and a new one replaces it.
         The job's ``deadline`` (entered) counts from when a child takes the job, not while it waits for a free one.
         """
-        request = orjson.dumps([module, qualname, args, kwargs, name])
+        request = orjson.dumps([module, qualname, args, kwargs, name, self.job_log_level])
         loop = asyncio.get_running_loop()
         when = deadline.when() if deadline is not None else None
         budget = when - loop.time() if when is not None else None
@@ -276,6 +279,8 @@ class ProcessPool:
             self._retire(child)
             raise
         self._idle.put_nowait(child)
+        lines, reply = split_logs(reply)
+        joblogs.add(lines)  # into the running job's logs, as if logged here
         if reply[:1] == b"o":
             return codec.decode(reply[1:])
         _raise_reply(orjson.loads(reply[1:]))

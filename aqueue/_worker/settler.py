@@ -16,7 +16,9 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from aqueue._core import joblogs
 from aqueue._core.aio import retry_unavailable
+from aqueue._core.context import _current
 from aqueue._core.errors import BrokerUnavailable
 from aqueue._core.wire import Claimed, Outcome, OutcomeKind
 from aqueue._redis.breaker import MAX_RETRY_DELAY as _MAX_RETRY_DELAY
@@ -78,6 +80,8 @@ class Settler:
         when the registry has process tasks (:class:`ConfigurationError` if a child could not find one by name)."""
         process_tasks = [t for t in (self._tasks.get(n) for n in self._tasks.names) if t and t.executor == "process"]
         check_findable(process_tasks)
+        if self._tasks.settings.job_log_level is not None:
+            joblogs.install()
         self._queue = asyncio.Queue()
         self.slot_free = asyncio.Event()
         self._wakeup = asyncio.Event()
@@ -85,7 +89,7 @@ class Settler:
         self.pool.resize(slots)
         if process_tasks:
             modules = sorted({t.fn.__module__ for t in process_tasks})
-            self.procs = ProcessPool(self._owner, self.cpu_workers, modules)
+            self.procs = ProcessPool(self._owner, self.cpu_workers, modules, self._tasks.settings.job_log_level)
             self.procs.start()
 
     def resize(self, slots: int) -> None:
@@ -210,16 +214,23 @@ class Settler:
         assert slot is not None
         self.slot_tasks[c.msg_id] = slot
         try:
-            return await run_job(self._tasks, c, self.procs)
+            outcome = await run_job(self._tasks, c, self.procs)
         except asyncio.CancelledError:
             if c.job_id not in self.cancel_asked:
                 raise  # shutdown or shrinking: not ours to swallow
             self.cancel_asked.discard(c.job_id)
             if slot.uncancel() > 0:
                 raise  # a shutdown cancellation arrived as well
-            return Outcome("cancel", c.stream, c.msg_id, c.job_id)
+            outcome = Outcome("cancel", c.stream, c.msg_id, c.job_id)
         finally:
             self.slot_tasks.pop(c.msg_id, None)
+        job = _current.get()  # run_job set the job's context in this slot's task
+        if job is None or job._logs is None or job.job_id != c.job_id:
+            return outcome  # the job logged nothing
+        logs, dropped = joblogs.take(job._logs)
+        object.__setattr__(job, "_logs", None)  # lines logged later (a thread a timeout abandoned) are dropped
+        o = outcome  # a new Outcome: dataclasses.replace() costs several times more per job
+        return Outcome(o.kind, o.stream, o.msg_id, o.job_id, o.result, o.error, o.traceback, o.delay_ms, logs, dropped)
 
     def _observe(self, c: Claimed, took: float, kind: OutcomeKind) -> None:
         # The message id is the (Redis clock) time the job entered its stream: wait = that until it started here.

@@ -18,6 +18,7 @@ import math
 import re
 import socket
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -255,6 +256,21 @@ def _header_lines(headers: dict[str, str]) -> list[str]:
     return [f"{'headers' if i == 0 else '':<10} {pair}" for i, pair in enumerate(pairs)]
 
 
+def _log_lines(view: dict[str, Any]) -> list[str]:
+    """What the job logged: one ``time level message`` line each (a message's further lines indented)."""
+    logs = view.get("logs") or []
+    if not logs:
+        return []
+    dropped = view.get("logs_dropped") or 0
+    lines = [f"logs       {len(logs)} lines, times UTC" + (f" ({dropped} earlier lines dropped)" if dropped else "")]
+    for entry in logs:
+        first, *more = str(entry["message"]).splitlines() or [""]
+        stamp = datetime.fromtimestamp(entry["timestamp"], UTC).strftime("%H:%M:%S.%f")[:-3]
+        lines.append(f"  {stamp} {entry['level']:<7} {first}")
+        lines += [f"  {'':<20} {line}" for line in more]
+    return lines
+
+
 def _outcome_lines(view: dict[str, Any]) -> list[str]:
     """How it ended: its result, or its error and traceback."""
     lines = []
@@ -271,7 +287,7 @@ def _outcome_lines(view: dict[str, Any]) -> list[str]:
 
 def _job_lines(view: dict[str, Any]) -> list[str]:
     """A job's record as ``field  value`` lines: what it is, where it stands, and how it ended."""
-    return [*_call_lines(view), *_time_lines(view), *_state_lines(view), *_outcome_lines(view)]
+    return [*_call_lines(view), *_time_lines(view), *_state_lines(view), *_outcome_lines(view), *_log_lines(view)]
 
 
 def cmd_job(args: argparse.Namespace) -> int:

@@ -9,6 +9,8 @@ from datetime import UTC, datetime
 
 import orjson
 
+from aqueue._core.context import _current
+
 __all__ = ["JsonFormatter", "log", "setup_logging"]
 
 #: The CLI's own logger (its name is the one the command's log lines have always carried).
@@ -16,12 +18,22 @@ log = logging.getLogger("aqueue.cli.main")
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line: ``ts``, ``level``, ``logger``, ``message`` (and ``exc`` with a traceback)."""
+    """One JSON object per line: ``ts``, ``level``, ``logger``, ``message`` (and ``exc`` with a traceback); a record
+    logged while a job runs (by the task, its middleware, or the worker about it) also has ``job_id``, ``task``,
+    ``attempt`` and ``queue``."""
 
     def format(self, record: logging.LogRecord) -> str:
         """Render ``record`` as a single-line JSON object."""
         ts = datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds")
-        out = {"ts": ts, "level": record.levelname, "logger": record.name, "message": record.getMessage()}
+        out: dict[str, object] = {
+            "ts": ts,
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        job = _current.get()  # formatted where it was logged (a StreamHandler): in the job's context
+        if job is not None:
+            out |= {"job_id": job.job_id, "task": job.task, "attempt": job.attempt, "queue": job.tasks.queue}
         if record.exc_info:
             out["exc"] = self.formatException(record.exc_info)
         return orjson.dumps(out).decode()

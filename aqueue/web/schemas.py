@@ -98,6 +98,18 @@ SCHEMAS: dict[str, Any] = {
             "dedup_key": _STR_NULL,
             "cancel_requested": {"type": "boolean", "description": "cancellation asked while it runs"},
             "headers": {**_HEADERS, "description": "the job's headers (empty when none)"},
+            "logs": arr(
+                obj(
+                    {
+                        "timestamp": {**_NUM, "description": "Unix seconds (the worker's clock)"},
+                        "level": STR,
+                        "message": STR,
+                    },
+                    ("timestamp", "level", "message"),
+                ),
+                description="what the job logged, every attempt's, oldest first (the last 100 lines, 64 KiB)",
+            ),
+            "logs_dropped": {**INT, "description": "earlier lines of logs dropped by those caps"},
         },
         tuple(_JOB_SUMMARY),
     ),

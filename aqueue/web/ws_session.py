@@ -12,6 +12,7 @@ import asyncio
 import dataclasses
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 from aiohttp import WSMsgType, web
@@ -222,7 +223,7 @@ class Session:
         broker = await self._config.tasks._broker()
         try:
             record = await broker.get_record(job_id)
-            job = dataclasses.asdict(JobRecord._from_hash(job_id, record)) if record else None
+            job = _job(JobRecord._from_hash(job_id, record)) if record else None
         except BrokerUnavailable as exc:
             return error_message(str(exc))
         except ValueError as exc:  # a record written by something else than aqueue: say so, keep serving
@@ -237,3 +238,8 @@ async def _none() -> list[tuple[str, dict[str, str]]]:
 def error_message(text: str) -> dict[str, object]:
     """An ``error`` message."""
     return {"type": "error", "error": text}
+
+
+def _job(record: JobRecord) -> dict[str, Any]:
+    """A job's record as the dashboard reads it; its log lines as objects, as in ``GET /jobs/{id}``."""
+    return dataclasses.asdict(record) | {"logs": [line._asdict() for line in record.logs]}

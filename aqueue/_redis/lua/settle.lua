@@ -12,6 +12,9 @@
 --   kind 'retry': x = error, y = traceback, z = delay ms
 --   kind 'dead':  x = error, y = traceback
 --   kind 'cancel': the running attempt was cancelled on request (job.cancel()); never retried
+--   then, when the attempt logged anything: its logs (a JSON array of [ms, level, message]) and the number of
+--   its lines dropped; they join the record's 'logs' (the last 100 lines, 64 KiB of messages; 'logs_dropped'
+--   counts the rest).
 -- A 'retry' of a job whose cancellation was requested while it ran is recorded as cancelled instead.
 -- Terminal jobs go through finish() (prelude): cleanup index, dedup key, workflow dependants.
 -- Returns {succeeded, retried, dead, skipped}.
@@ -27,11 +30,33 @@ local n_ok, n_retry, n_dead, n_skip = 0, 0, 0, 0
 local earliest = nil
 local per_task = {}
 local acked = {}  -- stream index -> message ids to delete, one XDEL per stream at the end
+
+-- An attempt's log lines joined to the record's (old): the last 100 lines and 64 KiB of messages (see joblogs.py),
+-- as the extra HSET arguments of its settle; the lines dropped are counted in 'logs_dropped'.
+local NO_LOGS = {}
+local function add_logs(rec, logs, dropped, old)
+  if old then
+    local lines = cjson.decode(old)
+    for _, line in ipairs(cjson.decode(logs)) do lines[#lines + 1] = line end
+    local n, size, first = #lines, 0, #lines + 1
+    for i = n, math.max(1, n - 99), -1 do
+      size = size + #lines[i][3]
+      if size > 65536 then break end
+      first = i
+    end
+    local kept = {}
+    for i = first, n do kept[#kept + 1] = lines[i] end
+    dropped = dropped + first - 1
+    logs = cjson.encode(kept)
+  end
+  if dropped > 0 then redis.call('HINCRBY', rec, 'logs_dropped', dropped) end
+  return {'logs', logs}
+end
 for _, o in ipairs(cjson.decode(ARGV[7])) do
   local kind, si, msgid, jobid, x, y, z = o[1], o[2], o[3], o[4], o[5], o[6], o[7]
   local stream = KEYS[5 + si]
   local rec = prefix .. K.job .. jobid
-  local f = redis.call('HMGET', rec, 'task', 'status', 'attempts', 'cancel', 'worker', unpack(FINISH_FIELDS))
+  local f = redis.call('HMGET', rec, 'task', 'status', 'attempts', 'cancel', 'worker', 'logs', unpack(FINISH_FIELDS))
   if f[5] ~= consumer then
     n_skip = n_skip + 1  -- taken back by another worker meanwhile: its message and its record are that worker's
   else
@@ -39,10 +64,13 @@ for _, o in ipairs(cjson.decode(ARGV[7])) do
     table.insert(acked[si], msgid)
     local task, status, attempt = f[1] or '', f[2], f[3] or '0'
     if kind == 'retry' and f[4] then kind = 'cancel' end
+    local logs = NO_LOGS
+    if o[8] and status == 'active' then logs = add_logs(rec, o[8], tonumber(o[9]), f[6]) end
     if status ~= 'active' then
       n_skip = n_skip + 1  -- settled already (a retried call), or cancelled or expired meanwhile
     elseif kind == 'cancel' then
-      redis.call('HSET', rec, 'status', 'cancelled', 'error', 'cancelled while running', 'finished_at', now_s)
+      redis.call('HSET', rec, 'status', 'cancelled', 'error', 'cancelled while running', 'finished_at', now_s,
+        unpack(logs))
       redis.call('PEXPIRE', rec, ok_ttl)
       redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'type', 'cancelled', 'job', jobid, 'task', task,
         'attempt', attempt)
@@ -50,16 +78,16 @@ for _, o in ipairs(cjson.decode(ARGV[7])) do
       count_task(per_task, 'cancelled', task)
       finish(c, jobid, 'cancelled')
     elseif kind == 'ok' then
-      redis.call('HSET', rec, 'status', 'succeeded', 'result', x, 'finished_at', now_s)
+      redis.call('HSET', rec, 'status', 'succeeded', 'result', x, 'finished_at', now_s, unpack(logs))
       redis.call('PEXPIRE', rec, ok_ttl)
       redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'type', 'succeeded', 'job', jobid, 'task', task,
         'attempt', attempt)
       n_ok = n_ok + 1
       count_task(per_task, 'succeeded', task)
-      finish(c, jobid, 'succeeded', f, 6)
+      finish(c, jobid, 'succeeded', f, 7)
     elseif kind == 'retry' then
       local due = now + tonumber(z)
-      redis.call('HSET', rec, 'status', 'failed', 'error', x, 'traceback', y, 'due_at', int(due))
+      redis.call('HSET', rec, 'status', 'failed', 'error', x, 'traceback', y, 'due_at', int(due), unpack(logs))
       redis.call('ZADD', scheduled, int(due), jobid)
       redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'type', 'failed', 'job', jobid, 'task', task,
         'attempt', attempt, 'error', x)
@@ -70,7 +98,7 @@ for _, o in ipairs(cjson.decode(ARGV[7])) do
       count_task(per_task, 'retried', task)
       count_task(per_task, 'failed', task)
     else
-      redis.call('HSET', rec, 'status', 'dead', 'error', x, 'traceback', y, 'finished_at', now_s)
+      redis.call('HSET', rec, 'status', 'dead', 'error', x, 'traceback', y, 'finished_at', now_s, unpack(logs))
       redis.call('PEXPIRE', rec, dead_ttl)
       redis.call('XADD', dead, 'MAXLEN', '~', dead_maxlen, '*', 'job', jobid, 'task', task, 'reason', x)
       redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'type', 'dead', 'job', jobid, 'task', task,

@@ -178,6 +178,14 @@ function pre(value) {
   return h('pre', { text: typeof value === 'string' ? value : JSON.stringify(value, null, 2) });
 }
 
+// What the job logged: {timestamp, level, message} lines, as plain text (messages are the job's, never HTML).
+function logLines(logs, dropped) {
+  const time = (s) => new Date(s * 1000).toISOString().slice(11, 23);
+  const text = logs.map((l) => `${time(l.timestamp)} ${l.level.padEnd(7)} ${l.message}`).join('\n');
+  const note = dropped ? `(${dropped} earlier lines dropped; times UTC)\n` : '(times UTC)\n';
+  return h('pre', { class: 'logs', text: note + text });
+}
+
 export function showJob(id, job) {
   if (id !== state.selected) return;
   if (!job) {
@@ -204,6 +212,7 @@ export function showJob(id, job) {
   if (job.result !== null && job.result !== undefined) fields.push(['result', pre(job.result)]);
   if (job.error) fields.push(['error', pre(job.error)]);
   if (job.traceback) fields.push(['traceback', pre(job.traceback)]);
+  if (job.logs && job.logs.length) fields.push(['logs', logLines(job.logs, job.logs_dropped)]);
   const nodes = [];
   for (const [label, value] of fields) nodes.push(h('dt', { text: label }), h('dd', null, value ?? ''));
   $('details-fields').replaceChildren(...nodes);
