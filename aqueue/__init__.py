@@ -6,7 +6,7 @@ them on coroutines and settles them atomically (ack, retry with backoff, dead-le
 
 from aqueue._core.admin import DeadLetter, DeadLetterPage, RequeueResult
 from aqueue._core.context import JobContext, current_job, progress, resources
-from aqueue._core.cron import CronSchedule
+from aqueue._core.cron import CronSchedule, CronStatus
 from aqueue._core.errors import (
     AqueueError,
     BrokerUnavailable,
@@ -27,7 +27,8 @@ from aqueue._core.errors import (
 from aqueue._core.events import EVENT_TYPES
 from aqueue._core.info import QueueInfo
 from aqueue._core.job import Job, WorkflowHandle
-from aqueue._core.options import JobOptions
+from aqueue._core.listing import JobPage, JobSummary
+from aqueue._core.options import KEEP_FOREVER, JobOptions, StoredOptions
 from aqueue._core.producer import PartialEnqueue
 from aqueue._core.ratelimit import RateLimit
 from aqueue._core.record import JobRecord, JobStatus, LogLine
@@ -41,12 +42,14 @@ from aqueue.autoscale.scaling import Decision, MetricsSnapshot, Strategy
 
 __all__ = [
     "EVENT_TYPES",
+    "KEEP_FOREVER",
     "AqueueError",
     "BrokerUnavailable",
     "Chain",
     "ConfigurationError",
     "CronJob",
     "CronSchedule",
+    "CronStatus",
     "DeadLetter",
     "DeadLetterPage",
     "Decision",
@@ -56,9 +59,11 @@ __all__ = [
     "JobContext",
     "JobFailed",
     "JobOptions",
+    "JobPage",
     "JobRecord",
     "JobSpec",
     "JobStatus",
+    "JobSummary",
     "LifespanError",
     "LogLine",
     "MetricsSnapshot",
@@ -76,6 +81,7 @@ __all__ = [
     "RetryPolicy",
     "SerializationError",
     "Step",
+    "StoredOptions",
     "Strategy",
     "Task",
     "TaskSignal",

@@ -49,6 +49,8 @@ GROUPS: list[tuple[str, str, list[str]]] = [
             "aqueue.Task",
             "aqueue.JobSpec",
             "aqueue.JobOptions",
+            "aqueue.KEEP_FOREVER",
+            "aqueue.StoredOptions",
             "aqueue.Job",
             "aqueue.JobRecord",
             "aqueue.LogLine",
@@ -58,6 +60,7 @@ GROUPS: list[tuple[str, str, list[str]]] = [
             "aqueue.RetryPolicy",
             "aqueue.RateLimit",
             "aqueue.CronJob",
+            "aqueue.CronStatus",
             "aqueue.CronSchedule",
             "aqueue.QueueInfo",
         ],
@@ -90,11 +93,12 @@ GROUPS: list[tuple[str, str, list[str]]] = [
         ["aqueue.Chain", "aqueue.Step", "aqueue.Workflow", "aqueue.WorkflowHandle"],
     ),
     (
-        "Dead letters and re-runs",
-        "What the admin methods of `Tasks` return: `dead_letters()` a `DeadLetterPage` of `DeadLetter` entries, "
-        "`retry()` and `reprocess()` a `RequeueResult`. Guides: [from Python](control.md#from-python), "
+        "Listing, dead letters and re-runs",
+        "What the admin methods of `Tasks` return: `jobs()` a `JobPage` of `JobSummary` entries, `dead_letters()` a "
+        "`DeadLetterPage` of `DeadLetter` entries, `retry()` and `reprocess()` a `RequeueResult`. Guides: "
+        "[from Python](control.md#from-python), "
         "[listing and reprocessing](retries.md#listing-and-reprocessing).",
-        ["aqueue.DeadLetterPage", "aqueue.DeadLetter", "aqueue.RequeueResult"],
+        ["aqueue.JobPage", "aqueue.JobSummary", "aqueue.DeadLetterPage", "aqueue.DeadLetter", "aqueue.RequeueResult"],
     ),
     (
         "Errors",

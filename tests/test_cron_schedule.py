@@ -236,7 +236,7 @@ def test_catch_up_accepts_zero_and_positive() -> None:
 
 @pytest.mark.parametrize(
     "expression",
-    ["not a cron", "61 * * * *", "* * * *", "0 0 * * * *", "* 25 * * *", "", "@reboot", "0 0 31 2 *"],
+    ["not a cron", "61 * * * *", "* * * *", "0 0 0 * * * *", "* 25 * * *", "", "@reboot", "0 0 31 2 *"],
 )
 def test_bad_cron_expression(expression: str) -> None:
     with pytest.raises(ConfigurationError, match="cron"):

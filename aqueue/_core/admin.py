@@ -1,9 +1,11 @@
-"""Administration of a queue from Python: the dead-letter queue and re-running jobs.
+"""Administration of a queue from Python: listing recent jobs, the dead-letter queue and re-running jobs.
 
-:class:`Tasks` inherits these methods; the REST routes (``GET /dead-letter``, ``POST /dead-letter/reprocess``,
-``POST /jobs/{id}/retry``) and the CLI (``aqueue dead-letter list|reprocess``) call them instead of talking to the
-broker. Re-running is one ``requeue.lua`` call per batch of jobs: a dead or failed job goes back to its stream with
-a fresh start, its dead-letter entries deleted, and a ``requeued`` event (``by`` = ``retry`` or ``reprocess``).
+:class:`Tasks` inherits these methods; the REST routes (``GET /jobs``, ``GET /dead-letter``, ``POST
+/dead-letter/reprocess``, ``POST /jobs/{id}/retry``) and the CLI (``aqueue retry``, ``aqueue dead-letter
+list|reprocess``) call them instead of talking to the broker. Re-running is one ``requeue.lua`` call per batch of
+jobs: a job that ended badly (dead, cancelled, expired; :meth:`~AdminMixin.reprocess`: dead only) or that failed
+and waits for its retry goes back to its stream under the same id with a fresh start, its dead-letter entries
+deleted, and a ``requeued`` event (``by`` = ``retry`` or ``reprocess``, ``from`` = the status it left).
 """
 
 from __future__ import annotations
@@ -15,15 +17,20 @@ from typing import TYPE_CHECKING, Any
 
 from aqueue._core import listing
 from aqueue._core.errors import ConfigurationError, UnknownJob
+from aqueue._core.listing import JobPage
 from aqueue._core.record import JobStatus, int_field
 
 if TYPE_CHECKING:
     from aqueue._redis.broker import Broker
 
-__all__ = ["BATCH", "AdminMixin", "DeadLetter", "DeadLetterPage", "RequeueResult"]
+__all__ = ["BATCH", "RETRYABLE", "AdminMixin", "DeadLetter", "DeadLetterPage", "RequeueResult"]
 
 #: Jobs one requeue or cancel script call handles.
 BATCH = 1000
+#: The statuses :meth:`AdminMixin.retry` re-runs a job from (a succeeded job is not re-run: enqueue it again).
+RETRYABLE = (JobStatus.DEAD, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.EXPIRED)
+#: The statuses :meth:`AdminMixin.reprocess` (the dead-letter queue's) puts back.
+_REPROCESSABLE = (JobStatus.DEAD, JobStatus.FAILED)
 _ENTRY_ID = re.compile(r"\d+(-\d+)?")
 
 
@@ -65,7 +72,7 @@ class RequeueResult:
     """What :meth:`Tasks.retry` or :meth:`Tasks.reprocess` put back on the streams, and what it left alone."""
 
     requeued: list[str]  #: ids of the jobs put back, in the order they were taken
-    #: Job id → why it was not put back: it has no record any more, or it is neither dead nor failed.
+    #: Job id → why it was not put back: it has no record any more, or its status is not one that call re-runs.
     skipped: dict[str, str]
 
 
@@ -81,7 +88,7 @@ async def _requeue_ids(broker: Broker, job_ids: list[str]) -> RequeueResult:
     for i in range(0, len(job_ids), BATCH):
         batch = job_ids[i : i + BATCH]
         entries = await listing.find_dead_entries(broker, batch)
-        done, why = await broker.requeue([(j, *entries.get(j, [])) for j in batch], "reprocess")
+        done, why = await broker.requeue([(j, *entries.get(j, [])) for j in batch], "reprocess", _REPROCESSABLE)
         requeued += done
         skipped.update(why)
     return RequeueResult(requeued, skipped)
@@ -99,7 +106,7 @@ async def _requeue_oldest(broker: Broker, limit: int | None) -> RequeueResult:
         if not fresh:
             break
         seen.update(item[0] for item in fresh)
-        done, why = await broker.requeue(fresh, "reprocess")
+        done, why = await broker.requeue(fresh, "reprocess", _REPROCESSABLE)
         requeued += done
         skipped.update(why)
         if len(found) < want:  # that was every dead job left
@@ -108,10 +115,30 @@ async def _requeue_oldest(broker: Broker, limit: int | None) -> RequeueResult:
 
 
 class AdminMixin:
-    """Dead letters and re-runs (see the module docstring)."""
+    """Recent jobs, dead letters and re-runs (see the module docstring)."""
 
     async def _broker(self) -> Broker:
         raise NotImplementedError  # provided by Tasks
+
+    async def jobs(self, *, status: JobStatus | str | None = None, task: str | None = None, limit: int = 50) -> JobPage:
+        """Up to ``limit`` of the most recently active jobs, most recent first, as :class:`JobSummary` values;
+        ``status`` and ``task`` keep only the jobs whose current status, and whose task, is that one.
+
+        Bounded, never a keyspace scan: it reads the queue's events stream backwards, at most 10,000 events
+        (:data:`~aqueue._core.listing.SCAN_EVENTS`), so it sees the jobs with an event among the newest 10,000 (and
+        within the stream's ``events_maxlen``); :attr:`JobPage.complete` is False when older events were left
+        unread. An older job is still found by id (:meth:`job`), a dead one in :meth:`dead_letters`. What ``GET
+        /jobs`` answers. :class:`ConfigurationError` for an unknown status, an empty task name or a ``limit``
+        below 1.
+        """
+        _positive("limit", limit)
+        if status is not None and JobStatus.parse(status) is None:
+            names = ", ".join(JobStatus)
+            raise ConfigurationError(f"status must be one of {names}, got {str(status)[:200]!r}")
+        if task is not None and (not isinstance(task, str) or not task):
+            raise ConfigurationError(f"task must be a task name, got {task!r}")
+        status = JobStatus.parse(status) if status is not None else None
+        return await listing.recent_jobs(await self._broker(), status=status, task=task, limit=limit)
 
     async def dead_letters(self, limit: int = 50, *, before: str | None = None) -> DeadLetterPage:
         """The newest ``limit`` entries of the dead-letter stream, newest first, and the stream's total.
@@ -129,12 +156,18 @@ class AdminMixin:
         return DeadLetterPage([DeadLetter._from_entry(entry_id, fields) for entry_id, fields in page], total)
 
     async def retry(self, job_id: str) -> RequeueResult:
-        """Put a dead or failed job back on its stream now, with a fresh start.
+        """Re-run a job that ended badly (dead, cancelled, expired) or failed and waits for its retry: put it back
+        on its stream now, under the same id, with a fresh start.
 
-        Its attempts and reclaims are reset, its error, traceback, result, progress and ``ttl`` deadline cleared,
-        its dead-letter entries deleted; a ``failed`` job skips the rest of its backoff. ``requeued`` is
-        ``[job_id]`` when it went back; a job in any other status is left alone and ``skipped[job_id]`` says why.
-        :class:`UnknownJob` if there is no record of the job (never enqueued, or its retention expired).
+        It keeps its arguments, options and headers; its attempts and reclaims start over from 0, its error,
+        traceback, result, progress and ``ttl`` deadline are cleared (the ttl does not apply again), its
+        dead-letter entries deleted; a ``failed`` job skips the rest of its backoff. Its status goes back to
+        ``queued``, with a ``requeued`` event (``by`` = ``retry``, ``from`` = the status it left), and
+        :meth:`Job.result` waits for the new run. ``requeued`` is ``[job_id]`` when it went back. Left alone, with
+        ``skipped[job_id]`` saying why: a succeeded job (enqueue it again instead), one not finished (queued,
+        scheduled, waiting, running), and a workflow step that was cancelled or expired (its workflow already went
+        on without it). A dedup key the job held is not taken again. :class:`UnknownJob` if there is no record
+        of the job (never enqueued, or its retention expired).
         """
         broker = await self._broker()
         h = await broker.get_record(job_id)
@@ -143,7 +176,7 @@ class AdminMixin:
         entries: dict[str, list[str]] = {}
         if h.get("status") == JobStatus.DEAD:
             entries = await listing.find_dead_entries(broker, [job_id])
-        requeued, skipped = await broker.requeue([(job_id, *entries.get(job_id, []))], "retry")
+        requeued, skipped = await broker.requeue([(job_id, *entries.get(job_id, []))], "retry", RETRYABLE)
         return RequeueResult(requeued, dict(skipped))
 
     async def reprocess(self, ids: Iterable[str] | None = None, *, max: int | None = None) -> RequeueResult:

@@ -19,8 +19,18 @@ class QueueInfo:
     dead: int  #: entries in the dead-letter stream
     #: One dict per live worker, as it last reported itself: ``id``, ``host``, ``pid``, ``queue``, ``concurrency``,
     #: ``min_concurrency``, ``max_concurrency``, ``strategy``, ``busy``, ``processed``, ``failed``, ``started_at``,
-    #: ``heartbeat_at``.
+    #: ``heartbeat_at``, ``failing`` (sub-tasks that keep failing) and ``metadata`` (the ``str`` to ``str`` key-values
+    #: given to the worker: ``Worker(metadata=...)``, ``aqueue worker --meta KEY=VALUE``; ``{}`` when none).
     workers: list[dict[str, Any]]
     #: Lifetime counters of the queue: ``enqueued``, ``succeeded``, ``failed`` (failed attempts), ``retried``,
     #: ``dead``, ``cancelled``, ``expired``, ``reprocessed``; a counter appears once it is first counted.
     stats: dict[str, int]
+
+    def worker_metadata(self) -> dict[str, dict[str, str]]:
+        """The metadata of each live worker, by worker id (``{}`` for a worker given none): which versions or
+        regions are running now, say."""
+        out: dict[str, dict[str, str]] = {}
+        for w in self.workers:
+            meta = w.get("metadata")
+            out[str(w.get("id"))] = {str(k): str(v) for k, v in meta.items()} if isinstance(meta, dict) else {}
+        return out

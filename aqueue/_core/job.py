@@ -4,12 +4,13 @@ job's state from Redis through the registry that made them (a :class:`JobSource`
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 import orjson
 
 from aqueue._core.errors import JobCancelled, JobFailed, ResultTimeout, UnknownJob
-from aqueue._core.record import JobRecord, JobStatus
+from aqueue._core.record import JobRecord, JobStatus, json_or_text
 
 if TYPE_CHECKING:
     from aqueue._core.events import EventHub
@@ -39,11 +40,14 @@ class Job(Generic[R]):
     Generic in the task's result type ``R``, which :meth:`result` returns.
     """
 
-    __slots__ = ("_tasks", "id")
+    __slots__ = ("_tasks", "duplicate", "id")
 
-    def __init__(self, tasks: JobSource, job_id: str) -> None:
+    def __init__(self, tasks: JobSource, job_id: str, *, duplicate: bool = False) -> None:
         self._tasks = tasks
-        self.id = job_id  #: the job id (a 32-character hex string for jobs aqueue made)
+        self.id = job_id  #: the job id (a 32-character hex string for jobs aqueue made, else the caller's ``job_id``)
+        #: True when the enqueue that returned this handle created nothing: a job with its ``job_id`` existed, or its
+        #: ``dedup_key`` was held, and this is that job. False for a new job and for handles made from an id.
+        self.duplicate = duplicate
 
     def __repr__(self) -> str:
         return f"Job(id={self.id!r}, queue={self._tasks.queue!r})"
@@ -86,19 +90,15 @@ class Job(Generic[R]):
         Waits on the queue's events stream, without polling. Raises :class:`JobFailed` (with the error and
         traceback) if the job was dead-lettered or expired, :class:`JobCancelled` if cancelled,
         :class:`ResultTimeout` if ``timeout`` seconds pass first (the job goes on), :class:`UnknownJob` if there
-        is no record.
+        is no record. A job enqueued with ``keep_result=0`` has no record once it succeeded: a caller already
+        waiting gets the result from the job's ``succeeded`` event; a caller coming later gets :class:`UnknownJob`.
         """
         hub = await self._tasks._event_hub()
         waiter = hub.watch(self.id)
         try:
             rec = await self.record()
             if not rec.status.finished:
-                try:
-                    async with asyncio.timeout(timeout):
-                        await waiter
-                except TimeoutError:
-                    raise ResultTimeout(f"job {self.id} did not finish within {timeout} s") from None
-                rec = await self.record()
+                rec = await self._wait(hub, waiter, rec, timeout)
         finally:
             hub.unwatch(self.id, waiter)
         if rec.status is JobStatus.SUCCEEDED:
@@ -107,6 +107,50 @@ class Job(Generic[R]):
         if rec.status is JobStatus.CANCELLED:
             raise JobCancelled(self.id)
         raise JobFailed(self.id, rec.error or "unknown error", rec.traceback or "")
+
+    async def _wait(
+        self, hub: EventHub, waiter: asyncio.Future[None], rec: JobRecord, timeout: float | None
+    ) -> JobRecord:
+        """Wait for ``waiter`` (the job's terminal event) and read the record again; for a job whose record goes as
+        it succeeds (``keep_result=0``), a record made from its ``succeeded`` event, which carries the result."""
+        carried: list[str] = []
+
+        def listen(event: tuple[str, dict[str, str]]) -> None:
+            if event[1].get("job") == self.id and "result" in event[1]:
+                carried.append(event[1]["result"])
+
+        kept = rec.options.keep_result != 0
+        if not kept:  # only then: each listener sees every event of the queue
+            hub.add_listener(listen)
+        try:
+            async with asyncio.timeout(timeout):
+                await waiter
+        except TimeoutError:
+            raise ResultTimeout(f"job {self.id} did not finish within {timeout} s") from None
+        finally:
+            hub.remove_listener(listen)
+        try:
+            return await self.record()
+        except UnknownJob:
+            if kept:
+                raise
+            result = carried[0] if carried else await self._result_event()
+            if result is None:
+                raise
+        return dataclasses.replace(rec, status=JobStatus.SUCCEEDED, result=json_or_text(result, None))
+
+    async def _result_event(self) -> str | None:
+        """The result its ``succeeded`` event carries, looked up among the newest events: for a job that finished
+        between the first read of its record and the listener's start."""
+        events = await (await self._tasks._broker()).events_before(None, _RESULT_LOOKBACK)
+        for _, fields in events:
+            if fields.get("job") == self.id and fields.get("type") == "succeeded" and "result" in fields:
+                return fields["result"]
+        return None
+
+
+#: How many of the newest events :meth:`Job.result` looks through for the result of a job kept for 0 seconds.
+_RESULT_LOOKBACK = 1000
 
 
 class WorkflowHandle:

@@ -1,9 +1,10 @@
 """Bounded read models shared by the REST API, the CLI and :class:`~aqueue._core.admin.AdminMixin`: one job's
-view, the recent-jobs listing, a workflow's view, dead-letter lookups. The views are plain JSON-ready dicts: what
-``GET /jobs/{id}``, ``GET /jobs``, ``GET /workflows/{id}`` and ``aqueue job --json`` answer.
+view, the recent-jobs listing, a workflow's view, dead-letter lookups. The job and workflow views are plain
+JSON-ready dicts (what ``GET /jobs/{id}``, ``GET /workflows/{id}`` and ``aqueue job --json`` answer); the listing
+is a :class:`JobPage` of typed :class:`JobSummary` (what :meth:`Tasks.jobs` returns and ``GET /jobs`` answers).
 
-No query ever scans the keyspace. ``GET /jobs`` walks the events stream backwards (every job state change is an
-event, so the newest events name the most recently active jobs), at most :data:`SCAN_EVENTS` entries per request,
+No query ever scans the keyspace. The listing walks the events stream backwards (every job state change is an
+event, so the newest events name the most recently active jobs), at most :data:`SCAN_EVENTS` entries per call,
 and reads the records of the jobs it meets in pipelined batches; filters apply to each record's current status.
 Jobs whose last event is older than that window are not listed (their record is still there for ``GET
 /jobs/{id}``, and dead ones are in the dead-letter list). Dead-letter lookups page through the dead-letter stream,
@@ -17,6 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from aqueue._core.options import StoredOptions
 from aqueue._core.record import (
     JobStatus,
     float_field,
@@ -33,6 +35,7 @@ if TYPE_CHECKING:
 __all__ = [
     "SCAN_EVENTS",
     "JobPage",
+    "JobSummary",
     "find_dead_entries",
     "job_view",
     "oldest_dead",
@@ -40,7 +43,7 @@ __all__ = [
     "workflow_view",
 ]
 
-#: Most events one ``GET /jobs`` reads.
+#: Most events one listing (``GET /jobs``, :meth:`Tasks.jobs`) reads.
 SCAN_EVENTS = 10_000
 _PAGE = 1000
 _SUMMARY = (
@@ -91,6 +94,7 @@ def job_view(job_id: str, h: dict[str, str]) -> dict[str, Any]:
         "dedup_key": h.get("dedup"),
         "cancel_requested": h.get("cancel") == "1",
         "headers": headers_field(spec),
+        "options": StoredOptions._from_spec(spec).as_json(),
         "logs": [line._asdict() for line in lines_field(h.get("logs"))],
         "logs_dropped": int_field(h.get("logs_dropped")),
     }
@@ -177,18 +181,45 @@ async def workflow_view(broker: Broker, workflow_id: str) -> dict[str, Any] | No
 
 
 @dataclass(frozen=True, slots=True)
-class JobPage:
-    """What one recent-jobs query found."""
+class JobSummary:
+    """One job as a listing shows it (:meth:`Tasks.jobs`, ``GET /jobs``): its current state, read from its record.
 
-    jobs: list[dict[str, Any]]
+    Times are Unix seconds (Redis clock), None when the job has not got there (or not since it was re-run).
+    """
+
+    id: str  #: the job id
+    task: str  #: the task's name
+    status: JobStatus  #: its current status
+    priority: str  #: its priority level's name
+    attempts: int  #: attempts started so far
+    enqueued_at: float | None  #: when it was enqueued
+    started_at: float | None  #: when its last attempt started
+    finished_at: float | None  #: when it finished (or its last attempt failed)
+    worker: str | None  #: the worker running it, or that ran its last attempt
+    error: str | None  #: its last error (or the reason it was cancelled)
+    progress: float | None  #: the progress (percent) it last reported
+
+    @classmethod
+    def _from_hash(cls, job_id: str, h: dict[str, str]) -> JobSummary:
+        """Decode the summary fields of a record hash; tolerant of damaged fields (an unknown status reads as
+        ``queued``, as a missing one does)."""
+        view = _summary(job_id, h)
+        return cls(**view | {"status": JobStatus.parse(view["status"]) or JobStatus.QUEUED})
+
+
+@dataclass(frozen=True, slots=True)
+class JobPage:
+    """What one recent-jobs query (:meth:`Tasks.jobs`) found, and how far back it looked."""
+
+    jobs: list[JobSummary]  #: the jobs, most recently active first
     scanned: int  #: events read
-    complete: bool  #: True when the whole events stream was read (nothing older was left out)
+    complete: bool  #: True when the whole events stream was read (no older job was left out)
 
 
 async def recent_jobs(broker: Broker, *, status: str | None, task: str | None, limit: int) -> JobPage:
     """Up to ``limit`` of the most recently active jobs, newest first, filtered by current status and task."""
     seen: set[str] = set()
-    jobs: list[dict[str, Any]] = []
+    jobs: list[JobSummary] = []
     before: str | None = None
     scanned = 0
     complete = False
@@ -207,7 +238,7 @@ async def recent_jobs(broker: Broker, *, status: str | None, task: str | None, l
                 ids.append(job_id)
         for job_id, h in zip(ids, await broker.record_fields(ids, _SUMMARY), strict=True):
             if h is not None and (status is None or h.get("status") == status) and len(jobs) < limit:
-                jobs.append(_summary(job_id, h))
+                jobs.append(JobSummary._from_hash(job_id, h))
         if complete:
             break
     return JobPage(jobs, scanned, complete)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from types import MappingProxyType
 from typing import Any, Literal, get_args
 
@@ -13,15 +13,19 @@ import orjson
 from aqueue._core.errors import ConfigurationError
 
 __all__ = [
+    "KEEP_FOREVER",
     "MAX_ATTEMPTS",
     "MAX_HEADERS",
     "MAX_HEADERS_BYTES",
     "MAX_HEADER_KEY",
+    "MAX_JOB_ID",
     "MAX_SECONDS",
     "NO_HEADERS",
     "DedupMode",
     "JobOptions",
+    "StoredOptions",
     "check_headers",
+    "check_job_id",
 ]
 
 
@@ -43,6 +47,10 @@ MAX_HEADERS = 32
 MAX_HEADER_KEY = 128
 #: The most bytes a job's headers may take, encoded as JSON (``{"k":"v",...}``, UTF-8).
 MAX_HEADERS_BYTES = 8192
+#: The longest job id a caller may choose, in characters.
+MAX_JOB_ID = 128
+#: ``keep_result=KEEP_FOREVER``: a succeeded job's record never expires (``math.inf``).
+KEEP_FOREVER = math.inf
 #: The headers of a job that has none: one shared, read-only, empty mapping.
 NO_HEADERS: Mapping[str, str] = MappingProxyType({})
 
@@ -73,6 +81,23 @@ def check_headers(value: object, where: str = "headers") -> dict[str, str]:
     return headers
 
 
+def check_job_id(value: object) -> str:
+    """``value`` if it is a valid caller-chosen job id: a ``str`` of 1 to :data:`MAX_JOB_ID` characters, none of
+    them whitespace or a control character (``"order-42"``, ``"user:7/avatar"``). Raises :class:`ConfigurationError`
+    otherwise."""
+    if not isinstance(value, str) or not 0 < len(value) <= MAX_JOB_ID:
+        raise ConfigurationError(
+            f"job_id must be a non-empty str of at most {MAX_JOB_ID} characters, got {value!r:.60}"
+        )
+    if any(ch.isspace() or not ch.isprintable() for ch in value):
+        raise ConfigurationError(f"job_id must not contain whitespace or control characters, got {value!r:.60}")
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        raise ConfigurationError(f"job_id {value!r:.60} is not valid Unicode text") from None
+    return value
+
+
 @dataclass(frozen=True, slots=True)
 class JobOptions:
     """Per-job options, as ``@tasks.task(...)`` and :meth:`Task.with_options` set them; ``None`` means "the
@@ -86,6 +111,10 @@ class JobOptions:
     enqueue when given), enqueueing another job with the key does not create one: ``dedup_mode`` ``drop`` returns
     the existing job's handle, ``replace`` replaces a still-pending job's arguments and restarts its delay.
     ``ttl``: a job not started within ``ttl`` seconds of becoming due is never run (status ``expired``).
+    ``job_id``: the job's id, chosen by the caller: while a record with that id exists (whatever its status), an
+    enqueue with it creates nothing and returns the existing job's handle (``Job.duplicate`` is True).
+    ``keep_result``: how long a succeeded job's record (and so its result) is kept; ``retry_delay``: a constant
+    delay before every retry, replacing the exponential backoff.
     """
 
     #: Priority level name (one of the queue's ``QueueSettings.priorities``); None: the queue's default level.
@@ -107,6 +136,16 @@ class JobOptions:
     #: Job headers (a ``str`` → ``str`` map carried with the job, see ``docs/extending.md``); merged key by key:
     #: :meth:`merged` keeps these and adds (or replaces) the override's. None: no headers of its own.
     headers: Mapping[str, str] | None = None
+    #: The job's id, chosen by the caller (see :func:`check_job_id`); None: a fresh 32-character hex id. Set it per
+    #: job (:meth:`Task.with_options`), not on a task: every job of the task would be the same job.
+    job_id: str | None = None
+    #: Seconds a succeeded job's record (its result) is kept: ``0`` deletes it as the job succeeds (a caller
+    #: already waiting in ``Job.result()`` still gets the value), :data:`KEEP_FOREVER` keeps it until deleted;
+    #: None: the queue's ``QueueSettings.succeeded_ttl``. Other final statuses keep the queue's TTLs.
+    keep_result: float | None = None
+    #: Seconds before every retry, exactly (no doubling, no jitter); None: the queue's ``RetryPolicy.retry_delay``,
+    #: or the exponential backoff. A task's ``Retry(after=...)`` wins over both.
+    retry_delay: float | None = None
 
     def __post_init__(self) -> None:
         if self.headers is not None:
@@ -115,6 +154,10 @@ class JobOptions:
             _check_seconds(name, getattr(self, name))
         _check_attempts(self.max_attempts)
         _check_dedup(self.dedup_key, self.dedup_ttl, self.dedup_mode)
+        if self.job_id is not None:
+            check_job_id(self.job_id)
+        _check_seconds("retry_delay", self.retry_delay)
+        _check_keep(self.keep_result)
         if self.ttl is not None and self.ttl < 0.001:
             raise ConfigurationError(f"ttl must be at least 0.001 seconds, got {self.ttl}")
         if self.rerun_lost is not None and not isinstance(self.rerun_lost, bool):
@@ -123,7 +166,7 @@ class JobOptions:
             raise ConfigurationError(f"delay must be >= 0 seconds, got {self.delay}")
         if self.timeout is not None and self.timeout <= 0:
             raise ConfigurationError(f"timeout must be > 0 seconds, got {self.timeout}")
-        for name in ("backoff_base", "backoff_max"):
+        for name in ("backoff_base", "backoff_max", "retry_delay"):
             value = getattr(self, name)
             if value is not None and value < 0:
                 raise ConfigurationError(f"{name} must be >= 0, got {value}")
@@ -133,27 +176,25 @@ class JobOptions:
 
         :meth:`Task.with_options` also replaces the delay when it is given as 0.
         """
-        return JobOptions(
-            priority=override.priority if override.priority is not None else self.priority,
-            delay=override.delay or self.delay,
-            max_attempts=override.max_attempts if override.max_attempts is not None else self.max_attempts,
-            timeout=override.timeout if override.timeout is not None else self.timeout,
-            backoff_base=override.backoff_base if override.backoff_base is not None else self.backoff_base,
-            backoff_max=override.backoff_max if override.backoff_max is not None else self.backoff_max,
-            dedup_key=override.dedup_key if override.dedup_key is not None else self.dedup_key,
-            dedup_ttl=override.dedup_ttl if override.dedup_ttl is not None else self.dedup_ttl,
-            dedup_mode=override.dedup_mode if override.dedup_mode is not None else self.dedup_mode,
-            ttl=override.ttl if override.ttl is not None else self.ttl,
-            rerun_lost=override.rerun_lost if override.rerun_lost is not None else self.rerun_lost,
-            headers={**self.headers, **override.headers}
+        kept = {
+            name: getattr(self, name) if getattr(override, name) is None else getattr(override, name)
+            for name in _MERGED_AS_IS
+        }
+        headers = (
+            {**self.headers, **override.headers}
             if self.headers and override.headers
-            else (override.headers or self.headers),
+            else (override.headers or self.headers)
         )
+        return JobOptions(delay=override.delay or self.delay, headers=headers, **kept)
 
     def _script_options(self) -> dict[str, Any] | None:
-        """Internal: what the enqueue script applies (dedup, ttl), in its short field names; None when nothing is
-        set."""
+        """What the enqueue script applies (dedup, ttl, a caller's job id, result retention), in its short field
+        names; None when nothing is set."""
         out: dict[str, Any] = {}
+        if self.job_id is not None:
+            out["id"] = 1  # the id is the caller's: the script checks that no record has it
+        if self.keep_result is not None:
+            out["kr"] = _keep_ms(self.keep_result)
         if self.dedup_key is not None:
             out["dk"] = self.dedup_key
             out["dm"] = self.dedup_mode or "drop"
@@ -171,6 +212,23 @@ def _check_seconds(name: str, value: object) -> None:
         raise ConfigurationError(f"{name} must be a number of seconds, got {value!r}")
     if not math.isfinite(value) or abs(value) > MAX_SECONDS:
         raise ConfigurationError(f"{name} must be a finite number of seconds up to {MAX_SECONDS}, got {value}")
+
+
+#: The fields :meth:`JobOptions.merged` takes from the override unless it leaves them None (all but delay, headers).
+_MERGED_AS_IS = tuple(f.name for f in fields(JobOptions) if f.name not in ("delay", "headers"))
+
+
+def _keep_ms(keep: float) -> int:
+    """``keep_result`` as the scripts take it: milliseconds, or -1 for :data:`KEEP_FOREVER`."""
+    return -1 if keep == KEEP_FOREVER else round(keep * 1000)
+
+
+def _check_keep(value: object) -> None:
+    if value is None or value == KEEP_FOREVER:
+        return
+    _check_seconds("keep_result", value)
+    if value < 0:  # type: ignore[operator]  # a number: _check_seconds said so
+        raise ConfigurationError(f"keep_result must be >= 0 seconds (or KEEP_FOREVER), got {value}")
 
 
 def _check_attempts(value: object) -> None:
@@ -196,3 +254,54 @@ def _check_dedup(key: object, ttl: float | None, mode: object) -> None:
         raise ConfigurationError(f"dedup_ttl must be at least 0.001 seconds, got {ttl}")
     if mode is not None and mode not in DEDUP_MODES:
         raise ConfigurationError(f"dedup_mode must be one of {', '.join(DEDUP_MODES)}, got {mode!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class StoredOptions:
+    """A job's options as its record stores them (:attr:`JobRecord.options`): resolved when it was enqueued, the
+    queue's defaults filled in. A value the record lacks or holds damaged reads as None (False for the flags)."""
+
+    max_attempts: int | None = None  #: attempts before the job is dead-lettered
+    timeout: float | None = None  #: seconds one attempt may run; None: no limit
+    backoff_base: float | None = None  #: first retry delay of the exponential backoff, in seconds
+    backoff_max: float | None = None  #: cap on that delay, in seconds
+    retry_delay: float | None = None  #: the constant delay before every retry, when the job has one
+    #: Seconds its record is kept once succeeded (:data:`KEEP_FOREVER`: never expires); None: the queue's TTL.
+    keep_result: float | None = None
+    rerun_lost: bool = False  #: a job lost with its worker runs again even on its last attempt
+    chosen_id: bool = False  #: the job's id was the caller's ``job_id``
+
+    def as_json(self) -> dict[str, Any]:
+        """The options as a JSON-ready ``dict`` (for the REST job view): the field names as keys, ``keep_result``
+        ``"forever"`` for :data:`KEEP_FOREVER` (JSON has no infinity)."""
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        if self.keep_result == KEEP_FOREVER:
+            out["keep_result"] = "forever"
+        return out
+
+    @classmethod
+    def _from_spec(cls, spec: Mapping[str, Any]) -> StoredOptions:
+        """Decode the ``"o"`` of a decoded spec; tolerant of old and damaged records."""
+        o = spec.get("o")
+        if not isinstance(o, Mapping):
+            return cls()
+        backoff = o.get("backoff")
+        base, cap = backoff if isinstance(backoff, list) and len(backoff) == 2 else (None, None)
+        keep = _seconds_or_none(o.get("keep_result"))
+        attempts = o.get("max_attempts")
+        return cls(
+            max_attempts=attempts if isinstance(attempts, int) and not isinstance(attempts, bool) else None,
+            timeout=_seconds_or_none(o.get("timeout")),
+            backoff_base=_seconds_or_none(base),
+            backoff_max=_seconds_or_none(cap),
+            retry_delay=_seconds_or_none(o.get("retry_delay")),
+            keep_result=KEEP_FOREVER if keep == -1 else keep,
+            rerun_lost=o.get("rerun_lost") is True,
+            chosen_id=o.get("named") is True,
+        )
+
+
+def _seconds_or_none(value: object) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return None
+    return float(value)

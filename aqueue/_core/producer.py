@@ -3,14 +3,16 @@ by id. Stage: enqueue (the write itself is the broker's ``enqueue`` script)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from aqueue._core import codec
+from aqueue._core.batch import Batch, _open, note_enqueued
 from aqueue._core.errors import BrokerUnavailable
 from aqueue._core.job import Job, WorkflowHandle
-from aqueue._core.options import NO_HEADERS, JobOptions, check_headers
+from aqueue._core.options import KEEP_FOREVER, NO_HEADERS, JobOptions, check_headers
 from aqueue._core.specs import JobSpec, Workflow, enqueue_item
 from aqueue._core.wire import EnqueueItem
 
@@ -29,15 +31,26 @@ class PartialEnqueue(BrokerUnavailable):
     """:meth:`Tasks.enqueue_many` wrote some of its jobs and not the others (Redis reached ``maxmemory``, or the
     connection dropped, midway). Also a :class:`BrokerUnavailable`.
 
-    ``written`` holds the handles of the jobs that exist (a duplicate's handle is the existing job's, as on
-    success), ``not_written`` the specs of the jobs that do not, both in the order given. Retry only
-    ``not_written``: retrying every spec would enqueue the written ones twice.
+    ``written`` holds the handles of the jobs that exist (a duplicate's handle is the existing job's, with
+    ``duplicate`` True, as on success), ``not_written`` the specs of the jobs that do not, both in the order
+    given. Retry only ``not_written``: retrying every spec would enqueue the written ones twice.
     """
 
     def __init__(self, message: str, written: Sequence[Job[Any]], not_written: Sequence[JobSpec[Any]]) -> None:
         super().__init__(message)
         self.written: list[Job[Any]] = list(written)  #: handles of the jobs written, in the order given
         self.not_written: list[JobSpec[Any]] = list(not_written)  #: specs of the jobs not written, in order
+
+
+def _resolve_rare(resolved: dict[str, Any], options: JobOptions, queue_retry_delay: float | None) -> None:
+    """Add to a spec's resolved options those that are absent unless set: the common payload does not grow."""
+    retry_delay = options.retry_delay if options.retry_delay is not None else queue_retry_delay
+    if retry_delay is not None:
+        resolved["retry_delay"] = retry_delay
+    if options.keep_result is not None:
+        resolved["keep_result"] = -1 if options.keep_result == KEEP_FOREVER else options.keep_result
+    if options.job_id is not None:
+        resolved["named"] = True  # the id was the caller's
 
 
 class ProducerMixin:
@@ -80,6 +93,7 @@ class ProducerMixin:
         }
         if options.rerun_lost:
             resolved["rerun_lost"] = True  # absent otherwise: the common payload stays as short as it was
+        _resolve_rare(resolved, options, retry.retry_delay)
         body: dict[str, Any] = {"a": args, "k": kwargs, "o": resolved}
         if headers:
             headers = dict(headers)  # checked: by JobOptions, the hooks' check, or the workflow's
@@ -99,21 +113,26 @@ class ProducerMixin:
     async def enqueue(self, spec: JobSpec[R]) -> Job[R]:
         """Enqueue one job made by :meth:`Task.spec` (one round trip) and return its handle.
 
-        With a ``dedup_key`` held by an existing job, that job's handle is returned instead (see
-        :class:`~aqueue.JobOptions`). Raises :class:`ConfigurationError` if its priority is not a level of this
-        queue, :class:`BrokerUnavailable` if Redis does not answer.
+        With a ``dedup_key`` held by an existing job, or a ``job_id`` an existing record has, that job's handle is
+        returned instead, with :attr:`Job.duplicate` True (see :class:`~aqueue.JobOptions`). Raises
+        :class:`ConfigurationError` if its priority is not a level of this queue, :class:`BrokerUnavailable` if
+        Redis does not answer.
         """
         item = self._item(spec)
         broker = await self._broker()
         dups = await broker.enqueue([item])
-        return Job(self, dups.get(0, item.job_id))
+        job: Job[R] = Job(self, dups.get(0, item.job_id), duplicate=0 in dups)
+        if _open.get():  # inside `async with tasks.batch()`: one lookup otherwise
+            note_enqueued([job])
+        return job
 
     async def enqueue_many(self, specs: Iterable[JobSpec[Any]]) -> list[Job[Any]]:
         """Enqueue many jobs made by :meth:`Task.spec`; returns their handles in the same order.
 
-        One script call per 500 jobs, all pipelined in one round trip. A job whose ``dedup_key`` is held gets the
-        existing job's handle, as with :meth:`enqueue`. Each call of 500 is written whole or not at all, the batch
-        is not: if Redis refuses some calls (``maxmemory`` reached midway) or the connection drops midway, raises
+        One script call per 500 jobs, all pipelined in one round trip. A job whose ``dedup_key`` is held, or whose
+        ``job_id`` is taken (also by an earlier spec of the same call), gets the existing job's handle, with
+        :attr:`Job.duplicate` True, as with :meth:`enqueue`. Each call of 500 is written whole or not at all, the
+        batch is not: if Redis refuses some calls (``maxmemory`` reached midway) or the connection drops midway, raises
         :class:`PartialEnqueue` (a :class:`BrokerUnavailable`) with the handles of the jobs written and the specs
         not written; retry only those specs. :class:`BrokerUnavailable` itself means none was written, or that Redis
         stopped answering before it could tell which were.
@@ -124,7 +143,11 @@ class ProducerMixin:
             return []
         broker = await self._broker()
         wrote = await broker.enqueue_many(items)
-        jobs: list[Job[Any]] = [Job(self, wrote.duplicates.get(i, it.job_id)) for i, it in enumerate(items)]
+        dups = wrote.duplicates
+        jobs: list[Job[Any]] = [Job(self, dups.get(i, it.job_id), duplicate=i in dups) for i, it in enumerate(items)]
+        if _open.get():
+            missed = set(wrote.not_written)
+            note_enqueued([job for i, job in enumerate(jobs) if i not in missed])
         if wrote.error is None:
             return jobs
         missed = set(wrote.not_written)
@@ -136,6 +159,28 @@ class ProducerMixin:
         )
         error.quiet = wrote.error.quiet
         raise error from wrote.error
+
+    @asynccontextmanager
+    async def batch(self) -> AsyncIterator[Batch]:
+        """``async with tasks.batch() as batch:`` — the jobs enqueued inside stand or fall with the block.
+
+        Every enqueue made in the block (by this or any registry, in the block's context: its own code and what it
+        awaits, not tasks it spawns) is noted in ``batch.jobs``. If the block raises (``CancelledError`` too), the
+        jobs it created that have not started are cancelled in one script call (they never run; a duplicate
+        enqueue's existing job is left alone); jobs already running are left to finish, and jobs already finished
+        stay as they are. The exception is re-raised with a note saying which (``batch.cancelled``,
+        ``batch.running``, ``batch.finished``). If Redis cannot be reached to cancel them, the note says so and the
+        block's exception is raised all the same. Batches nest: an outer batch undoes what inner ones enqueued.
+        """
+        batch = Batch()
+        token = _open.set((*_open.get(), batch))
+        try:
+            yield batch
+        except BaseException as exc:
+            _open.reset(token)
+            await batch._undo(await self._broker(), exc)
+            raise
+        _open.reset(token)
 
     def workflow(self, name: str = "workflow", headers: Mapping[str, str] | None = None) -> Workflow:
         """A new, empty workflow (a DAG of jobs of this queue): add steps with :meth:`Workflow.step`, then send it

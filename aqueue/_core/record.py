@@ -10,6 +10,7 @@ from typing import Any, NamedTuple
 import orjson
 
 from aqueue._core import codec
+from aqueue._core.options import StoredOptions
 
 __all__ = [
     "JobRecord",
@@ -95,6 +96,9 @@ class JobRecord:
     #: (:attr:`QueueSettings.job_log_level` and above; the last 100 lines and 64 KiB of messages).
     logs: tuple[LogLine, ...] = ()
     logs_dropped: int = 0  #: earlier lines of ``logs`` dropped by those caps
+    #: The options the job was enqueued with (timeout, attempts, retry delays, result retention, whether its id
+    #: was the caller's), as its record stores them; its priority is :attr:`priority`.
+    options: StoredOptions = field(default_factory=StoredOptions)
 
     @classmethod
     def _from_hash(cls, job_id: str, h: dict[str, str]) -> JobRecord:
@@ -128,6 +132,7 @@ class JobRecord:
             headers=headers_field(spec),
             logs=lines_field(h.get("logs")),
             logs_dropped=int_field(h.get("logs_dropped")),
+            options=StoredOptions._from_spec(spec),
         )
 
 

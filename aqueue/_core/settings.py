@@ -6,6 +6,7 @@ import logging
 from dataclasses import dataclass, field
 
 from aqueue._core.errors import ConfigurationError
+from aqueue._core.options import MAX_SECONDS
 
 __all__ = ["Priority", "QueueSettings", "RetryPolicy"]
 
@@ -29,19 +30,29 @@ class RetryPolicy:
     """How often and how far apart a failing job is tried.
 
     The delay before attempt ``n + 1`` is ``min(backoff_max, backoff_base * 2 ** (n - 1))``, scaled by a random
-    factor in ``[0.5, 1.0]`` (jitter) so that jobs failing together do not retry together. Tasks and single jobs
-    may override each field. The queue's policy is ``QueueSettings.retry``.
+    factor in ``[0.5, 1.0]`` (jitter) so that jobs failing together do not retry together. With ``retry_delay``
+    every retry waits exactly that long instead. Tasks and single jobs may override each field. The queue's policy
+    is ``QueueSettings.retry``.
     """
 
     max_attempts: int = 3  #: attempts before a job is dead-lettered (the first run counts)
     backoff_base: float = 1.0  #: seconds before the first retry (before jitter)
     backoff_max: float = 300.0  #: cap on the delay in seconds
+    #: Seconds before every retry, exactly (no doubling, no jitter); None: the exponential backoff above.
+    retry_delay: float | None = None
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
             raise ConfigurationError(f"max_attempts must be >= 1, got {self.max_attempts}")
         if self.backoff_base < 0 or self.backoff_max < 0:
             raise ConfigurationError("backoff_base and backoff_max must be >= 0")
+        delay = self.retry_delay
+        if delay is not None and (
+            isinstance(delay, bool)
+            or not isinstance(delay, int | float)
+            or not 0 <= delay <= MAX_SECONDS  # also false for NaN
+        ):
+            raise ConfigurationError(f"retry_delay must be a number of seconds from 0 to ten years, got {delay!r}")
 
 
 def _default_priorities() -> tuple[Priority, ...]:

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 import orjson
 
+from aqueue._core.batch import _open, note_enqueued
 from aqueue._core.errors import ConfigurationError, InvalidArguments
 from aqueue._core.job import Job, JobSource, WorkflowHandle
 from aqueue._core.options import NO_HEADERS, JobOptions, check_headers
@@ -65,9 +66,9 @@ class Client(JobSource, Protocol):
 
 
 def enqueue_item(client: Client, spec: JobSpec[Any], receives_results: bool = False) -> EnqueueItem:
-    """What the broker writes for ``spec`` on ``client``'s queue, with a new job id. Checks the arguments against
-    the task's signature when the task is known here (:class:`InvalidArguments`) and the priority level
-    (:class:`ConfigurationError`)."""
+    """What the broker writes for ``spec`` on ``client``'s queue, with a new job id (or the caller's ``job_id``).
+    Checks the arguments against the task's signature when the task is known here (:class:`InvalidArguments`) and
+    the priority level (:class:`ConfigurationError`)."""
     task = client.get(spec.task) or (spec.tasks.get(spec.task) if spec.tasks is not None else None)
     if task is not None:  # a spec made by another registry for a task this one lacks: the worker will check
         args = (None, *spec.args) if receives_results else spec.args
@@ -78,7 +79,7 @@ def enqueue_item(client: Client, spec: JobSpec[Any], receives_results: bool = Fa
     priority = spec.options.priority or settings.default_priority
     settings.priority_index(priority)
     return EnqueueItem(
-        uuid.uuid4().hex,
+        spec.options.job_id or uuid.uuid4().hex,
         spec.task,
         priority,
         round(spec.options.delay * 1000),
@@ -162,7 +163,7 @@ class Workflow:
     them ends without success, and skipped (status ``cancelled``) once all of them succeeded. With
     ``pass_results`` a step receives, as its first argument, its parent's result (one parent) or the list of its
     parents' results in the order given; a failure handler receives ``{"job", "task", "status", "error"}`` of the
-    step that failed. At most 1000 steps; steps cannot have a ``dedup_key``.
+    step that failed. At most 1000 steps; steps cannot have a ``dedup_key`` or a ``job_id``.
     """
 
     def __init__(self, tasks: Client, name: str = "workflow", headers: Mapping[str, str] | None = None) -> None:
@@ -192,8 +193,8 @@ class Workflow:
         succeed, or a failure handler of the steps in ``on_failure`` (not both).
 
         ``name`` defaults to ``"<n>:<task>"`` (``"1:resize"``). Raises :class:`ConfigurationError` once the workflow
-        was enqueued, for a parent of another workflow, a spec of another queue, a ``dedup_key``, a repeated name,
-        or past 1000 steps.
+        was enqueued, for a parent of another workflow, a spec of another queue, a ``dedup_key`` or ``job_id``, a
+        repeated name, or past 1000 steps.
         """
         if self._sent:
             raise ConfigurationError("this workflow was already enqueued; build a new one")
@@ -207,6 +208,8 @@ class Workflow:
             raise ConfigurationError(f"every step must be a job of queue {self.tasks.queue!r}")
         if spec.options.dedup_key is not None:
             raise ConfigurationError("workflow steps cannot have a dedup_key")
+        if spec.options.job_id is not None:  # a step's id is fixed when it is added, and its parents link to it
+            raise ConfigurationError("workflow and chain steps cannot have a job_id; their ids are Step.job_id")
         if len(self._steps) >= MAX_STEPS:
             raise ConfigurationError(f"a workflow has at most {MAX_STEPS} steps")
         step_name = name or f"{len(self._steps) + 1}:{spec.task.rpartition('.')[2]}"
@@ -250,7 +253,10 @@ class Workflow:
         broker = await self.tasks._broker()
         await broker.enqueue(items, header)
         self._sent = True
-        return WorkflowHandle(self.tasks, self.id, self.name, jobs)
+        handle = WorkflowHandle(self.tasks, self.id, self.name, jobs)
+        if _open.get():  # inside `async with tasks.batch()`: its steps stand or fall with the block
+            note_enqueued(list(handle.jobs.values()))
+        return handle
 
 
 class Chain:

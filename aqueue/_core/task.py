@@ -165,13 +165,19 @@ class Task(Generic[P, R]):
         ttl: float | timedelta | None = None,
         rerun_lost: bool | None = None,
         headers: Mapping[str, str] | None = None,
+        job_id: str | None = None,
+        keep_result: float | timedelta | None = None,
+        retry_delay: float | timedelta | None = None,
     ) -> Task[P, R]:
         """A copy of this task whose jobs get these options; the registered task is unchanged.
 
         ``await resize.with_options(priority="high", delay=30).enqueue("a.png", width=200)``. An option left
         ``None`` keeps the task's value. Durations are seconds or a :class:`~datetime.timedelta`: ``delay``
         postpones the job, ``timeout`` bounds one attempt, ``ttl`` is how long it may wait to start. ``headers`` are
-        added to the task's (these win key by key; see ``docs/extending.md``). Every option is described under
+        added to the task's (these win key by key; see ``docs/extending.md``). ``job_id`` names the job: while a
+        record with that id exists, enqueueing it again returns that job (``Job.duplicate`` is True).
+        ``keep_result`` is how long a succeeded job's record is kept (``0``: deleted at once; ``KEEP_FOREVER``),
+        ``retry_delay`` a constant delay before every retry. Every option is described under
         :class:`~aqueue.JobOptions`. Raises :class:`ConfigurationError` for an unknown priority or an
         invalid value.
         """
@@ -188,6 +194,9 @@ class Task(Generic[P, R]):
             ttl=seconds(ttl),
             rerun_lost=rerun_lost,
             headers=headers,
+            job_id=job_id,
+            keep_result=seconds(keep_result),
+            retry_delay=seconds(retry_delay),
         )
         if priority is not None:
             self.tasks.settings.priority_index(priority)
@@ -218,7 +227,8 @@ class Task(Generic[P, R]):
 
         Raises :class:`SerializationError` if JSON cannot carry the arguments, :class:`BrokerUnavailable` if Redis
         does not answer (nothing is written in either case). With a ``dedup_key`` (:meth:`with_options`) held by an
-        existing job, that job's handle is returned instead.
+        existing job, or a ``job_id`` an existing record has, that job's handle is returned instead
+        (:attr:`Job.duplicate` is True).
         """
         return await self.tasks.enqueue(self.spec(*args, **kwargs))
 

@@ -17,7 +17,7 @@ import orjson
 from aqueue._core import codec
 from aqueue._core.admin import AdminMixin
 from aqueue._core.connection import ConnectionMixin, Stoppable
-from aqueue._core.cron import CronSchedule, parse_every
+from aqueue._core.cron import CronSchedule, CronStatus, cron_statuses, parse_every
 from aqueue._core.errors import ConfigurationError
 from aqueue._core.events import EventHub
 from aqueue._core.hooks import HooksMixin
@@ -141,6 +141,8 @@ class Tasks(ConnectionMixin, ProducerMixin, AdminMixin, HooksMixin):
         rerun_lost: bool | None = None,
         executor: Executor = "thread",
         headers: Mapping[str, str] | None = None,
+        keep_result: float | timedelta | None = None,
+        retry_delay: float | timedelta | None = None,
     ) -> TaskDecorator: ...
 
     def task(
@@ -159,15 +161,17 @@ class Tasks(ConnectionMixin, ProducerMixin, AdminMixin, HooksMixin):
         rerun_lost: bool | None = None,
         executor: Executor = "thread",
         headers: Mapping[str, str] | None = None,
+        keep_result: float | timedelta | None = None,
+        retry_delay: float | timedelta | None = None,
     ) -> Any:
         """Register a function as a task: ``@tasks.task`` or ``@tasks.task(name=…, priority=…, …)``; returns the
         :class:`Task`.
 
         Async functions run on the worker's loop; plain functions run in a worker thread (anyio). ``name`` defaults
         to the function's ``module.qualname``; producers and workers must agree on it. ``priority``,
-        ``max_attempts``, ``timeout``, ``backoff_base``, ``backoff_max``, ``ttl``, ``rerun_lost`` and ``headers``
-        are defaults for the task's jobs (see :class:`~aqueue.JobOptions`; a job may override them with
-        :meth:`Task.with_options`; its headers are merged key by key with the task's).
+        ``max_attempts``, ``timeout``, ``backoff_base``, ``backoff_max``, ``retry_delay``, ``ttl``, ``keep_result``,
+        ``rerun_lost`` and ``headers`` are defaults for the task's jobs (see :class:`~aqueue.JobOptions`; a job may
+        override them with :meth:`Task.with_options`; its headers are merged key by key with the task's).
         ``rate_limit`` (``"100/m"``, ``"5000/s"``, or a :class:`~aqueue.RateLimit`) caps how often jobs of this
         task start, across every worker of the queue. ``executor="process"`` runs a plain ``def`` (a module-level
         function) in the worker's process pool instead of a thread: see ``docs/extending.md``. Raises
@@ -182,6 +186,8 @@ class Tasks(ConnectionMixin, ProducerMixin, AdminMixin, HooksMixin):
             ttl=seconds(ttl),
             rerun_lost=rerun_lost,
             headers=headers,
+            keep_result=seconds(keep_result),
+            retry_delay=seconds(retry_delay),
         )
         if priority is not None:
             self.settings.priority_index(priority)
@@ -207,6 +213,7 @@ class Tasks(ConnectionMixin, ProducerMixin, AdminMixin, HooksMixin):
         tz: str = "UTC",
         name: str | None = None,
         catch_up: int = 0,
+        run_at_startup: bool = False,
         args: Iterable[Any] = (),
         kwargs: dict[str, Any] | None = None,
         priority: str | None = None,
@@ -214,19 +221,31 @@ class Tasks(ConnectionMixin, ProducerMixin, AdminMixin, HooksMixin):
         timeout: float | timedelta | None = None,
         ttl: float | timedelta | None = None,
     ) -> TaskDecorator:
-        """Register a function as a task that workers enqueue periodically: a 5-field cron ``schedule`` (in
-        ``tz``) or ``every`` seconds / timedelta (aligned to the epoch).
+        """Register a function as a task that workers enqueue periodically: a cron ``schedule`` (in ``tz``; 5
+        fields, or 6 with seconds first) or ``every`` seconds / timedelta (aligned to the epoch).
 
         Exactly one job runs per tick however many workers run: the tick is claimed in Redis with the enqueue.
-        Ticks missed while no worker ran are skipped, except the latest ``catch_up`` of them. The schedule's
-        ``name`` defaults to the task name; ``args``/``kwargs`` are passed to every run.
+        Ticks missed while no worker ran are skipped, except the latest ``catch_up`` of them. ``run_at_startup``
+        also enqueues one run when a worker starts, unless one was enqueued less than
+        :data:`~aqueue._core.cron.STARTUP_WINDOW` (60 s) before, so workers started together run it once. The
+        schedule's ``name`` defaults to the task name; ``args``/``kwargs`` are passed to every run.
         """
         inner = self.task(name=name, priority=priority, max_attempts=max_attempts, timeout=timeout, ttl=ttl)
 
         def register(f: Callable[..., Any]) -> Task[Any, Any]:
             t: Task[Any, Any] = inner(f)
             try:
-                self.add_cron(t, schedule, every=every, tz=tz, name=name, catch_up=catch_up, args=args, kwargs=kwargs)
+                self.add_cron(
+                    t,
+                    schedule,
+                    every=every,
+                    tz=tz,
+                    name=name,
+                    catch_up=catch_up,
+                    run_at_startup=run_at_startup,
+                    args=args,
+                    kwargs=kwargs,
+                )
             except Exception:
                 del self._registry[t.name]  # a bad schedule leaves no half-registered task behind
                 raise
@@ -244,6 +263,7 @@ class Tasks(ConnectionMixin, ProducerMixin, AdminMixin, HooksMixin):
         tz: str = "UTC",
         name: str | None = None,
         catch_up: int = 0,
+        run_at_startup: bool = False,
         args: Iterable[Any] = (),
         kwargs: dict[str, Any] | None = None,
     ) -> CronJob:
@@ -259,7 +279,9 @@ class Tasks(ConnectionMixin, ProducerMixin, AdminMixin, HooksMixin):
         if cron_name in self._crons:
             raise ConfigurationError(f"a cron job named {cron_name!r} already exists on queue {self.queue!r}")
         interval = parse_every(every) if every is not None else None
-        sched = CronSchedule(cron_name, task.name, cron=schedule, every=interval, tz=tz, catch_up=catch_up)
+        sched = CronSchedule(
+            cron_name, task.name, cron=schedule, every=interval, tz=tz, catch_up=catch_up, run_at_startup=run_at_startup
+        )
         job = CronJob(sched, tuple(args), dict(kwargs or {}))
         self._item(task.spec(*job.args, **job.kwargs))  # bad arguments fail here, not at the first tick
         self._crons[cron_name] = job
@@ -269,6 +291,12 @@ class Tasks(ConnectionMixin, ProducerMixin, AdminMixin, HooksMixin):
     def crons(self) -> list[CronJob]:
         """Every periodic job registered on this queue."""
         return list(self._crons.values())
+
+    async def cron_jobs(self) -> list[CronStatus]:
+        """Every periodic job of the queue with its next and last run, sorted by name: those registered here and
+        those only other processes' workers recorded in Redis (``schedule`` None)."""
+        recorded = await (await self._broker()).cron_state()
+        return cron_statuses((job.schedule for job in self._crons.values()), recorded)
 
     def _rate_limits_json(self) -> str:
         """Internal: the queue's and tasks' rate limits as the claim script takes them (``""`` when there are none)."""

@@ -2,7 +2,7 @@
 
 Stage: none of the pipeline's own; it reads every stage's state (depths per level, scheduled, dead letters,
 workers, counters, cron state, workflows) for ``Tasks.info()``, the autoscaler's sample, the web app and the CLI,
-and acts on the queue: requeue dead or failed jobs (back to the stream stage), clean up finished records, pause
+and acts on the queue: requeue finished or failed jobs (back to the stream stage), clean up finished records, pause
 and resume (the claim script reads the pause; workers follow the control stream).
 """
 
@@ -15,7 +15,7 @@ import orjson
 
 from aqueue._core import codec
 from aqueue._core.info import QueueInfo
-from aqueue._core.wire import QueueSample
+from aqueue._core.wire import EnqueueItem, QueueSample
 from aqueue._redis.base import BrokerBase
 from aqueue._redis.guard import unavailable
 from aqueue._redis.keys import GROUP
@@ -156,8 +156,11 @@ class Admin(BrokerBase):
         return out
 
     @unavailable
-    async def requeue(self, jobs: Sequence[tuple[str, ...]], source: str) -> tuple[list[str], list[tuple[str, str]]]:
-        """Put dead or failed jobs back on their streams: ``jobs`` are (job id, its dead-letter entry ids…).
+    async def requeue(
+        self, jobs: Sequence[tuple[str, ...]], source: str, statuses: Sequence[str]
+    ) -> tuple[list[str], list[tuple[str, str]]]:
+        """Put jobs whose status is one of ``statuses`` back on their streams: ``jobs`` are (job id, its
+        dead-letter entry ids…); ``source`` (``retry``, ``reprocess``) goes in each ``requeued`` event.
 
         Returns the job ids requeued and (job id, reason) for each one skipped.
         """
@@ -165,7 +168,7 @@ class Admin(BrokerBase):
         requeued, flat = await self._script(
             "requeue",
             [k.events, k.scheduled, k.dead, k.stats],
-            [k.prefix, self.settings.events_maxlen, source, orjson.dumps([list(j) for j in jobs])],
+            [k.prefix, self.settings.events_maxlen, source, orjson.dumps([list(j) for j in jobs]), ",".join(statuses)],
         )
         if requeued:
             self._bump()
@@ -219,13 +222,26 @@ class Admin(BrokerBase):
 
     @unavailable
     async def cron_state(self) -> dict[str, dict[str, str]]:
-        """Recorded state of every cron job: {name: {"last", "next", "job", "schedule", "task"}}."""
+        """Recorded state of every cron job: {name: {"last", "next", "job", "schedule", "task", "startup"}}."""
         raw: dict[str, str] = await self.redis.hgetall(self.keys.cron)
         out: dict[str, dict[str, str]] = {}
         for field_name, value in raw.items():
             name, _, what = field_name.rpartition(":")
             out.setdefault(name, {})[what] = value
         return out
+
+    @unavailable
+    async def cron_startup(
+        self, name: str, window_ms: int, next_ms: int, description: str, task: str, item: EnqueueItem
+    ) -> bool:
+        """Enqueue a cron job's startup run unless one was enqueued less than ``window_ms`` ago (Redis clock)."""
+        k = self.keys
+        job = orjson.dumps(item.wire()).decode()
+        args = [k.prefix, self.settings.events_maxlen, name, 0, next_ms, description, task, job, window_ms]
+        fired = await self._script("cron", [k.events, k.stats], args)
+        if fired:
+            self._bump()
+        return bool(fired)
 
     @unavailable
     async def workflow(self, workflow_id: str) -> dict[str, str]:

@@ -147,7 +147,7 @@ class Keys:
 
     @property
     def cron(self) -> str:
-        """Hash of cron state, fields ``<name>:last|next|job|schedule|task``."""
+        """Hash of cron state, fields ``<name>:last|next|job|schedule|task|startup``."""
         return f"{self.prefix}{_CRON}"
 
     def workflow(self, workflow_id: str) -> str:

@@ -41,6 +41,11 @@ class BulkWrite:
         return str(cause or self.error)
 
 
+def _named(item: EnqueueItem) -> bool:
+    """Whether the item's job id is the caller's (``job_id``) rather than a fresh one."""
+    return bool(item.options and item.options.get("id"))
+
+
 class Producer(BrokerBase):
     """Enqueue one job, a batch, a workflow's steps, or many pipelined; read records; cancel; record progress."""
 
@@ -124,7 +129,8 @@ class Producer(BrokerBase):
 
         A call is atomic, so it ran if any record it writes exists. Its items without a record were duplicates: their
         holder is read from the dedup key. A call whose items were all duplicates wrote no record and counts as not
-        run: sending its items again resolves them to the same jobs.
+        run: sending its items again resolves them to the same jobs. An item with a caller-chosen id tells nothing
+        (its record may be an earlier job's): a call of only such items counts as not run, for the same reason.
         """
         async with self.redis.pipeline(transaction=False) as pipe:
             for it in items:
@@ -134,7 +140,7 @@ class Producer(BrokerBase):
         dups: list[int] = []  # items of calls that ran, without a record of their own
         for start in range(0, len(items), chunk):
             part = range(start, min(start + chunk, len(items)))
-            if any(found[i] for i in part):
+            if any(found[i] and not _named(items[i]) for i in part):
                 replies[start] = []
                 dups += [i for i in part if not found[i]]
             else:
@@ -165,14 +171,15 @@ class Producer(BrokerBase):
         return replies
 
     @unavailable
-    async def cancel(self, job_ids: Sequence[str], reason: str = "cancelled") -> list[str]:
+    async def cancel(self, job_ids: Sequence[str], reason: str = "cancelled", running: bool = True) -> list[str]:
         """Cancel jobs; one state per job: ``cancelled`` (now), ``cancelling`` (running: its worker was told),
-        ``unknown`` (no record), or ``already-<status>`` for a job that had finished (``already-cancelled``, …)."""
+        ``unknown`` (no record), or ``already-<status>`` for a job that had finished (``already-cancelled``, …).
+        With ``running`` False, a running job is left alone: ``running``."""
         k, s = self.keys, self.settings
         out = await self._script(
             "cancel",
             [k.events, k.scheduled, k.stats],
-            [k.prefix, s.events_maxlen, int(s.succeeded_ttl * 1000), reason, *job_ids],
+            [k.prefix, s.events_maxlen, int(s.succeeded_ttl * 1000), reason, "1" if running else "0", *job_ids],
         )
         self._bump()
         return [str(x) for x in out]

@@ -6,6 +6,9 @@ claim, an idle worker blocks in ``XREADGROUP … BLOCK`` on all levels and start
 queue was empty when the last blocking read began and that read waited: it blocks again at once instead of first
 claiming (an empty claim is a round trip per job at low rates). When a blocking read returns at once, work is
 flowing: it claims in batches again.
+
+A burst run with ``max_jobs`` asks for no more than the jobs it may still start, so it never holds one it will not
+run; once it has started them all it claims nothing more, waits for them to finish and be recorded, and ends.
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-from aqueue._core.errors import BrokerUnavailable
+from aqueue._core.errors import BrokerUnavailable, ConfigurationError
+from aqueue._core.wire import Claimed
 from aqueue._redis.breaker import MAX_RETRY_DELAY as _MAX_RETRY_DELAY
 from aqueue._redis.broker import Broker
 from aqueue._worker.control import Control
@@ -30,7 +34,7 @@ from aqueue._worker.sizing import Sizing
 if TYPE_CHECKING:
     from aqueue._core.tasks import Tasks
 
-__all__ = ["Claimer"]
+__all__ = ["Claimer", "check_max_jobs"]
 
 log = logging.getLogger("aqueue._worker.worker")
 
@@ -44,6 +48,17 @@ class _Next(enum.Enum):
     CLAIM = 1  # claim again at once (jobs came, only stale entries did, or the queue was paused)
     BLOCK = 2  # nothing claimable: block until work arrives
     DONE = 3  # burst mode, and nothing is left to do
+
+
+def check_max_jobs(burst: bool, max_jobs: int | None) -> int | None:
+    """``max_jobs`` of ``Worker.run``, checked: None, or an int >= 1 of a burst run."""
+    if max_jobs is None:
+        return None
+    if isinstance(max_jobs, bool) or not isinstance(max_jobs, int) or max_jobs < 1:
+        raise ConfigurationError(f"max_jobs must be an integer >= 1, got {max_jobs!r}")
+    if not burst:
+        raise ConfigurationError("max_jobs applies to a burst run: use run(burst=True, max_jobs=...)")
+    return max_jobs
 
 
 class Claimer:
@@ -68,6 +83,11 @@ class Claimer:
         self._next_reclaim = 0.0
         self._trickle = False
         self._limits = ""
+        self._left: int | None = None  # with max_jobs: jobs this run may still start
+
+    def limit(self, max_jobs: int | None) -> None:
+        """A run begins: start at most ``max_jobs`` jobs in it (None: no limit)."""
+        self._left = max_jobs
 
     async def run(self, burst: bool) -> None:
         """Claim until the worker drains (a supervised sub-task); with ``burst``, until nothing is left to do."""
@@ -80,6 +100,11 @@ class Claimer:
         backoff = 0.1
         while self._life.state is WorkerState.RUNNING:
             free = sizing.target + self._prefetch - settler.busy
+            if self._left is not None:
+                if self._left == 0:
+                    await self._finish_limited()
+                    return
+                free = min(free, self._left)
             if free <= 0:
                 await settler.wait_slot_free()
                 continue
@@ -118,7 +143,7 @@ class Claimer:
             await self._own_overdue(broker, turn.own)
         if turn.jobs:
             self._trickle = False
-            self._settler.dispatch(turn.jobs)
+            self._dispatch(turn.jobs)
             return _Next.CLAIM
         if turn.consumed:  # only stale entries (e.g. of cancelled jobs): runnable ones may follow
             return _Next.CLAIM
@@ -137,7 +162,7 @@ class Claimer:
         self._trickle = bool(delivered) and time.monotonic() - began > _TRICKLE_WAIT
         if delivered:
             started, paused = await broker.start(self._owner, delivered, self._limits)
-            self._settler.dispatch(started)
+            self._dispatch(started)
             if paused:
                 self._trickle = False
                 await self._control.wait_resumed()
@@ -150,6 +175,8 @@ class Claimer:
         under the same name (``Worker(name=...)``): it is taken back like a dead worker's.
         """
         orphans = [item for item in own if item[1] not in self._settler.held]
+        if self._left is not None:
+            orphans = orphans[: self._left]  # the rest stay held here, and release() gives them back at the end
         renewed = len(own) - len(orphans)
         if renewed:
             log.warning("worker %s: %d of its jobs went longer than the lease (%.1fs) without a heartbeat (Redis "
@@ -159,7 +186,7 @@ class Claimer:
             log.warning("worker %s: taking back %d jobs an earlier run under the same name left running",
                         self._owner, len(orphans))  # fmt: skip
             started, _ = await broker.start(self._owner, orphans, self._limits, taken=True)
-            self._settler.dispatch(started)
+            self._dispatch(started)
 
     async def _burst_done(self, broker: Broker) -> bool:
         """In burst mode with nothing claimable: wait for running jobs, then check nothing became due."""
@@ -169,3 +196,16 @@ class Claimer:
         await self._settler.flush()
         state = await broker.promote(PROMOTE_LIMIT)
         return state.promoted == 0
+
+    def _dispatch(self, jobs: list[Claimed]) -> None:
+        """Hand claimed jobs to the settler, counting them against ``max_jobs``."""
+        if self._left is not None:
+            self._left -= len(jobs)
+        self._settler.dispatch(jobs)
+
+    async def _finish_limited(self) -> None:
+        """``max_jobs`` started: claim no more, wait for them to finish and be recorded (unless a stop comes)."""
+        log.info("worker %s: started its max_jobs; finishing them, then stopping", self._owner)
+        while self._settler.busy > 0 and self._life.state is WorkerState.RUNNING:
+            await self._settler.wait_slot_free(0.1)
+        await self._settler.flush()

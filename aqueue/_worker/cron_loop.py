@@ -3,7 +3,9 @@
 Every worker runs it; each tick is enqueued by exactly one of them because ``cron.lua`` records the tick and
 enqueues its job in one script call, and skips a tick that is not newer than the recorded one. Ticks are computed
 from the wall clock (:class:`~aqueue._core.cron.CronSchedule` works in Unix ms), so workers agree on them; a worker
-whose clock is a little behind just finds its tick already taken.
+whose clock is a little behind just finds its tick already taken. A schedule with ``run_at_startup`` also gets
+one run when the loop starts, unless another worker enqueued one less than
+:data:`~aqueue._core.cron.STARTUP_WINDOW` ago (the script decides, on the Redis clock).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from aqueue._core import cron
 from aqueue._core.aio import retry_unavailable
 from aqueue._core.errors import BrokerUnavailable
 from aqueue._redis.breaker import MAX_RETRY_DELAY as _MAX_RETRY_DELAY
@@ -32,24 +35,34 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
-async def _fire(tasks: Tasks, job: CronJob, tick: int) -> bool:
+async def _fire(tasks: Tasks, job: CronJob, tick: int | None) -> bool:
+    """Enqueue the job of ``tick`` (None: the startup run) unless another worker did."""
     s = job.schedule
     task = tasks.get(s.task)
     if task is None:  # registered by add_cron, so only a registry changed at run time gets here
-        log.error("cron %s: task %r is not registered; tick skipped", s.name, s.task)
+        log.error("cron %s: task %r is not registered; run skipped", s.name, s.task)
         return False
     item = tasks._item(task.spec(*job.args, **job.kwargs))
     broker = await tasks._broker()
-    fired = await retry_unavailable(
-        f"cron {s.name}", lambda: broker.cron_tick(s.name, tick, s.next_after(tick), s.describe(), s.task, item), 5
-    )
+    if tick is None:
+        window, following = round(cron.STARTUP_WINDOW * 1000), s.next_after(_now_ms())
+        fired = await retry_unavailable(
+            f"cron {s.name}",
+            lambda: broker.cron_startup(s.name, window, following, s.describe(), s.task, item),
+            5,
+        )
+    else:
+        fired = await retry_unavailable(
+            f"cron {s.name}", lambda: broker.cron_tick(s.name, tick, s.next_after(tick), s.describe(), s.task, item), 5
+        )
     if fired:
-        log.info("cron %s: enqueued job %s for tick %d", s.name, item.job_id, tick)
+        log.info("cron %s: enqueued job %s for %s", s.name, item.job_id, "startup" if tick is None else tick)
     return fired
 
 
 async def run_crons(tasks: Tasks) -> None:
-    """Register every cron job's schedule, run the configured catch-up, then fire each tick as it comes."""
+    """Register every cron job's schedule, run the configured catch-up and startup runs, then fire each tick as it
+    comes."""
     crons = tasks.crons
     if not crons:
         return
@@ -69,7 +82,8 @@ async def run_crons(tasks: Tasks) -> None:
 
 
 async def _register(tasks: Tasks, crons: Sequence[CronJob]) -> dict[str, int]:
-    """Record each cron job's schedule and next tick, fire the catch-up ticks; returns the next tick of each."""
+    """Record each cron job's schedule and next tick, fire the catch-up ticks and startup runs; returns the next
+    tick of each."""
     broker = await tasks._broker()
     backoff = 0.1
     while True:
@@ -91,6 +105,8 @@ async def _register(tasks: Tasks, crons: Sequence[CronJob]) -> dict[str, int]:
         if s.catch_up and last:  # a cron that never ran has nothing to catch up
             for tick in s.ticks_between(last, now, s.catch_up):
                 await _fire(tasks, job, tick)
+        if s.run_at_startup:
+            await _fire(tasks, job, None)
     return next_at
 
 

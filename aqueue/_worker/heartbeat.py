@@ -14,6 +14,7 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Protocol
 
 from aqueue._core import codec
@@ -51,6 +52,8 @@ class Described(Protocol):
     def strategy(self) -> Strategy: ...
     @property
     def failing(self) -> dict[str, str]: ...
+    @property
+    def metadata(self) -> Mapping[str, str]: ...
 
 
 class Heartbeat:
@@ -94,6 +97,7 @@ class Heartbeat:
                 "started_at": self.started_at,
                 "heartbeat_at": time.time(),
                 "failing": w.failing,
+                "metadata": dict(w.metadata),
             }
         )
 

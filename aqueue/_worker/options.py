@@ -5,10 +5,12 @@ from __future__ import annotations
 import os
 import socket
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from aqueue._core.errors import ConfigurationError
+from aqueue._worker.metadata import check_metadata
 from aqueue.autoscale.scaling import Strategy
 from aqueue.autoscale.strategies import get_strategy
 
@@ -30,6 +32,7 @@ class WorkerOptions:
     scale_interval: float  # seconds between two autoscaling decisions
     cooldown: float  # seconds the autoscaler waits before changing direction
     cpu_workers: int  # processes of the pool that runs executor="process" tasks
+    metadata: Mapping[str, str]  # user key-values shown in the registry entry (read-only)
 
     @classmethod
     def resolve(
@@ -44,6 +47,7 @@ class WorkerOptions:
         prefetch: int,
         name: str | None,
         cpu_workers: int | None = None,
+        metadata: Mapping[str, str] | None = None,
     ) -> WorkerOptions:
         """The options from the constructor's arguments; :class:`ConfigurationError` for an invalid one."""
         if lease is not None and lease <= 0:
@@ -66,4 +70,5 @@ class WorkerOptions:
             scale_interval=scale_interval,
             cooldown=cooldown,
             cpu_workers=cpu_workers if cpu_workers is not None else os.cpu_count() or 1,
+            metadata=check_metadata(metadata),
         )

@@ -16,7 +16,7 @@ import anyio.to_thread
 from aqueue._core import codec
 from aqueue._core.context import JobContext, WatchedJob, _current
 from aqueue._core.errors import Reject, Retry, SerializationError
-from aqueue._core.options import NO_HEADERS
+from aqueue._core.options import MAX_SECONDS, NO_HEADERS
 from aqueue._core.wire import Claimed, Outcome
 from aqueue._worker.middleware import run_chain
 from aqueue._worker.procpool import ProcessPool, ResultNotJSON
@@ -35,6 +35,16 @@ def _backoff_ms(attempt: int, base: float, cap: float) -> int:
     except OverflowError:
         delay = cap
     return round(min(delay, 86_400.0) * random.uniform(0.5, 1.0) * 1000)
+
+
+def _retry_ms(attempt: int, opts: dict[str, Any]) -> int:
+    """Milliseconds before the next attempt: the job's constant ``retry_delay`` when it has a usable one, else
+    the exponential backoff with jitter."""
+    fixed = opts.get("retry_delay")
+    if isinstance(fixed, int | float) and not isinstance(fixed, bool) and 0 <= fixed <= MAX_SECONDS:
+        return round(fixed * 1000)
+    base, cap = (float(v) for v in opts["backoff"])
+    return _backoff_ms(attempt, base, cap)
 
 
 def _dead(c: Claimed, error: str, tb: str = "") -> Outcome:
@@ -154,7 +164,6 @@ def _failed(
         error, tb = f"{type(exc).__name__}: {exc}", traceback.format_exc()
     if c.attempt < int(opts["max_attempts"]) and not isinstance(exc, Reject):
         after = exc.after if isinstance(exc, Retry) else None
-        base, cap = (float(v) for v in opts["backoff"])
-        delay = round(after * 1000) if after is not None else _backoff_ms(c.attempt, base, cap)
+        delay = round(after * 1000) if after is not None else _retry_ms(c.attempt, opts)
         return Outcome("retry", c.stream, c.msg_id, c.job_id, error=error, traceback=tb, delay_ms=delay)
     return _dead(c, error, tb)

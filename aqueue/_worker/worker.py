@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from aqueue._core.tasks import Tasks
 from aqueue._core.wire import QueueSample
 from aqueue._redis.broker import Broker
-from aqueue._worker.claimer import Claimer
+from aqueue._worker.claimer import Claimer, check_max_jobs
 from aqueue._worker.control import Control
 from aqueue._worker.cron_loop import run_crons
 from aqueue._worker.heartbeat import Heartbeat
@@ -26,10 +26,11 @@ from aqueue._worker.loopwatch import LoopWatch
 from aqueue._worker.options import WorkerOptions
 from aqueue._worker.promoter import promote_due_jobs
 from aqueue._worker.runner import run_job
+from aqueue._worker.scaling_api import Scaling
 from aqueue._worker.settler import JobObserver, Settler
 from aqueue._worker.sizing import Sizing
 from aqueue._worker.subtasks import SubTasks
-from aqueue.autoscale.scaling import ScalingRecord, Strategy, concurrency_bounds
+from aqueue.autoscale.scaling import Strategy, concurrency_bounds
 from aqueue.autoscale.supervisor import Supervisor
 
 __all__ = ["JobObserver", "Worker"]
@@ -40,7 +41,7 @@ log = logging.getLogger("aqueue._worker.worker")
 _BLOCK_REPORTED = 1.0
 
 
-class Worker:
+class Worker(Scaling):
     """Runs the jobs of one :class:`Tasks` queue in this event loop: ``await Worker(tasks).run()``.
 
     ``concurrency`` fixes how many jobs run at once (default 100). Give ``min_concurrency`` and/or
@@ -59,7 +60,10 @@ class Worker:
 
     ``name`` is the worker's id (default ``host-pid-random``), shown in records, events and the dashboard.
     ``cpu_workers`` (default: the CPU count) is the size of the process pool that runs the registry's
-    ``executor="process"`` tasks (started only when it has one). Invalid values raise :class:`ConfigurationError`.
+    ``executor="process"`` tasks (started only when it has one). ``metadata`` (at most 32 ``str`` keys of letters,
+    digits and ``_ . : / -`` to ``str`` values of at most 256 characters: ``{"version": "1.4.2"}``) is carried in
+    the worker's registry entry and shown by :meth:`Tasks.info`, ``/status`` and the dashboard. Invalid values
+    raise :class:`ConfigurationError`.
     ``aqueue worker MODULE:TASKS`` runs one from the command line. Its settings and figures are read-only
     properties; :attr:`observers` is the one list to append to.
     """
@@ -79,11 +83,13 @@ class Worker:
         prefetch: int = 0,
         name: str | None = None,
         cpu_workers: int | None = None,
+        metadata: Mapping[str, str] | None = None,
     ) -> None:
         bounds = concurrency_bounds(concurrency, min_concurrency, max_concurrency)
         opts = self._opts = WorkerOptions.resolve(
             tasks, strategy=strategy, scale_interval=scale_interval, cooldown=cooldown, lease=lease,
             shutdown_timeout=shutdown_timeout, prefetch=prefetch, name=name, cpu_workers=cpu_workers,
+            metadata=metadata,
         )  # fmt: skip
         self._tasks = tasks
         self._observers: list[JobObserver] = []
@@ -110,6 +116,11 @@ class Worker:
     def id(self) -> str:
         """The worker's id: ``name``, or ``host-pid-random``."""
         return self._opts.id
+
+    @property
+    def metadata(self) -> Mapping[str, str]:
+        """The user key-values given at construction (read-only), shown in the worker's registry entry."""
+        return self._opts.metadata
 
     @property
     def min_concurrency(self) -> int:
@@ -212,57 +223,6 @@ class Worker:
         and is listed here after 3 failures in a row until it runs 10 s without one. ``{}`` when all is well."""
         return self._subtasks.failing
 
-    # -- scaling ---------------------------------------------------------------------------------------------
-
-    @property
-    def autoscaling(self) -> bool:
-        """True when a supervisor sizes this worker (``min_concurrency < max_concurrency``)."""
-        return self._sizing.low < self._sizing.high
-
-    @property
-    def supervisor(self) -> Supervisor | None:
-        """The autoscaling loop (its ``history`` of snapshots, its ``last_decision``), from the first run of an
-        autoscaling worker; None on a fixed-concurrency one."""
-        return self._supervisor
-
-    @property
-    def scale_ups(self) -> int:
-        """Applied increases of the concurrency target."""
-        return self._sizing.ups
-
-    @property
-    def scale_downs(self) -> int:
-        """Applied decreases of the concurrency target."""
-        return self._sizing.downs
-
-    @property
-    def scaling_history(self) -> Sequence[ScalingRecord]:
-        """The latest applied scaling changes (at most 50), oldest first."""
-        return tuple(self._sizing.history)
-
-    @property
-    def scale_override(self) -> int | None:
-        """The target set by :meth:`scale_to` while it holds (until :meth:`release_scale` or its ``ttl``), else None."""
-        return self._sizing.override
-
-    async def scale_to(self, concurrency: int, ttl: float | None = None) -> None:
-        """Run at ``concurrency`` (clamped to the bounds) until :meth:`release_scale`, or for ``ttl`` seconds.
-
-        Overrides the autoscaler, which makes no decision meanwhile (``POST /scale`` of the web app calls this).
-        On a fixed-concurrency worker the bounds are equal, so this changes nothing.
-        """
-        await self._sizing.scale_to(concurrency, ttl)
-
-    def release_scale(self) -> None:
-        """End a :meth:`scale_to` override: the autoscaler decides again from its next tick."""
-        self._sizing.release()
-
-    async def _apply_scale(
-        self, target: int, reason: str, strategy: str, confidence: float | None, inputs: str
-    ) -> ScalingRecord:
-        """The supervisor's: set the target now (see :meth:`Sizing.apply`)."""
-        return await self._sizing.apply(target, reason, strategy, confidence, inputs)
-
     async def _sample_queue(self) -> QueueSample:
         """The queue's figures for the supervisor (live workers counted by this worker's registry TTL)."""
         return await (await self._tasks._broker()).sample(self._registry_ttl_ms)
@@ -274,8 +234,12 @@ class Worker:
 
     # -- lifecycle -------------------------------------------------------------------------------------------
 
-    async def run(self, burst: bool = False, *, handle_signals: bool = True) -> None:
+    async def run(self, burst: bool = False, *, max_jobs: int | None = None, handle_signals: bool = True) -> None:
         """Run until :meth:`stop` or SIGINT/SIGTERM; with ``burst``, until nothing is queued, due or running.
+
+        ``max_jobs`` (burst only: :class:`ConfigurationError` otherwise, or below 1) also ends a burst run once it
+        has started that many jobs: it claims no more than that (none is left waiting for a lease), lets them
+        finish, and returns.
 
         A second SIGINT/SIGTERM during shutdown stops waiting for running jobs: they are cancelled at once and put
         back in the queue. One that arrives within a second of the first counts as the same request (a signal sent
@@ -286,7 +250,9 @@ class Worker:
         A stop requested before this run began (:meth:`stop` right after ``asyncio.create_task(worker.run())``)
         makes it return once connected, without claiming a job. A worker whose run has returned may run again.
         """
+        max_jobs = check_max_jobs(burst, max_jobs)
         self._life.begin()  # STARTING (or DRAINING at once for a stop requested before); refused while running
+        self._claimer.limit(max_jobs)  # a fresh count per run
         loop = asyncio.get_running_loop()
         if handle_signals:
             self._signals.install(loop)  # before connecting, so a signal during start-up is not fatal

@@ -1,5 +1,5 @@
-"""Job-control commands of the ``aqueue`` CLI: ``job``, ``dead-letter list|reprocess``, ``cancel``, ``pause``,
-``resume``, ``cleanup``.
+"""Job-control commands of the ``aqueue`` CLI: ``job``, ``dead-letter list|reprocess``, ``retry``, ``cancel``,
+``pause``, ``resume``, ``cleanup``.
 
 Each one locates the :class:`~aqueue.Tasks` like ``info`` and ``enqueue`` do (``MODULE:ATTR``, ``--redis``,
 ``--queue``), prints a human-readable report or, with ``--json``, one JSON document, and exits 0 when everything
@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from aqueue._core.errors import UnknownJob
 from aqueue._core.tasks import FINISHED_STATUSES
 from aqueue.cli.options import CliError, count
 from aqueue.cli.session import prepare, session
@@ -109,6 +110,37 @@ def cmd_dead_reprocess(args: argparse.Namespace) -> int:
         for job_id, why in skipped.items():
             print(f"skipped {job_id}: {why}")
     return 1 if skipped else 0
+
+
+# -- retry ---------------------------------------------------------------------------------------------------
+
+
+def cmd_retry(args: argparse.Namespace) -> int:
+    """Re-run finished jobs by id (``Tasks.retry``); exit 1 if some were not requeued or are unknown."""
+    tasks = prepare(args, _REMOTE)
+    ids = list(dict.fromkeys(args.job_ids))
+
+    async def run() -> list[str | None]:
+        """Per job: None when it was requeued, else why not."""
+        why: list[str | None] = []
+        for job_id in ids:
+            try:
+                result = await tasks.retry(job_id)
+            except UnknownJob:
+                why.append("no such job (never enqueued, or its retention expired)")
+                continue
+            why.append(None if result.requeued else result.skipped.get(job_id, "not requeued"))
+        return why
+
+    reasons = session(tasks, run)
+    assert reasons is not None
+    if args.json:
+        jobs = [{"id": i, "requeued": r is None, "reason": r} for i, r in zip(ids, reasons, strict=True)]
+        print_json({"jobs": jobs})
+    else:
+        for job_id, reason in zip(ids, reasons, strict=True):
+            print(f"{job_id}  " + ("requeued" if reason is None else f"not requeued: {reason}"))
+    return 0 if all(r is None for r in reasons) else 1
 
 
 # -- cancel --------------------------------------------------------------------------------------------------
@@ -339,6 +371,10 @@ def add_commands(command: Callable[..., argparse.ArgumentParser], sub: Any) -> N
     j = with_json(command("job", cmd_job, "show jobs by id: status, attempts, times, worker, result or error",
                           "warning"))  # fmt: skip
     j.add_argument("job_ids", nargs="+", metavar="JOB_ID", help="jobs to show")
+
+    r = with_json(command("retry", cmd_retry, "re-run dead, cancelled or expired jobs (or failed ones now) by id",
+                          "warning"))  # fmt: skip
+    r.add_argument("job_ids", nargs="+", metavar="JOB_ID", help="jobs to re-run")
 
     c = with_json(command("cancel", cmd_cancel, "cancel jobs by id", "warning"))
     c.add_argument("job_ids", nargs="+", metavar="JOB_ID", help="jobs to cancel")

@@ -34,6 +34,8 @@ from aqueue.cli.options import (
     choice,
     count,
     cpu_count,
+    meta_list,
+    meta_pair,
     non_negative,
     number,
     option,
@@ -99,6 +101,11 @@ def build_parser() -> argparse.ArgumentParser:
            type=number(int, 0, strict=False), metavar="N")  # fmt: skip
     option(w, "--burst", "AQUEUE_BURST", False, "exit once nothing is queued, due or running",
            action="store_true")  # fmt: skip
+    option(w, "--max-jobs", "AQUEUE_MAX_JOBS", None, "with --burst: exit once each process has started N jobs "
+           "(it claims no more than N)", type=count, metavar="N")  # fmt: skip
+    option(w, "--meta", "AQUEUE_META", [], "metadata KEY=VALUE shown with the worker in info, /status and the "
+           "dashboard; repeatable (env: comma-separated)", env_type=meta_list, type=meta_pair, action="append",
+           metavar="KEY=VALUE")  # fmt: skip
     option(w, "--processes", "AQUEUE_PROCESSES", 1, "worker processes (default 1)", type=count, metavar="N")
     option(w, "--cpu-workers", "AQUEUE_CPU_WORKERS", None, "size of each worker's pool of child processes for "
            "executor='process' tasks (default: the CPU count; started only when the app has such a task)",

@@ -20,6 +20,8 @@ __all__ = [
     "choice",
     "count",
     "cpu_count",
+    "meta_list",
+    "meta_pair",
     "non_negative",
     "number",
     "option",
@@ -118,15 +120,38 @@ def origins(text: str) -> tuple[str, ...]:
     return found
 
 
+def meta_pair(text: str) -> tuple[str, str]:
+    """``KEY=VALUE``, one entry of a worker's metadata (``--meta version=1.4.2``; the worker checks the rest)."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE such as version=1.4.2, got {text!r}")
+    return key.strip(), value
+
+
+def meta_list(text: str) -> list[tuple[str, str]]:
+    """Comma-separated ``KEY=VALUE`` entries (``$AQUEUE_META``: ``version=1.4.2,region=eu``)."""
+    return [meta_pair(item) for item in text.split(",") if item.strip()]
+
+
 def _flag(text: str) -> bool:
     if text.lower() not in ("", "0", "false", "no", "off", "1", "true", "yes", "on"):
         raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
     return text.lower() in ("1", "true", "yes", "on")
 
 
-def option(p: argparse.ArgumentParser, flag: str, env: str, default: Any, help: str, **kw: Any) -> None:
-    """Add ``flag``, also read from ``$env`` when the flag is absent (the flag wins)."""
+def option(
+    p: argparse.ArgumentParser,
+    flag: str,
+    env: str,
+    default: Any,
+    help: str,
+    env_type: Callable[[str], Any] | None = None,
+    **kw: Any,
+) -> None:
+    """Add ``flag``, also read from ``$env`` when the flag is absent (the flag wins); ``env_type`` converts the
+    variable when it differs from the flag's ``type`` (a repeatable flag's list)."""
     convert = _flag if kw.get("action") == "store_true" else kw.setdefault("type", str)
+    convert = env_type or convert
     action = p.add_argument(flag, default=None, help=f"{help} [env {env}]", **kw)
     specs: list[tuple[str, str, Callable[[str], Any], Any]] | None = p.get_default("env_specs")
     if specs is None:

@@ -31,6 +31,9 @@ def _child_command(args: argparse.Namespace, queue: str) -> list[str]:
     ):
         cmd += [flag, str(value)] if value is not None else []  # fmt: skip
     cmd += ["--burst"] if args.burst else []
+    cmd += ["--max-jobs", str(args.max_jobs)] if args.max_jobs is not None else []
+    for key, value in args.meta:
+        cmd += ["--meta", f"{key}={value}"]
     return cmd
 
 

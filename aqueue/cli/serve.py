@@ -13,6 +13,7 @@ import os
 import signal
 from typing import TYPE_CHECKING
 
+from aqueue._worker.metadata import check_metadata
 from aqueue._worker.worker import Worker
 from aqueue.cli.logs import log
 from aqueue.cli.options import CliError
@@ -61,6 +62,20 @@ async def _start_web(
     return runner
 
 
+def _metadata(args: argparse.Namespace) -> dict[str, str]:
+    """``--meta`` (or ``$AQUEUE_META``) as the worker's metadata, checked here so that ``--processes`` children
+    never start with a bad one; with ``--max-jobs``, checks that ``--burst`` is there."""
+    if args.max_jobs is not None and not args.burst:
+        raise CliError("--max-jobs applies to a burst run: add --burst")
+    metadata: dict[str, str] = {}
+    for key, value in args.meta:
+        if key in metadata:
+            raise CliError(f"--meta {key}: given twice")
+        metadata[key] = value
+    check_metadata(metadata)  # ConfigurationError: one line, exit 2
+    return metadata
+
+
 def cmd_worker(args: argparse.Namespace) -> int:
     """Run a worker in this process, or ``--processes`` worker processes under this one."""
     multi = args.processes > 1
@@ -68,6 +83,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         raise CliError("--token-env, --protect-reads and --allow-origin apply to the web app: add --web HOST:PORT")
     if multi and args.web is not None:
         raise CliError("--web serves one worker's process: use --processes 1, or run `aqueue web` beside the workers")
+    metadata = _metadata(args)
     tasks = prepare(args, "--processes > 1 needs a Redis server" if multi else None)
     if multi:
         session(tasks)  # one clear error here rather than one per child
@@ -84,9 +100,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
         cpu_workers=args.cpu_workers,
         lease=args.lease,
         shutdown_timeout=args.shutdown_timeout,
+        metadata=metadata,
     )
     if args.web is None:
-        session(tasks, lambda: worker.run(burst=args.burst), args.loop)
+        session(tasks, lambda: worker.run(burst=args.burst, max_jobs=args.max_jobs), args.loop)
         return 0
     token = _token(args)
 
@@ -96,7 +113,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
         app = create_app(tasks, worker, token, protect_reads=args.protect_reads, allowed_origins=args.allow_origin)
         runner = await _start_web(app, args.web, args.log_level == "debug", args.token_env)
         try:
-            await worker.run(burst=args.burst)  # it handles SIGINT/SIGTERM; the web app stops after it
+            # The worker handles SIGINT/SIGTERM; the web app stops after it.
+            await worker.run(burst=args.burst, max_jobs=args.max_jobs)
         finally:
             await runner.cleanup()
 

@@ -122,7 +122,7 @@ def _paths() -> dict[str, Any]:
         "/jobs/{id}/retry": {
             "parameters": [_JOB_ID],
             "post": _op(
-                "Re-queue a dead or failed job, attempts reset",
+                "Re-run a dead, cancelled or expired job, or a failed one now: same id, attempts reset",
                 (200, ref("Requeued"), "queued again"),
                 401,
                 404,

@@ -1,4 +1,4 @@
-"""The REST job API: enqueue, inspect, list, retry, cancel; workflows; the dead-letter list and reprocess; manual
+"""The REST job API: enqueue, inspect, list, re-run, cancel; workflows; the dead-letter list and reprocess; manual
 scaling; pausing and resuming the queue; deleting old finished records.
 """
 
@@ -111,8 +111,9 @@ async def list_jobs(request: web.Request) -> web.Response:
     if task is not None and len(task) > _MAX_ID:
         raise invalid(f"task must be at most {_MAX_ID} characters")
     limit = query_int(request, "limit", 50, minimum=1, maximum=500)
-    page = await listing.recent_jobs(await config.tasks._broker(), status=status, task=task, limit=limit)
-    return reply({"jobs": page.jobs, "scanned_events": page.scanned, "complete": page.complete})
+    page = await config.tasks.jobs(status=status, task=task, limit=limit)
+    jobs = [dataclasses.asdict(summary) for summary in page.jobs]
+    return reply({"jobs": jobs, "scanned_events": page.scanned, "complete": page.complete})
 
 
 @routes.get("/jobs/{id}")
@@ -148,7 +149,8 @@ async def cancel_job(request: web.Request) -> web.Response:
 
 @routes.post("/jobs/{id}/retry")
 async def retry_job(request: web.Request) -> web.Response:
-    """POST /jobs/{id}/retry: put a dead or failed job back on its stream with its attempts reset."""
+    """POST /jobs/{id}/retry: re-run a dead, cancelled or expired job, or a failed one now (``Tasks.retry``): back on
+    its stream under the same id, attempts reset. 409 with the reason for any other status (a succeeded job too)."""
     config = request.config_dict[CONFIG]
     job_id = _job_id(request)
     reject_unknown(await read_object(request, config.max_body, optional=True), (), "the body")

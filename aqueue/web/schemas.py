@@ -98,6 +98,32 @@ SCHEMAS: dict[str, Any] = {
             "dedup_key": _STR_NULL,
             "cancel_requested": {"type": "boolean", "description": "cancellation asked while it runs"},
             "headers": {**_HEADERS, "description": "the job's headers (empty when none)"},
+            "options": obj(
+                {
+                    "max_attempts": {"type": "integer", "nullable": True},
+                    "timeout": _SECONDS_NULL,
+                    "backoff_base": _SECONDS_NULL,
+                    "backoff_max": _SECONDS_NULL,
+                    "retry_delay": {**_SECONDS_NULL, "description": "the constant delay before every retry"},
+                    "keep_result": {
+                        "nullable": True,
+                        "oneOf": [{"type": "number"}, {"type": "string", "enum": ["forever"]}],
+                        "description": "seconds a succeeded record is kept; null: the queue's succeeded_ttl",
+                    },
+                    "rerun_lost": {"type": "boolean"},
+                    "chosen_id": {"type": "boolean", "description": "the id was the caller's job_id"},
+                },
+                (
+                    "max_attempts",
+                    "timeout",
+                    "backoff_base",
+                    "backoff_max",
+                    "retry_delay",
+                    "keep_result",
+                    "rerun_lost",
+                    "chosen_id",
+                ),
+            ),
             "logs": arr(
                 obj(
                     {

@@ -8,14 +8,15 @@ measured in this process (:mod:`aqueue.web.live`).
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime
 from typing import Any
 
 import orjson
 from aiohttp import web
 
+from aqueue._core.cron import CronStatus
 from aqueue._core.info import QueueInfo
 from aqueue._core.wire import QueueSample
-from aqueue._redis.broker import Broker
 from aqueue.web.replies import error, reply
 from aqueue.web.state import CONFIG, WebConfig
 
@@ -49,6 +50,8 @@ def _worker_view(w: dict[str, Any], seen_ms: int | None, now_ms: int) -> dict[st
         "failed": failed,
         "success_rate": (processed - failed) / processed if processed else None,
         "started_at": w.get("started_at"),
+        # Only str to str: what the worker checked, from a record any client of Redis could have written.
+        "metadata": {str(k): str(v) for k, v in meta.items()} if isinstance(meta := w.get("metadata"), dict) else {},
         # Both times on the Redis clock, so a worker on a host with a skewed clock still shows a true age.
         "heartbeat_age": max(0.0, (now_ms - seen_ms) / 1000) if seen_ms is not None else None,
     }
@@ -79,30 +82,25 @@ def _scaling_view(entry_id: str, f: dict[str, str]) -> dict[str, Any]:
     }
 
 
-def _ms_as_seconds(text: str | None) -> float | None:
-    value = _number(text)
-    return value / 1000 if value else None
+def _seconds(at: datetime | None) -> float | None:
+    return at.timestamp() if at is not None else None
 
 
-def _cron_view(config: WebConfig, state: dict[str, dict[str, str]]) -> list[dict[str, Any]]:
-    """The cron jobs registered here merged with what workers recorded in Redis (also of jobs registered only in
-    other processes), by name."""
-    local = {job.schedule.name: job.schedule for job in config.tasks.crons}
-    out = []
-    for name in sorted(local.keys() | state.keys()):
-        recorded, schedule = state.get(name, {}), local.get(name)
-        out.append(
-            {
-                "name": name,
-                "task": schedule.task if schedule is not None else recorded.get("task", ""),
-                "schedule": schedule.describe() if schedule is not None else recorded.get("schedule", ""),
-                "next_run": _ms_as_seconds(recorded.get("next")),
-                "last_run": _ms_as_seconds(recorded.get("last")),
-                "last_job": recorded.get("job") or None,
-                "registered": schedule is not None,
-            }
-        )
-    return out
+def _cron_view(crons: list[CronStatus]) -> list[dict[str, Any]]:
+    """The cron jobs as :meth:`Tasks.cron_jobs` gives them: those registered here and those only recorded in
+    Redis by other processes' workers."""
+    return [
+        {
+            "name": c.name,
+            "task": c.task,
+            "schedule": c.description,
+            "next_run": _seconds(c.next_run),
+            "last_run": _seconds(c.last_run),
+            "last_job": c.last_job,
+            "registered": c.registered,
+        }
+        for c in crons
+    ]
 
 
 def _pause_view(info: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -115,9 +113,9 @@ def _pause_view(info: dict[str, Any] | None) -> dict[str, Any] | None:
     }
 
 
-async def _control_state(config: WebConfig, broker: Broker) -> tuple[dict[str, Any] | None, dict[str, dict[str, str]]]:
-    """The pause record and the recorded cron state, read together."""
-    paused, crons = await asyncio.gather(config.tasks.paused(), broker.cron_state())
+async def _control_state(config: WebConfig) -> tuple[dict[str, Any] | None, list[CronStatus]]:
+    """The pause record and the cron jobs, read together."""
+    paused, crons = await asyncio.gather(config.tasks.paused(), config.tasks.cron_jobs())
     return paused, crons
 
 
@@ -132,7 +130,7 @@ async def build_status(config: WebConfig) -> dict[str, Any]:
         broker.heartbeats(),
         broker.task_counters(),
         broker.scaling_events(SCALING_SHOWN),
-        _control_state(config, broker),
+        _control_state(config),
     )
     counters = {name: info.stats.get(name, 0) for name in _COUNTERS} | info.stats
     rates = config.live.add(counters["enqueued"], counters["succeeded"], counters["failed"])
@@ -158,7 +156,7 @@ async def build_status(config: WebConfig) -> dict[str, Any]:
         "scaling": [_scaling_view(entry_id, f) for entry_id, f in scaling],
         "counters": counters,
         "tasks": {name: {c: per_task[name].get(c, 0) for c in _COUNTERS} for name in sorted(per_task)},
-        "cron": _cron_view(config, crons),
+        "cron": _cron_view(crons),
     }
 
 

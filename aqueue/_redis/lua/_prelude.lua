@@ -195,22 +195,45 @@ end
 local function flush_done(c)
   if not c.done then return end
   for st, ids in pairs(c.done) do
-    local key = c.prefix .. K.done .. st
-    redis.call('XADD', key, '*', 'ids', table.concat(ids, ','))
-    age_out(key, st == 'dead' and c.dead_ttl or c.ok_ttl, c.now)
+    if #ids > 0 then  -- none left when retain() took every one out
+      local key = c.prefix .. K.done .. st
+      redis.call('XADD', key, '*', 'ids', table.concat(ids, ','))
+      age_out(key, st == 'dead' and c.dead_ttl or c.ok_ttl, c.now)
+    end
   end
   c.done = nil
 end
 
+-- A succeeded job's record kept as its 'keep' field says (ms; -1 forever; 0 not at all), instead of ok_ttl ms.
+-- Only jobs enqueued with keep_result have the field. A record kept forever or deleted is taken out of the cleanup
+-- index finish() just put it in (its last entry there): the age-out never touches it, nor does tasks.cleanup().
+local function retain(c, rec, jobid, keep, status)
+  local list = c.done and c.done[status]
+  if list and list[#list] == jobid then list[#list] = nil end
+  if keep == '0' then
+    redis.call('DEL', rec)
+  elseif keep == '-1' then
+    redis.call('PERSIST', rec)
+  else
+    redis.call('PEXPIRE', rec, keep)
+    if list then list[#list + 1] = jobid end
+  end
+end
+
 -- Write one job (the enqueue and cron scripts). ``job`` = {id, task, priority, delay_ms, spec, options or false};
--- options (all optional): dk dedup key, dt dedup ttl ms (0: held until the job finishes), dm 'drop'|'replace',
--- x ttl ms, wf workflow id, name step name, after {parent ids} (success dependencies), on {step ids} (this step
+-- options (all optional): id 1 when the id is the caller's (a job whose record exists is a duplicate), kr result
+-- retention ms (-1: forever; see retain()), dk dedup key, dt dedup ttl ms (0: held until the job finishes),
+-- dm 'drop'|'replace', x ttl ms, wf workflow id, name step name, after {parent ids} (success dependencies), on {step ids} (this step
 -- handles their failure), pass '1'|'n' (prepend the parent's result / the parents' results as first argument).
 -- Returns the id of an existing job when this one was a duplicate, else nil.
 local function enqueue_one(c, job, per_task)
   local id, task, prio, delay, spec, o = job[1], job[2], job[3], job[4], job[5], job[6]
   local rec = c.prefix .. K.job .. id
   if type(o) ~= 'table' then o = nil end
+  if o and o.id and redis.call('EXISTS', rec) == 1 then
+    event(c.prefix, c.maxlen, 'type', 'duplicate', 'job', id, 'task', task, 'mode', 'id')
+    return id
+  end
   if o and o.dk then
     local dk = c.prefix .. K.dedup .. o.dk
     local existing = redis.call('GET', dk)
@@ -252,6 +275,7 @@ local function enqueue_one(c, job, per_task)
     redis.call('HSET', rec, 'dedup', o.dk, 'dedup_hold', (o.dt and o.dt > 0) and '0' or '1')
   end
   local now_s = int(c.now)
+  if o and o.kr then redis.call('HSET', rec, 'keep', int(o.kr)) end
   if o and o.x then redis.call('HSET', rec, 'expires_at', int(c.now + delay + o.x)) end
   if o and o.wf then
     redis.call('HSET', rec, 'wf', o.wf, 'step', o.name or id)

@@ -5,12 +5,12 @@
 -- running is marked, and a 'cancel' command on the control stream tells its worker to cancel the coroutine; the
 -- worker settles it as cancelled (a retry of a marked job is recorded as cancelled too).
 -- KEYS: events, scheduled, stats
--- ARGV: prefix, events_maxlen, ok_ttl_ms, reason, job ids...
--- Returns one status per job: 'cancelled' (now), 'cancelling' (running; its worker was told), 'unknown', or
--- 'already-' and the terminal status it already had ('already-succeeded', 'already-cancelled', ...).
+-- ARGV: prefix, events_maxlen, ok_ttl_ms, reason, running ('1': cancel running jobs too, '0': leave them), job ids...
+-- Returns one status per job: 'cancelled' (now), 'cancelling' (running; its worker was told), 'running' (running,
+-- left alone), 'unknown', or 'already-' and the terminal status it already had ('already-succeeded', ...).
 local events, scheduled, stats = KEYS[1], KEYS[2], KEYS[3]
 local c = {prefix = ARGV[1], maxlen = ARGV[2], now = now_ms(), ok_ttl = ARGV[3]}
-local reason = ARGV[4]
+local reason, cancel_running = ARGV[4], ARGV[5] == '1'
 local out = {}
 
 -- Delete the stream entry named by a job's record ('msg': enqueue and workflows write it with the entry) unless a
@@ -28,7 +28,7 @@ local function drop_entry(id, prio, msg)
   redis.call('XDEL', stream, msg)
 end
 
-for i = 5, #ARGV do
+for i = 6, #ARGV do
   local id = ARGV[i]
   local rec = c.prefix .. K.job .. id
   local f = redis.call('HMGET', rec, 'status', 'task', 'worker', 'priority', 'msg')
@@ -37,6 +37,8 @@ for i = 5, #ARGV do
     out[#out + 1] = 'unknown'
   elseif TERMINAL[status] then
     out[#out + 1] = 'already-' .. status
+  elseif status == 'active' and not cancel_running then
+    out[#out + 1] = 'running'
   elseif status == 'active' then
     redis.call('HSET', rec, 'cancel', '1')
     redis.call('XADD', c.prefix .. K.control, 'MAXLEN', '~', 1000, '*', 'cmd', 'cancel', 'job', id,

@@ -5,8 +5,10 @@
 --   (see enqueue_one in the prelude), workflow: '' or JSON [id, steps JSON, step count, name]
 -- Returns the duplicates, flat: index in the batch (1-based), id of the existing job.
 -- A call sent again writes nothing: redis-py resends a whole pipeline whose connection dropped, calls that ran
--- included. Job ids are fresh, so a record of one of the batch's jobs means this call ran; it answers as it did
--- then (the duplicates from their dedup keys).
+-- included. Job ids aqueue makes are fresh, so a record of one of those means this call ran; it answers as it
+-- did then (the duplicates from their dedup keys; a caller-chosen id's job, which exists now, as a duplicate).
+-- A caller-chosen id (option id) tells nothing: its record may be an earlier job's. When every job of the call
+-- has one, the call runs again and finds them all as duplicates, which is what it writes the second time.
 local stats, wake = KEYS[3], KEYS[4]
 local c = {prefix = ARGV[1], maxlen = ARGV[2], now = now_ms()}
 local per_task = {}
@@ -17,8 +19,11 @@ local jobs = cjson.decode(ARGV[3])
 -- One EXISTS in the common case: a job without a dedup key always gets its record, so the first such job tells.
 local function ran_before()
   for _, job in ipairs(jobs) do
-    if redis.call('EXISTS', c.prefix .. K.job .. job[1]) == 1 then return true end
-    if type(job[6]) ~= 'table' or not job[6].dk then return false end
+    local o = type(job[6]) == 'table' and job[6] or nil
+    if not (o and o.id) then
+      if redis.call('EXISTS', c.prefix .. K.job .. job[1]) == 1 then return true end
+      if not (o and o.dk) then return false end
+    end
   end
   return false
 end
@@ -26,7 +31,10 @@ end
 if ran_before() then
   for i, job in ipairs(jobs) do
     local o = job[6]
-    if type(o) == 'table' and o.dk and redis.call('EXISTS', c.prefix .. K.job .. job[1]) == 0 then
+    if type(o) == 'table' and o.id then
+      dups[#dups + 1] = i
+      dups[#dups + 1] = job[1]
+    elseif type(o) == 'table' and o.dk and redis.call('EXISTS', c.prefix .. K.job .. job[1]) == 0 then
       local holder = redis.call('GET', c.prefix .. K.dedup .. o.dk)
       if holder then
         dups[#dups + 1] = i

@@ -16,7 +16,9 @@
 --   its lines dropped; they join the record's 'logs' (the last 100 lines, 64 KiB of messages; 'logs_dropped'
 --   counts the rest).
 -- A 'retry' of a job whose cancellation was requested while it ran is recorded as cancelled instead.
--- Terminal jobs go through finish() (prelude): cleanup index, dedup key, workflow dependants.
+-- Terminal jobs go through finish() (prelude): cleanup index, dedup key, workflow dependants. A succeeded job
+-- enqueued with keep_result (record field 'keep') is then kept as retain() says; with 0 its record is deleted and
+-- its 'succeeded' event carries the result.
 -- Returns {succeeded, retried, dead, skipped}.
 local events, stats, scheduled, dead, wake = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local prefix, group, maxlen, dead_maxlen = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
@@ -56,7 +58,8 @@ for _, o in ipairs(cjson.decode(ARGV[7])) do
   local kind, si, msgid, jobid, x, y, z = o[1], o[2], o[3], o[4], o[5], o[6], o[7]
   local stream = KEYS[5 + si]
   local rec = prefix .. K.job .. jobid
-  local f = redis.call('HMGET', rec, 'task', 'status', 'attempts', 'cancel', 'worker', 'logs', unpack(FINISH_FIELDS))
+  local f = redis.call('HMGET', rec, 'task', 'status', 'attempts', 'cancel', 'worker', 'logs', 'keep',
+    unpack(FINISH_FIELDS))
   if f[5] ~= consumer then
     n_skip = n_skip + 1  -- taken back by another worker meanwhile: its message and its record are that worker's
   else
@@ -78,13 +81,20 @@ for _, o in ipairs(cjson.decode(ARGV[7])) do
       count_task(per_task, 'cancelled', task)
       finish(c, jobid, 'cancelled')
     elseif kind == 'ok' then
+      local keep = f[7]  -- absent unless the job was enqueued with keep_result
       redis.call('HSET', rec, 'status', 'succeeded', 'result', x, 'finished_at', now_s, unpack(logs))
-      redis.call('PEXPIRE', rec, ok_ttl)
-      redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'type', 'succeeded', 'job', jobid, 'task', task,
-        'attempt', attempt)
+      if keep == '0' then  -- the record goes now: the result travels in the event, for a caller already waiting
+        redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'type', 'succeeded', 'job', jobid, 'task', task,
+          'attempt', attempt, 'result', x)
+      else
+        if not keep then redis.call('PEXPIRE', rec, ok_ttl) end
+        redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'type', 'succeeded', 'job', jobid, 'task', task,
+          'attempt', attempt)
+      end
       n_ok = n_ok + 1
       count_task(per_task, 'succeeded', task)
-      finish(c, jobid, 'succeeded', f, 7)
+      finish(c, jobid, 'succeeded', f, 8)
+      if keep then retain(c, rec, jobid, keep, 'succeeded') end
     elseif kind == 'retry' then
       local due = now + tonumber(z)
       redis.call('HSET', rec, 'status', 'failed', 'error', x, 'traceback', y, 'due_at', int(due), unpack(logs))

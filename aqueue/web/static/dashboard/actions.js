@@ -28,6 +28,20 @@ export async function reprocess(job, button) {
   }
 }
 
+// Re-run a finished job (dead, cancelled, expired) or a failed one now: same id, attempts from 0.
+export async function rerun(job, button) {
+  button.disabled = true;
+  try {
+    const r = await post('jobs/' + encodeURIComponent(job) + '/retry', {});
+    if (!r.ok) notice('Re-run refused (' + r.status + '): ' + ((r.data && r.data.error) || 'no message'));
+    else notice('Job ' + job.slice(0, 12) + ' queued to run again');
+  } catch (e) {
+    notice('Re-run failed: ' + e);
+  } finally {
+    button.disabled = false;
+  }
+}
+
 export async function cancel(job, button) {
   button.disabled = true;
   try {

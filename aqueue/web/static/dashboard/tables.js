@@ -2,9 +2,11 @@
 // written with textContent or as a text node, never as HTML.
 
 import { drawConcurrency, drawRates } from './charts.js';
-import { cancel, reprocess } from './actions.js';
+import { cancel, reprocess, rerun } from './actions.js';
 import { FINISHED, figures, requestJob, scheduleRender, state } from './state.js';
 import { $, clock, h, num, pct, seconds } from './util.js';
+
+const RERUNNABLE = new Set(['dead', 'failed', 'cancelled', 'expired']);
 
 export function render() {
   state.renderPending = false;
@@ -84,10 +86,16 @@ function renderWorkers(workers) {
     const age = w.heartbeat_age === null || w.heartbeat_age === undefined ? '' : seconds(w.heartbeat_age) + ' ago';
     const cells = [w.id, w.host ?? '', w.pid ?? '', w.strategy ?? '', num(w.concurrency) + range, num(w.busy),
       num(w.processed), num(w.failed), pct(w.success_rate), age];
+    const meta = Object.entries(w.metadata || {}).map(([k, v]) => k + '=' + v).join(' ');
     return {
       key: w.id,
-      sig: JSON.stringify(cells),
-      build: () => h('tr', null, ...cells.map((text, i) => h('td', { class: i === 0 ? 'mono' : i >= 4 && i <= 8 ? 'num' : null, title: i === 0 ? text : null, text }))),
+      sig: JSON.stringify([cells, meta]),
+      build: () => {
+        const row = h('tr', null, ...cells.map((text, i) => h('td', { class: i === 0 ? 'mono' : i >= 4 && i <= 8 ? 'num' : null, title: i === 0 ? text : null, text })));
+        // Metadata under the worker's id, as text (textContent): a value is never parsed as HTML.
+        if (meta) row.cells[0].append(h('br'), h('small', { class: 'worker-meta', title: meta, text: meta }));
+        return row;
+      },
     };
   }), 10, 'no live worker');
 }
@@ -194,8 +202,12 @@ export function showJob(id, job) {
   }
   const when = (s) => (s ? new Date(s * 1000).toLocaleString() : '–');
   const status = h('span', { class: 'badge ' + job.status, text: job.status });
-  const statusCell = FINISHED.has(job.status) ? status : h('span', null, status, ' ',
-    h('button', { type: 'button', class: 'small cancel', onclick: (e) => cancel(job.id, e.target), text: 'Cancel' }));
+  const button = (cls, action, text) => h('button', { type: 'button', class: 'small ' + cls, onclick: (e) => action(job.id, e.target), text });
+  const buttons = [];
+  if (!FINISHED.has(job.status)) buttons.push(' ', button('cancel', cancel, 'Cancel'));
+  // A job that ended badly, or failed and waits for its retry, can run again (POST jobs/{id}/retry; token-protected).
+  if (RERUNNABLE.has(job.status)) buttons.push(' ', button('rerun', rerun, 'Re-run'));
+  const statusCell = buttons.length ? h('span', null, status, ...buttons) : status;
   const fields = [
     ['task', job.task], ['status', statusCell],
     ['priority', job.priority], ['attempts', job.attempts], ['worker', job.worker || '–'],
