@@ -295,3 +295,18 @@ async def json_of(resp: Any, status: int) -> Any:
     assert resp.status == status, text
     assert resp.content_type == "application/json", resp.content_type
     return orjson.loads(text)
+
+
+def worker_flag_refused(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, args: list[str], env: dict[str, str]
+) -> str:
+    """Run ``aqueue worker`` with bad ``args``/``env`` in-process: it must exit 2 with one ``aqueue: error:`` line,
+    before the app is imported or Redis is reached; that line."""
+    from aqueue.cli.main import main
+
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert main(["worker", "no_such_module:tasks", "--redis", REDIS_URL, *args]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("aqueue: error: "), err
+    return err

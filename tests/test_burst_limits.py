@@ -10,8 +10,7 @@ from typing import Any
 import pytest
 
 import aqueue
-from aqueue.cli.main import main
-from tests.helpers import REDIS_URL, MakeTasks
+from tests.helpers import MakeTasks, worker_flag_refused
 from tests.test_cli import app_dir, producer, queue, run_cli_async  # noqa: F401  (fixtures)
 
 
@@ -139,9 +138,4 @@ def test_cli_bad_max_jobs_is_one_error_line(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, args: list[str], env: dict[str, str],
     fragment: str,
 ) -> None:  # fmt: skip
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    # Refused before the app is imported or Redis is reached.
-    assert main(["worker", "no_such_module:tasks", "--redis", REDIS_URL, *args]) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith("aqueue: error: ") and fragment in err, err
+    assert fragment in worker_flag_refused(capsys, monkeypatch, args, env)

@@ -279,10 +279,12 @@ async def test_timeout_counts_from_when_a_child_takes_the_job(
     make_tasks: MakeTasks, start_worker: StartWorker, tmp_path: Path
 ) -> None:
     tasks = make_tasks()
-    nap = tasks.task(executor="process", timeout=1.5, max_attempts=1)(pt.nap)
+    nap = tasks.task(executor="process", timeout=3.0, max_attempts=1)(pt.nap)
     await start_worker(tasks, cpu_workers=1)
-    first = await nap.enqueue(1.0, str(tmp_path / "1.pid"))
-    second = await nap.enqueue(1.0, str(tmp_path / "2.pid"))  # waits ~1 s for the one child, then runs 1 s
+    first = await nap.enqueue(2.0, str(tmp_path / "1.pid"))
+    # It waits ~2 s for the one child, then runs 2 s: 4 s after it was enqueued, within its 3 s timeout. (1 s in a
+    # 1.5 s timeout left too little room on a loaded 2-core CI machine.)
+    second = await nap.enqueue(2.0, str(tmp_path / "2.pid"))
     assert [await first.result(timeout=30), await second.result(timeout=30)] == ["woke", "woke"]
 
 

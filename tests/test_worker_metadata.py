@@ -13,8 +13,7 @@ import pytest
 
 import aqueue
 from aqueue._worker.metadata import MAX_ENTRIES, MAX_KEY, MAX_VALUE, check_metadata
-from aqueue.cli.main import main
-from tests.helpers import REDIS_URL, MakeTasks, Serve, StartWorker, json_of, wait_until
+from tests.helpers import MakeTasks, Serve, StartWorker, json_of, wait_until, worker_flag_refused
 from tests.test_cli import app_dir, producer, queue, start_cli  # noqa: F401  (fixtures)
 
 META = {"version": "1.4.2", "region": "eu-west-1", "deploy.id": "<b>d-42</b>"}
@@ -112,12 +111,7 @@ def test_cli_bad_meta_is_one_error_line(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, args: list[str], env: dict[str, str],
     fragment: str,
 ) -> None:  # fmt: skip
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    # Refused before the app is imported or Redis is reached.
-    assert main(["worker", "no_such_module:tasks", "--redis", REDIS_URL, *args]) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith("aqueue: error: ") and fragment in err, err
+    assert fragment in worker_flag_refused(capsys, monkeypatch, args, env)
 
 
 @pytest.mark.parametrize(
