@@ -6,7 +6,7 @@ import pytest
 
 import aqueue
 from aqueue._core.options import MAX_JOB_ID
-from tests.helpers import MakeTasks, StartWorker, wait_until
+from tests.helpers import MakeTasks, Serve, StartWorker, json_of, wait_until
 
 
 async def test_enqueue_with_a_taken_job_id_returns_the_existing_job_marked_duplicate(make_tasks: MakeTasks) -> None:
@@ -177,3 +177,26 @@ def test_stored_options_read_old_and_damaged_specs_as_absent() -> None:
     old = StoredOptions._from_spec({"o": {"max_attempts": 3, "timeout": 2.5, "backoff": [1.0, 300.0]}})
     assert (old.max_attempts, old.timeout, old.backoff_base, old.backoff_max) == (3, 2.5, 1.0, 300.0)
     assert (old.retry_delay, old.keep_result, old.chosen_id) == (None, None, False)
+
+
+async def test_rest_enqueue_takes_job_id_and_retention_and_says_duplicate(serve: Serve, make_tasks: MakeTasks) -> None:
+    tasks = make_tasks()
+
+    @tasks.task(name="echo")
+    async def echo(x: int) -> int:
+        return x
+
+    client = await serve(tasks)
+    body = {"task": "echo", "args": [1], "options": {"job_id": "order-7", "keep_result": "forever", "retry_delay": 2}}
+    assert await json_of(await client.post("/jobs", json=body), 201) == {"id": "order-7", "duplicate": False}
+    assert await json_of(await client.post("/jobs", json=body), 200) == {"id": "order-7", "duplicate": True}
+    view = await json_of(await client.get("/jobs/order-7"), 200)
+    assert view["options"]["keep_result"] == "forever" and view["options"]["retry_delay"] == 2
+    assert view["options"]["chosen_id"] is True
+    fresh = await json_of(await client.post("/jobs", json={"task": "echo", "args": [2]}), 201)
+    assert fresh["duplicate"] is False and fresh["id"] != "order-7"
+    for bad, match in [({"job_id": "has space"}, "job_id"), ({"keep_result": -1}, "keep_result"),
+                       ({"keep_result": "always"}, "keep_result"), ({"retry_delay": "x"}, "retry_delay")]:  # fmt: skip
+        reply = await json_of(await client.post("/jobs", json={"task": "echo", "args": [3], "options": bad}), 422)
+        assert match in str(reply), reply
+    assert sum((await tasks.info()).queued.values()) == 2

@@ -59,6 +59,12 @@ def _op(
     return op
 
 
+def _with_response(op: dict[str, Any], extra: tuple[int, dict[str, Any], str]) -> dict[str, Any]:
+    """``op`` with one more success response."""
+    op["responses"][str(extra[0])] = _json_body(extra[1], extra[2])
+    return op
+
+
 def _query(name: str, schema: dict[str, Any], text: str) -> dict[str, Any]:
     return {"name": name, "in": "query", "required": False, "schema": schema, "description": text}
 
@@ -90,7 +96,10 @@ def _paths() -> dict[str, Any]:
         "/health/ready": {"get": _op("Readiness", (200, ref("Health"), "ready"), 503)},
         "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": metrics, **_errors(401)}}},
         "/jobs": {
-            "post": _op("Enqueue a job", (201, ref("JobId"), "enqueued"), 401, *_BODY, 503, body="EnqueueRequest"),
+            "post": _with_response(
+                _op("Enqueue a job", (201, ref("JobId"), "enqueued"), 401, *_BODY, 503, body="EnqueueRequest"),
+                (200, ref("JobId"), "not enqueued: a job with its job_id exists, or its dedup key is held"),
+            ),
             "get": _op(
                 "Recently active jobs, newest first",
                 (200, ref("JobList"), "the jobs"),

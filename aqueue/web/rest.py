@@ -11,6 +11,7 @@ from aiohttp import web
 
 from aqueue._core import listing
 from aqueue._core.errors import ConfigurationError, SerializationError, UnknownJob
+from aqueue._core.options import KEEP_FOREVER, MAX_JOB_ID
 from aqueue._core.record import JobStatus
 from aqueue._core.task import Task
 from aqueue._core.tasks import FINISHED_STATUSES
@@ -34,7 +35,10 @@ routes = web.RouteTableDef()
 _MAX_BATCH = 1000  # job ids or jobs one reprocess call may move
 _MAX_ID = 200
 _MAX_TEXT = 500  # a cancellation reason, who paused
-_OPTIONS = ("priority", "delay", "max_attempts", "timeout", "backoff_base", "backoff_max")
+_OPTIONS = (
+    "priority", "delay", "max_attempts", "timeout", "backoff_base", "backoff_max", "retry_delay", "keep_result",
+    "job_id",
+)  # fmt: skip
 
 
 def _unknown(job_id: str) -> str:
@@ -61,8 +65,18 @@ def _options(value: Any) -> dict[str, Any]:
         "timeout": number_field(value, "timeout", "options", minimum=0, maximum=MAX_SECONDS, exclusive=True),
         "backoff_base": number_field(value, "backoff_base", "options", minimum=0, maximum=MAX_SECONDS),
         "backoff_max": number_field(value, "backoff_max", "options", minimum=0, maximum=MAX_SECONDS),
+        "retry_delay": number_field(value, "retry_delay", "options", minimum=0, maximum=MAX_SECONDS),
+        "keep_result": _keep_result(value),
+        "job_id": str_field(value, "job_id", "options", max_length=MAX_JOB_ID),
     }
     return {name: v for name, v in found.items() if v is not None}
+
+
+def _keep_result(value: dict[str, Any]) -> float | None:
+    """``options.keep_result``: seconds, or ``"forever"`` (:data:`~aqueue.KEEP_FOREVER`)."""
+    if value.get("keep_result") == "forever":
+        return KEEP_FOREVER
+    return number_field(value, "keep_result", "options", minimum=0, maximum=MAX_SECONDS)
 
 
 def _check_arguments(task: Task[Any, Any], args: list[Any], kwargs: dict[str, Any]) -> None:
@@ -74,7 +88,9 @@ def _check_arguments(task: Task[Any, Any], args: list[Any], kwargs: dict[str, An
 
 @routes.post("/jobs")
 async def enqueue_job(request: web.Request) -> web.Response:
-    """POST /jobs: enqueue one job of a registered task (with optional ``headers``) → 201 {"id"}."""
+    """POST /jobs: enqueue one job of a registered task (with optional ``options`` and ``headers``) → 201
+    {"id", "duplicate": false}, or 200 {"id", "duplicate": true} when its ``job_id`` exists or its dedup key is held
+    (nothing created)."""
     config = request.config_dict[CONFIG]
     body = await read_object(request, config.max_body)
     reject_unknown(body, ("task", "args", "kwargs", "options", "headers"), "the body")
@@ -97,7 +113,7 @@ async def enqueue_job(request: web.Request) -> web.Response:
     except (ConfigurationError, SerializationError) as exc:
         raise invalid(str(exc)) from None
     job = await config.tasks.enqueue(spec)
-    return reply({"id": job.id}, status=201)
+    return reply({"id": job.id, "duplicate": job.duplicate}, status=200 if job.duplicate else 201)
 
 
 @routes.get("/jobs")

@@ -63,6 +63,19 @@ SCHEMAS: dict[str, Any] = {
             "timeout": {**_SECONDS, "exclusiveMinimum": True, "nullable": True},
             "backoff_base": {**_SECONDS, "nullable": True},
             "backoff_max": {**_SECONDS, "nullable": True},
+            "retry_delay": {**_SECONDS, "nullable": True, "description": "a constant delay before every retry"},
+            "keep_result": {
+                "nullable": True,
+                "oneOf": [_SECONDS, {"type": "string", "enum": ["forever"]}],
+                "description": "seconds a succeeded record is kept (0: deleted at once), or forever",
+            },
+            "job_id": {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": 128,
+                "nullable": True,
+                "description": "an id of the caller's: if a job has it, that job is returned (duplicate: true)",
+            },
         }
     ),
     "EnqueueRequest": obj(
@@ -79,7 +92,10 @@ SCHEMAS: dict[str, Any] = {
         },
         ("task",),
     ),
-    "JobId": obj({"id": STR}, ("id",)),
+    "JobId": obj(
+        {"id": STR, "duplicate": {"type": "boolean", "description": "an existing job: nothing was created"}},
+        ("id", "duplicate"),
+    ),
     "Requeued": obj({"id": STR, "status": {"type": "string", "enum": ["queued"]}}, ("id", "status")),
     "JobSummary": obj(_JOB_SUMMARY, tuple(_JOB_SUMMARY)),
     "Job": obj(
