@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
+from datetime import datetime
 from types import MappingProxyType
 from typing import Any, Literal, get_args
 
@@ -146,6 +147,9 @@ class JobOptions:
     #: Seconds before every retry, exactly (no doubling, no jitter); None: the queue's ``RetryPolicy.retry_delay``,
     #: or the exponential backoff. A task's ``Retry(after=...)`` wins over both.
     retry_delay: float | None = None
+    #: When the job becomes due: an aware :class:`~datetime.datetime` (instead of ``delay``; a past time is due at
+    #: once). Turned into a delay on the producer's clock when the job is enqueued.
+    at: datetime | None = None
 
     def __post_init__(self) -> None:
         if self.headers is not None:
@@ -164,6 +168,7 @@ class JobOptions:
             raise ConfigurationError(f"rerun_lost must be True or False, got {self.rerun_lost!r}")
         if self.delay < 0:
             raise ConfigurationError(f"delay must be >= 0 seconds, got {self.delay}")
+        _check_at(self.at, self.delay)
         if self.timeout is not None and self.timeout <= 0:
             raise ConfigurationError(f"timeout must be > 0 seconds, got {self.timeout}")
         for name in ("backoff_base", "backoff_max", "retry_delay"):
@@ -172,7 +177,8 @@ class JobOptions:
                 raise ConfigurationError(f"{name} must be >= 0, got {value}")
 
     def merged(self, override: JobOptions) -> JobOptions:
-        """These options with every field that ``override`` sets (not None; for ``delay``, not 0) replaced.
+        """These options with every field that ``override`` sets (not None; for ``delay``, not 0) replaced; a
+        ``delay`` replaces an ``at``, and an ``at`` a ``delay``.
 
         :meth:`Task.with_options` also replaces the delay when it is given as 0.
         """
@@ -185,7 +191,12 @@ class JobOptions:
             if self.headers and override.headers
             else (override.headers or self.headers)
         )
-        return JobOptions(delay=override.delay or self.delay, headers=headers, **kept)
+        delay = override.delay or self.delay
+        if override.delay:
+            kept["at"] = None  # a delay replaces an at=, and an at= a delay
+        elif override.at is not None:
+            delay = 0.0
+        return JobOptions(delay=delay, headers=headers, **kept)
 
     def _script_options(self) -> dict[str, Any] | None:
         """What the enqueue script applies (dedup, ttl, a caller's job id, result retention), in its short field
@@ -216,6 +227,20 @@ def _check_seconds(name: str, value: object) -> None:
 
 #: The fields :meth:`JobOptions.merged` takes from the override unless it leaves them None (all but delay, headers).
 _MERGED_AS_IS = tuple(f.name for f in fields(JobOptions) if f.name not in ("delay", "headers"))
+
+
+def _check_at(at: datetime | None, delay: float) -> None:
+    if at is None:
+        return
+    if not isinstance(at, datetime):
+        raise ConfigurationError(f"at must be a datetime, got {type(at).__name__}")
+    if at.tzinfo is None or at.utcoffset() is None:
+        raise ConfigurationError(
+            f"at must be an aware datetime (with a time zone), got the naive {at.isoformat()}: e.g. "
+            "datetime(2026, 12, 24, 9, 0, tzinfo=UTC)"
+        )
+    if delay:
+        raise ConfigurationError("give at= or delay=, not both")
 
 
 def _keep_ms(keep: float) -> int:

@@ -19,6 +19,7 @@ of the step that failed.
 from __future__ import annotations
 
 import dataclasses
+import time
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -65,6 +66,13 @@ class Client(JobSource, Protocol):
     async def enqueue(self, spec: JobSpec[R]) -> Job[R]: ...
 
 
+def _delay_ms(options: JobOptions) -> int:
+    """Milliseconds until the job is due, from now: its ``delay``, or its ``at`` on this process's clock."""
+    if options.at is None:
+        return round(options.delay * 1000)
+    return max(0, round((options.at.timestamp() - time.time()) * 1000))
+
+
 def enqueue_item(client: Client, spec: JobSpec[Any], receives_results: bool = False) -> EnqueueItem:
     """What the broker writes for ``spec`` on ``client``'s queue, with a new job id (or the caller's ``job_id``).
     Checks the arguments against the task's signature when the task is known here (:class:`InvalidArguments`) and
@@ -82,7 +90,7 @@ def enqueue_item(client: Client, spec: JobSpec[Any], receives_results: bool = Fa
         spec.options.job_id or uuid.uuid4().hex,
         spec.task,
         priority,
-        round(spec.options.delay * 1000),
+        _delay_ms(spec.options),
         spec.payload,
         spec.options._script_options(),
     )

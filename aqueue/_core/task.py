@@ -9,7 +9,7 @@ import inspect
 import sys
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Concatenate, Generic, Literal, ParamSpec, Protocol, TypeVar, cast, overload
 
 import anyio.to_thread
@@ -168,6 +168,7 @@ class Task(Generic[P, R]):
         job_id: str | None = None,
         keep_result: float | timedelta | None = None,
         retry_delay: float | timedelta | None = None,
+        at: datetime | None = None,
     ) -> Task[P, R]:
         """A copy of this task whose jobs get these options; the registered task is unchanged.
 
@@ -177,7 +178,8 @@ class Task(Generic[P, R]):
         added to the task's (these win key by key; see ``docs/extending.md``). ``job_id`` names the job: while a
         record with that id exists, enqueueing it again returns that job (``Job.duplicate`` is True).
         ``keep_result`` is how long a succeeded job's record is kept (``0``: deleted at once; ``KEEP_FOREVER``),
-        ``retry_delay`` a constant delay before every retry. Every option is described under
+        ``retry_delay`` a constant delay before every retry. ``at`` (an aware :class:`~datetime.datetime`) is when
+        the job becomes due, instead of a ``delay`` (one replaces the other). Every option is described under
         :class:`~aqueue.JobOptions`. Raises :class:`ConfigurationError` for an unknown priority or an
         invalid value.
         """
@@ -201,8 +203,10 @@ class Task(Generic[P, R]):
         if priority is not None:
             self.tasks.settings.priority_index(priority)
         options = self._options.merged(override)
-        if delay is not None:  # merged() cannot tell "delay=0" from "no delay given"
-            options = dataclasses.replace(options, delay=override.delay)
+        if delay is not None:  # merged() cannot tell "delay=0" from "no delay given"; a delay replaces an at=
+            options = dataclasses.replace(options, delay=override.delay, at=None)
+        if at is not None:
+            options = dataclasses.replace(options, delay=0.0, at=at)  # checked there: aware, a datetime
         return Task(self.tasks, self.fn, self.name, options, self.rate_limit, self.executor)
 
     def spec(self, /, *args: P.args, **kwargs: P.kwargs) -> JobSpec[R]:

@@ -30,6 +30,7 @@ from aqueue.cli.options import (
     CliError,
     Parser,
     apply_env,
+    aware_time,
     bind,
     choice,
     count,
@@ -131,6 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--kwargs", metavar="JSON", help="keyword arguments, a JSON object")
     e.add_argument("--priority", metavar="P", help="priority level (default: the task's)")
     e.add_argument("--delay", type=non_negative, metavar="S", help="seconds until the job is due")
+    e.add_argument("--at", type=aware_time, metavar="TIME",
+                   help="when the job is due instead: ISO 8601 with its offset, e.g. 2026-12-24T09:00:00Z")  # fmt: skip
     e.add_argument("--wait", nargs="?", type=positive, const=30.0, metavar="S",
                    help="then wait up to S seconds (default 30) for the job to finish and print its result as JSON; "
                    "exit 1 if it failed, was cancelled or is still unfinished")  # fmt: skip

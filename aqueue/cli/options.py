@@ -9,6 +9,7 @@ import math
 import os
 import re
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any, NoReturn
 
 __all__ = [
@@ -88,6 +89,21 @@ def cpu_count(text: str) -> int:
     value: int = count(text)
     if value > 1024:
         raise argparse.ArgumentTypeError(f"expected an integer from 1 to 1024, got {text!r}")
+    return value
+
+
+def aware_time(text: str) -> datetime:
+    """An ISO 8601 date and time with its UTC offset (``2026-12-24T09:00:00+00:00``, or ``Z``): ``--at``."""
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected an ISO 8601 time such as 2026-12-24T09:00:00Z, got {text!r}"
+        ) from None
+    if value.tzinfo is None:
+        raise argparse.ArgumentTypeError(
+            f"expected a time with its UTC offset (e.g. {text}Z or {text}+01:00), got {text!r}"
+        )
     return value
 
 

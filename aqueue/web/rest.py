@@ -5,6 +5,7 @@ scaling; pausing and resuming the queue; deleting old finished records.
 from __future__ import annotations
 
 import dataclasses
+from datetime import datetime
 from typing import Any
 
 from aiohttp import web
@@ -37,7 +38,7 @@ _MAX_ID = 200
 _MAX_TEXT = 500  # a cancellation reason, who paused
 _OPTIONS = (
     "priority", "delay", "max_attempts", "timeout", "backoff_base", "backoff_max", "retry_delay", "keep_result",
-    "job_id",
+    "job_id", "at",
 )  # fmt: skip
 
 
@@ -68,8 +69,25 @@ def _options(value: Any) -> dict[str, Any]:
         "retry_delay": number_field(value, "retry_delay", "options", minimum=0, maximum=MAX_SECONDS),
         "keep_result": _keep_result(value),
         "job_id": str_field(value, "job_id", "options", max_length=MAX_JOB_ID),
+        "at": _at(value),
     }
     return {name: v for name, v in found.items() if v is not None}
+
+
+def _at(value: dict[str, Any]) -> datetime | None:
+    """``options.at``: an ISO 8601 time with its UTC offset (``2026-12-24T09:00:00Z``)."""
+    text = str_field(value, "at", "options", max_length=64)
+    if text is None:
+        return None
+    try:
+        at = datetime.fromisoformat(text)
+    except ValueError:
+        raise invalid(f"options.at must be an ISO 8601 time such as 2026-12-24T09:00:00Z, got {text!r}") from None
+    if at.tzinfo is None:
+        raise invalid(f"options.at must carry its UTC offset (e.g. {text}Z), got {text!r}")
+    if value.get("delay"):
+        raise invalid("options: give at or delay, not both")
+    return at
 
 
 def _keep_result(value: dict[str, Any]) -> float | None:

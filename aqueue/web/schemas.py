@@ -69,6 +69,12 @@ SCHEMAS: dict[str, Any] = {
                 "oneOf": [_SECONDS, {"type": "string", "enum": ["forever"]}],
                 "description": "seconds a succeeded record is kept (0: deleted at once), or forever",
             },
+            "at": {
+                "type": "string",
+                "format": "date-time",
+                "nullable": True,
+                "description": "when the job is due (ISO 8601 with its offset), instead of delay",
+            },
             "job_id": {
                 "type": "string",
                 "minLength": 1,
