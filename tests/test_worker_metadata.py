@@ -139,3 +139,28 @@ async def test_cli_workers_carry_the_meta_flags(
         proc.send_signal(signal.SIGTERM)
         _, err = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 0, err.decode()
+
+
+def test_the_info_table_has_a_metadata_column_when_a_worker_has_some(capsys: pytest.CaptureFixture[str]) -> None:
+    from aqueue.cli.commands import _print_info
+
+    data: dict[str, Any] = {
+        "queue": "q", "redis_url": "redis://x", "paused": None, "queued": {"normal": 0}, "active": 0,
+        "scheduled": 0, "dead": 0, "stats": {},
+        "workers": [
+            {"id": "w-1", "concurrency": 2, "strategy": "fixed", "busy": 0, "processed": 1, "failed": 0,
+             "heartbeat_age": 0.5, "metadata": {"version": "1.4.2", "region": "eu"}},
+            {"id": "w-2", "concurrency": 2, "strategy": "fixed", "busy": 0, "processed": 0, "failed": 0,
+             "heartbeat_age": 0.2, "metadata": {}},
+        ],
+    }  # fmt: skip
+    _print_info(data)
+    lines = [line.strip() for line in capsys.readouterr().out.splitlines()]
+    header = next(line for line in lines if line.startswith("ID"))
+    assert header.split()[-1] == "METADATA"
+    assert next(line for line in lines if line.startswith("w-1")).endswith("version=1.4.2 region=eu")
+    assert next(line for line in lines if line.startswith("w-2")).endswith("ago")
+    for worker in data["workers"]:
+        worker["metadata"] = {}
+    _print_info(data)
+    assert "METADATA" not in capsys.readouterr().out

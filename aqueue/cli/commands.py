@@ -16,7 +16,7 @@ from aqueue._core.errors import JobCancelled, JobFailed, ResultTimeout
 from aqueue._core.tasks import Tasks
 from aqueue.cli.options import CliError
 from aqueue.cli.session import prepare, redact, session
-from aqueue.cli.text import describe_pause, print_json, table
+from aqueue.cli.text import describe_pause, one_line, print_json, table
 
 if TYPE_CHECKING:
     from aqueue._core.info import QueueInfo
@@ -99,7 +99,16 @@ def _print_info(data: dict[str, Any]) -> None:
         columns = ("id", "concurrency", "strategy", "busy", "processed", "failed")
         rows = [(*(c.upper() for c in columns), "HEARTBEAT")]
         rows += [(*(str(w.get(c, "")) for c in columns), f"{w['heartbeat_age']:.1f}s ago") for w in workers]
+        if any(w.get("metadata") for w in workers):  # the user's key-values, when any worker has some
+            rows = [(*rows[0], "METADATA"), *((*r, _metadata(w)) for r, w in zip(rows[1:], workers, strict=True))]
         table(rows)
+
+
+def _metadata(worker: dict[str, Any]) -> str:
+    """A worker's metadata as ``key=value`` pairs on one line (shortened)."""
+    meta = worker.get("metadata")
+    pairs = " ".join(f"{k}={v}" for k, v in meta.items()) if isinstance(meta, dict) else ""
+    return one_line(pairs, 80)
 
 
 def cmd_info(args: argparse.Namespace) -> int:
