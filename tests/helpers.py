@@ -8,14 +8,17 @@ reading a queue's events, and the JSON body of a web response.
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import os
 import shutil
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
+from types import ModuleType
 from typing import Any, TypeVar
 
 import orjson
@@ -26,6 +29,8 @@ from aiohttp.test_utils import TestClient
 
 import aqueue
 from aqueue._redis.connect import open_connection
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 T = TypeVar("T")
 
@@ -220,6 +225,26 @@ async def wait_until(cond: Callable[[], Awaitable[bool] | bool], timeout: float 
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout} s")
         await asyncio.sleep(step)
+
+
+async def finished(job: aqueue.Job[Any], timeout: float = 15.0) -> aqueue.JobRecord:
+    """The job's record once it reached a final status (succeeded, dead, cancelled or expired)."""
+
+    async def done() -> bool:
+        return (await job.record()).status.finished
+
+    await wait_until(done, timeout)
+    return await job.record()
+
+
+def load_example(name: str) -> ModuleType:
+    """A fresh copy of ``examples/<name>.py`` (its module-level ``Tasks`` is new), registered as ``examples.<name>``."""
+    spec = importlib.util.spec_from_file_location(f"examples.{name}", EXAMPLES / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 async def is_active(job: aqueue.Job[Any]) -> bool:

@@ -52,6 +52,8 @@ async def test_naive_times_and_both_at_and_delay_are_refused(make_tasks: MakeTas
         noop.with_options(at="2026-12-24")  # type: ignore[arg-type]
     with pytest.raises(aqueue.ConfigurationError, match="not both"):
         aqueue.JobOptions(delay=5, at=datetime.now(UTC))
+    with pytest.raises(aqueue.ConfigurationError, match="not both"):
+        noop.with_options(delay=5, at=datetime.now(UTC))  # both in one call, as the docs say
     later = datetime.now(UTC) + timedelta(hours=1)
     assert noop.with_options(at=later).with_options(delay=5).options.at is None  # the later one wins
     assert noop.with_options(delay=5).with_options(at=later).options.delay == 0

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import importlib.util
 import itertools
 import logging
 import os
@@ -19,7 +18,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -28,25 +26,16 @@ from aiohttp.test_utils import TestClient, TestServer, unused_port
 
 import aqueue
 import aqueue.web
-from tests.helpers import REDIS_URL, StartWorker, delete_queue, events_of, wait_until
+from tests.helpers import REDIS_URL, StartWorker, delete_queue, events_of, load_example, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
 
 
-def _load(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"examples.{name}", EXAMPLES / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 @asynccontextmanager
 async def example(name: str, url: str, queue: str) -> AsyncIterator[Any]:
     """A fresh copy of ``examples/<name>.py`` whose ``tasks`` use ``url`` and ``queue``; cleaned up afterwards."""
-    module = _load(name)
+    module = load_example(name)
     module.tasks.configure(redis_url=url, queue=queue)
     try:
         yield module
@@ -64,7 +53,7 @@ async def signup(client: TestClient[Any, Any], email: str, name: str | None = No
 
 
 async def test_quickstart_example_enqueues_runs_and_returns_results() -> None:
-    quickstart = _load("quickstart")
+    quickstart = load_example("quickstart")
     assert await quickstart.main() == [3, "sent to ada@example.com", 1998]
 
 
@@ -144,7 +133,7 @@ async def test_service_example_enqueues_from_a_handler_and_mounts_the_sub_app(ba
 
 
 async def test_ws_client_example_prints_live_events_and_resumes_with_since(backend: str, queue_name: str) -> None:
-    ws_client = _load("ws_client")
+    ws_client = load_example("ws_client")
     async with (
         example("service", backend, queue_name) as service,
         TestClient(TestServer(service.create_app())) as client,
@@ -192,7 +181,7 @@ async def test_ws_client_example_prints_live_events_and_resumes_with_since(backe
 async def test_ws_client_example_reconnects_and_misses_no_event(
     backend: str, queue_name: str, start_worker: StartWorker
 ) -> None:
-    ws_client = _load("ws_client")
+    ws_client = load_example("ws_client")
     port = unused_port()
     async with example("service", backend, queue_name) as service:
         await start_worker(service.tasks)

@@ -15,7 +15,7 @@ import pytest
 
 import aqueue
 from aqueue.cli.main import main
-from tests.helpers import REDIS_URL, MakeTasks, Serve, StartWorker, json_of, wait_until
+from tests.helpers import REDIS_URL, MakeTasks, Serve, StartWorker, finished, json_of
 
 on_redis = pytest.mark.parametrize("backend", [REDIS_URL], ids=["redis"])
 
@@ -27,14 +27,6 @@ async def stored_spec(tasks: aqueue.Tasks, job: aqueue.Job[Any]) -> dict[str, An
     assert raw is not None
     spec: dict[str, Any] = orjson.loads(raw)
     return spec
-
-
-async def finished(job: aqueue.Job[Any]) -> aqueue.JobRecord:
-    async def done() -> bool:
-        return (await job.record()).status.finished
-
-    await wait_until(done, 10)
-    return await job.record()
 
 
 # -- bounds ------------------------------------------------------------------------------------------------------

@@ -9,7 +9,6 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
 
 import orjson
 import pytest
@@ -20,7 +19,7 @@ from aqueue._core.context import JobContext, _current
 from aqueue.cli.logs import JsonFormatter
 from aqueue.cli.main import main
 from tests import _process_tasks as pt
-from tests.helpers import REDIS_URL, MakeTasks, Serve, StartWorker, json_of, wait_until
+from tests.helpers import REDIS_URL, MakeTasks, Serve, StartWorker, finished, json_of
 
 on_redis = pytest.mark.parametrize("backend", [REDIS_URL], ids=["redis"])
 log = logging.getLogger("tests.joblogs")
@@ -33,14 +32,6 @@ def _verbose_logger() -> Iterator[None]:
     log.setLevel(logging.DEBUG)
     yield
     log.setLevel(level)
-
-
-async def finished(job: aqueue.Job[Any]) -> aqueue.JobRecord:
-    async def done() -> bool:
-        return (await job.record()).status.finished
-
-    await wait_until(done, 15)
-    return await job.record()
 
 
 def texts(record: aqueue.JobRecord) -> list[tuple[str, str]]:

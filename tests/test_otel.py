@@ -8,7 +8,6 @@ without OpenTelemetry. Spans go to an in-memory exporter of a provider of the te
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import itertools
 import json
 import os
@@ -16,7 +15,6 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
@@ -28,7 +26,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 import aqueue
 from aqueue.otel import instrument
-from tests.helpers import REDIS_URL, MakeTasks, StartWorker, wait_until
+from tests.helpers import REDIS_URL, MakeTasks, StartWorker, load_example, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 on_memory = pytest.mark.parametrize("backend", ["memory"], indirect=True)
@@ -331,21 +329,12 @@ async def test_a_producer_in_another_process_is_the_parent_of_the_consumer_span(
 # -- the example --------------------------------------------------------------------------------------------------
 
 
-def load_example() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("examples.otel_tracing", ROOT / "examples" / "otel_tracing.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 @on_memory
 async def test_the_example_traces_the_request_through_the_job(
     backend: str, queue_name: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("AQUEUE_REDIS_URL", backend)  # the example keeps it rather than its own memory:// URL
-    example: Any = load_example()
+    example: Any = load_example("otel_tracing")
     example.tasks.configure(redis_url=backend, queue=queue_name)
     try:
         spans = await example.main()

@@ -21,7 +21,7 @@ from typing import Any
 
 import orjson
 
-from aqueue._core.context import LogBuffer, _current
+from aqueue._core.context import JobContext, LogBuffer, _current
 from aqueue._core.record import LogLine
 
 __all__ = ["MAX_BYTES", "MAX_LINE", "MAX_LINES", "add", "install", "keep", "take"]
@@ -52,14 +52,27 @@ def _factory(inner: _Factory) -> _Factory:
         if job is not None:
             level = job.tasks.settings.job_log_level
             if level is not None and record.levelno >= level:
-                buffer = job._logs
-                if buffer is None:  # made at the job's first line: a job that logs nothing costs nothing
-                    buffer = LogBuffer()
-                    object.__setattr__(job, "_logs", buffer)
-                keep(buffer, record)
+                keep(_buffer_of(job), record)
         return record
 
     return make
+
+
+def _buffer_of(job: JobContext) -> LogBuffer:
+    """The job's buffer, made at its first line: a job that logs nothing costs nothing."""
+    buffer = job._logs
+    if buffer is None:
+        buffer = LogBuffer()
+        object.__setattr__(job, "_logs", buffer)
+    return buffer
+
+
+def _trim(buffer: LogBuffer) -> None:
+    """A job logging in a loop: keep the last :data:`MAX_LINES` now and then (at twice that), not per line."""
+    lines = buffer.lines
+    if len(lines) > 2 * MAX_LINES:
+        buffer.dropped += len(lines) - MAX_LINES
+        del lines[:-MAX_LINES]
 
 
 def keep(buffer: LogBuffer, record: logging.LogRecord) -> None:
@@ -72,11 +85,8 @@ def keep(buffer: LogBuffer, record: logging.LogRecord) -> None:
         message += "\n" + "".join(traceback.format_exception(record.exc_info[1])).rstrip()
     if len(message) > MAX_LINE:
         message = message[: MAX_LINE - 14] + " … (truncated)"
-    lines = buffer.lines
-    lines.append(LogLine(record.created, record.levelname, message))
-    if len(lines) > 2 * MAX_LINES:  # a job logging in a loop: trim now and then, not per line
-        buffer.dropped += len(lines) - MAX_LINES
-        del lines[:-MAX_LINES]
+    buffer.lines.append(LogLine(record.created, record.levelname, message))
+    _trim(buffer)
 
 
 def add(lines: list[Any]) -> None:
@@ -84,14 +94,9 @@ def add(lines: list[Any]) -> None:
     job = _current.get()
     if job is None or not lines:
         return
-    buffer = job._logs
-    if buffer is None:
-        buffer = LogBuffer()
-        object.__setattr__(job, "_logs", buffer)
+    buffer = _buffer_of(job)
     buffer.lines.extend(LogLine(float(ts), str(level), str(message)) for ts, level, message in lines)
-    if len(buffer.lines) > 2 * MAX_LINES:
-        buffer.dropped += len(buffer.lines) - MAX_LINES
-        del buffer.lines[:-MAX_LINES]
+    _trim(buffer)
 
 
 def take(buffer: LogBuffer) -> tuple[str, int]:

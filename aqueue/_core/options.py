@@ -27,6 +27,7 @@ __all__ = [
     "StoredOptions",
     "check_headers",
     "check_job_id",
+    "parse_at",
 ]
 
 
@@ -227,6 +228,18 @@ def _check_seconds(name: str, value: object) -> None:
 
 #: The fields :meth:`JobOptions.merged` takes from the override unless it leaves them None (all but delay, headers).
 _MERGED_AS_IS = tuple(f.name for f in fields(JobOptions) if f.name not in ("delay", "headers"))
+
+
+def parse_at(text: str) -> datetime:
+    """An ``at`` given as text (REST, CLI): ISO 8601 with its UTC offset (``2026-12-24T09:00:00Z``). Raises
+    :class:`ValueError` with the message to show."""
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"expected an ISO 8601 time such as 2026-12-24T09:00:00Z, got {text!r}") from None
+    if value.tzinfo is None:
+        raise ValueError(f"expected a time with its UTC offset (e.g. {text}Z or {text}+01:00), got {text!r}")
+    return value
 
 
 def _check_at(at: datetime | None, delay: float) -> None:

@@ -199,14 +199,13 @@ class Task(Generic[P, R]):
             job_id=job_id,
             keep_result=seconds(keep_result),
             retry_delay=seconds(retry_delay),
+            at=at,  # checked with the delay: both in one call is an error
         )
         if priority is not None:
             self.tasks.settings.priority_index(priority)
         options = self._options.merged(override)
         if delay is not None:  # merged() cannot tell "delay=0" from "no delay given"; a delay replaces an at=
             options = dataclasses.replace(options, delay=override.delay, at=None)
-        if at is not None:
-            options = dataclasses.replace(options, delay=0.0, at=at)  # checked there: aware, a datetime
         return Task(self.tasks, self.fn, self.name, options, self.rate_limit, self.executor)
 
     def spec(self, /, *args: P.args, **kwargs: P.kwargs) -> JobSpec[R]:

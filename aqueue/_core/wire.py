@@ -74,6 +74,14 @@ class Outcome:
     logs: str = ""  # what the attempt logged: a JSON array of [ms, level, message] ('' when nothing)
     logs_dropped: int = 0  # lines of the attempt dropped by the caps
 
+    def with_logs(self, logs: str, dropped: int) -> Outcome:
+        """This outcome carrying an attempt's logs (built directly: ``dataclasses.replace`` costs several times
+        more, and this runs once per job that logged)."""
+        return Outcome(
+            self.kind, self.stream, self.msg_id, self.job_id, self.result, self.error, self.traceback,
+            self.delay_ms, logs, dropped,
+        )  # fmt: skip
+
     def wire(self) -> tuple[str | int, ...]:
         """The array ``settle.lua`` reads: kind, stream, message id, job id, then the kind's three fields, then the
         attempt's logs and the number of lines dropped when it logged anything."""

@@ -229,8 +229,7 @@ class Settler:
             return outcome  # the job logged nothing
         logs, dropped = joblogs.take(job._logs)
         object.__setattr__(job, "_logs", None)  # lines logged later (a thread a timeout abandoned) are dropped
-        o = outcome  # a new Outcome: dataclasses.replace() costs several times more per job
-        return Outcome(o.kind, o.stream, o.msg_id, o.job_id, o.result, o.error, o.traceback, o.delay_ms, logs, dropped)
+        return outcome.with_logs(logs, dropped)
 
     def _observe(self, c: Claimed, took: float, kind: OutcomeKind) -> None:
         # The message id is the (Redis clock) time the job entered its stream: wait = that until it started here.

@@ -45,8 +45,6 @@ def cmd_enqueue(args: argparse.Namespace) -> int:
         raise CliError(f"no task {args.task!r} in {args.target} (registered: {known})")
     positional = _json_value(args.args, list, "--args", "a JSON array")
     keywords = _json_value(args.kwargs, dict, "--kwargs", "a JSON object")
-    if args.at is not None and args.delay is not None:
-        raise CliError("give --at or --delay, not both")
     configured = task.with_options(priority=args.priority, delay=args.delay, at=args.at)
 
     async def run() -> int:

@@ -12,6 +12,8 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, NoReturn
 
+from aqueue._core.options import parse_at
+
 __all__ = [
     "LEVELS",
     "CliError",
@@ -95,16 +97,9 @@ def cpu_count(text: str) -> int:
 def aware_time(text: str) -> datetime:
     """An ISO 8601 date and time with its UTC offset (``2026-12-24T09:00:00+00:00``, or ``Z``): ``--at``."""
     try:
-        value = datetime.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected an ISO 8601 time such as 2026-12-24T09:00:00Z, got {text!r}"
-        ) from None
-    if value.tzinfo is None:
-        raise argparse.ArgumentTypeError(
-            f"expected a time with its UTC offset (e.g. {text}Z or {text}+01:00), got {text!r}"
-        )
-    return value
+        return parse_at(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def choice(*allowed: str) -> Callable[[str], str]:

@@ -12,7 +12,7 @@ from aiohttp import web
 
 from aqueue._core import listing
 from aqueue._core.errors import ConfigurationError, SerializationError, UnknownJob
-from aqueue._core.options import KEEP_FOREVER, MAX_JOB_ID
+from aqueue._core.options import KEEP_FOREVER, MAX_JOB_ID, parse_at
 from aqueue._core.record import JobStatus
 from aqueue._core.task import Task
 from aqueue._core.tasks import FINISHED_STATUSES
@@ -77,17 +77,10 @@ def _options(value: Any) -> dict[str, Any]:
 def _at(value: dict[str, Any]) -> datetime | None:
     """``options.at``: an ISO 8601 time with its UTC offset (``2026-12-24T09:00:00Z``)."""
     text = str_field(value, "at", "options", max_length=64)
-    if text is None:
-        return None
     try:
-        at = datetime.fromisoformat(text)
-    except ValueError:
-        raise invalid(f"options.at must be an ISO 8601 time such as 2026-12-24T09:00:00Z, got {text!r}") from None
-    if at.tzinfo is None:
-        raise invalid(f"options.at must carry its UTC offset (e.g. {text}Z), got {text!r}")
-    if value.get("delay"):
-        raise invalid("options: give at or delay, not both")
-    return at
+        return None if text is None else parse_at(text)
+    except ValueError as exc:
+        raise invalid(f"options.at: {exc}") from None
 
 
 def _keep_result(value: dict[str, Any]) -> float | None:
