@@ -25,7 +25,7 @@ from aqueue._core.errors import (
     UnknownJob,
 )
 from aqueue._core.events import EVENT_TYPES
-from aqueue._core.info import QueueInfo
+from aqueue._core.info import LimitUsage, QueueInfo
 from aqueue._core.job import Job, WorkflowHandle
 from aqueue._core.listing import JobPage, JobSummary
 from aqueue._core.options import KEEP_FOREVER, JobOptions, StoredOptions
@@ -65,6 +65,7 @@ __all__ = [
     "JobStatus",
     "JobSummary",
     "LifespanError",
+    "LimitUsage",
     "LogLine",
     "MetricsSnapshot",
     "NoResult",

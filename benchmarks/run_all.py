@@ -4,11 +4,12 @@ Run from the repository root::
 
     python benchmarks/run_all.py [--quick] [--all] [--only NAME,...] [--redis URL] [--log FILE] [--timeout S]
 
-Runs ``throughput.py``, ``latency.py``, ``sleepers.py``, ``processes.py`` and ``memory.py`` (and ``autoscale.py``,
-about 7 minutes, only with ``--all``), each as a subprocess of this interpreter (``sys.executable``) with its own
-defaults, which are the full-report sizes. ``--quick`` passes each the smaller sizes of ``QUICK`` below; a flag a
-script does not list in its ``--help`` is dropped with a note, and a script that does not exist is skipped with a
-note, so the mapping can lag behind the scripts without breaking the run. ``--redis`` is passed on to every script.
+Runs ``throughput.py``, ``latency.py``, ``sleepers.py``, ``processes.py``, ``memory.py`` and ``groups.py`` (and
+``autoscale.py``, about 7 minutes, only with ``--all``), each as a subprocess of this interpreter
+(``sys.executable``) with its own defaults, which are the full-report sizes. ``--quick`` passes each the smaller
+sizes of ``QUICK`` below; a flag a script does not list in its ``--help`` is dropped with a note, and a script that
+does not exist is skipped with a note, so the mapping can lag behind the scripts without breaking the run.
+``--redis`` is passed on to every script.
 
 A failing script does not stop the run, nor does a hung one: after ``--timeout`` seconds (default 30 minutes) a
 script gets SIGINT (so it can delete its keys), then SIGKILL 30 s later. The summary lists each script's exit
@@ -35,7 +36,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 
 #: Scripts in run order; ``autoscale`` runs only with ``--all``.
-ORDER = ("throughput", "latency", "sleepers", "processes", "memory")
+ORDER = ("throughput", "latency", "sleepers", "processes", "memory", "groups")
 EXTRA = ("autoscale",)
 KILL_AFTER = 30.0  # seconds between the timeout's SIGINT and SIGKILL
 
@@ -46,6 +47,7 @@ QUICK: dict[str, list[str]] = {
     "sleepers": ["--jobs", "20000"],
     "processes": ["--jobs", "20000"],
     "memory": ["--jobs", "40000"],
+    "groups": ["--jobs", "20000"],
     "autoscale": ["--quick"],
 }
 

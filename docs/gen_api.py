@@ -63,12 +63,14 @@ GROUPS: list[tuple[str, str, list[str]]] = [
             "aqueue.CronStatus",
             "aqueue.CronSchedule",
             "aqueue.QueueInfo",
+            "aqueue.LimitUsage",
         ],
     ),
     (
         "Running workers",
-        "A `Worker` claims and runs the jobs of one `Tasks` queue; with a concurrency range, a `Strategy` sizes it "
-        "from `MetricsSnapshot`s. Guides: [running workers](tasks.md#running-workers), "
+        "A `Worker` claims and runs the jobs of one or several `Tasks` queues ([queues](queues.md)); with a "
+        "concurrency range, a `Strategy` sizes it from `MetricsSnapshot`s. Guides: "
+        "[running workers](tasks.md#running-workers), "
         "[autoscaling](autoscaling.md), [deployment](deployment.md).",
         ["aqueue.Worker", "aqueue.Strategy", "aqueue.Decision", "aqueue.MetricsSnapshot"],
     ),

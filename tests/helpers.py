@@ -21,6 +21,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, TypeVar
 
+import aiohttp
 import orjson
 import pytest
 import redis
@@ -335,3 +336,16 @@ def worker_flag_refused(
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("aqueue: error: "), err
     return err
+
+
+#: A JSON message of the web app's WebSocket.
+Message = dict[str, Any]
+
+
+async def next_of(ws: aiohttp.ClientWebSocketResponse, kind: str, timeout: float = 5.0) -> Message:
+    """The next message of type ``kind`` (others are skipped)."""
+    async with asyncio.timeout(timeout):
+        while True:
+            message: Message = await ws.receive_json()
+            if message["type"] == kind:
+                return message

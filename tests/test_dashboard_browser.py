@@ -255,3 +255,74 @@ async def left_dead(job: aqueue.Job[Any]) -> bool:
 
 async def gone(driver: WebDriver, css: str) -> bool:
     return not await run(driver.find_elements, By.CSS_SELECTOR, css)
+
+
+@pytest.fixture
+async def emails() -> AsyncIterator[aqueue.Tasks]:
+    """A second queue beside ``tasks``, for the app serving several."""
+    registry = aqueue.Tasks(queue=f"dash-mail-{uuid.uuid4().hex[:8]}", redis_url=REDIS_URL)
+    yield registry
+    await registry.close()
+    await delete_queue(REDIS_URL, registry.queue)
+
+
+async def test_dashboard_of_several_queues_has_an_overview_and_a_queue_selector(
+    driver: WebDriver, tasks: aqueue.Tasks, emails: aqueue.Tasks
+) -> None:
+    from selenium.webdriver.support.select import Select
+
+    @tasks.task(name="orders.place", concurrency_limit=3)
+    async def place(n: int) -> int:
+        return n
+
+    @emails.task(name="emails.send")
+    async def send(to: str) -> str:
+        return to
+
+    worker = RunningWorker(aqueue.Worker(emails, concurrency=2))
+    runner, url = await serve(create_app([tasks, emails], worker.worker, token=TOKEN))
+    try:
+        await run(driver.get, url)
+        await wait_until(lambda: shows(driver, "#conn", "live"), 10, step=0.05)
+        # The overview: every queue in the Queues table, the events of all of them in Recent jobs.
+        await wait_until(lambda: shows(driver, "#queue-name", "all queues"), 5)
+        await element(driver, f'#queues tr[data-queue="{tasks.queue}"]')
+        await element(driver, f'#queues tr[data-queue="{emails.queue}"]')
+        mail = await send.enqueue(XSS)
+        await mail.result(timeout=5)
+        order = await place.enqueue(1)
+        await element(driver, f'#jobs tr[data-job="{mail.id}"]')
+        await element(driver, f'#jobs tr[data-job="{order.id}"]')
+        # The first queue's task limit, named with its queue.
+        await wait_until(lambda: shows(driver, "#limits", f"{tasks.queue}: orders.place"), 5)
+        assert await run(lambda: driver.find_element(By.ID, "workers").is_displayed()) is False
+
+        # One queue: its own figures, workers and jobs; the URL keeps the choice.
+        await run(lambda: Select(driver.find_element(By.ID, "queue-select")).select_by_value(emails.queue))
+        await wait_until(lambda: shows(driver, "#queue-name", "queue " + emails.queue), 5)
+        await wait_until(lambda: shows(driver, "#workers", worker.worker.id), 5)
+        assert await run(lambda: driver.find_element(By.ID, "queues-panel").is_displayed()) is False
+        assert await run(lambda: driver.find_element(By.ID, "limits-panel").is_displayed()) is False  # none here
+        assert f"queue={emails.queue}" in await run(lambda: driver.current_url)
+        again = await send.enqueue("b@example.com")
+        await again.result(timeout=5)
+        await element(driver, f'#jobs tr[data-job="{again.id}"]')
+        await place.enqueue(2)  # another queue's job: not in this view
+        assert await run(driver.find_elements, By.CSS_SELECTOR, f'#jobs tr[data-job="{order.id}"]') == []
+
+        # Pause acts on the queue shown, and only on it.
+        await click(driver, "#pause")
+        await wait_until(lambda: answered(driver, "pause"), 5)
+        assert await emails.paused() is not None and await tasks.paused() is None
+        await click(driver, "#resume")
+        await wait_until(lambda: answered(driver, "resume"), 5)
+        assert await emails.paused() is None
+
+        # Back to the overview from the selector.
+        await run(lambda: Select(driver.find_element(By.ID, "queue-select")).select_by_value(""))
+        await wait_until(lambda: shows(driver, "#queue-name", "all queues"), 5)
+        await element(driver, f'#queues tr[data-queue="{tasks.queue}"]')
+        assert errors_in(await run(driver.get_log, "browser")) == []
+    finally:
+        await runner.cleanup()
+        await worker.stop()

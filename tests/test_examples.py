@@ -349,3 +349,25 @@ async def test_cpu_render_example_runs_its_renders_in_child_processes(backend: s
         assert results == [sum(i * i for i in range(1_000 + k)) for k in range(4)]
         records = [await cpu.tasks.job(e["job"]).record() for e in await events_of(cpu.tasks, "enqueued")]
     assert [(r.status, r.attempts) for r in records] == [(aqueue.JobStatus.SUCCEEDED, 1)] * 4
+
+
+# -- examples/tenants.py: two queues, a concurrency limit, groups --------------------------------------------
+
+
+async def test_tenants_example_caps_the_partner_and_serves_the_small_tenant_early(
+    backend: str, queue_name: str
+) -> None:
+    tenants = load_example("tenants")
+    tenants.orders.configure(redis_url=backend, queue=f"{queue_name}-orders")
+    tenants.reports.configure(redis_url=backend, queue=f"{queue_name}-reports")
+    try:
+        summary = await tenants.main(orders_count=12, big_reports=100)
+    finally:
+        for t in (tenants.orders, tenants.reports):
+            await t.close()
+            await delete_queue(backend, t.queue)
+    assert summary["orders"] == [f"order {i} placed" for i in range(12)]
+    assert summary["partner_most"] == 2  # the limit, reached and never passed
+    assert summary["reports"] == 103
+    assert max(summary["small_positions"]) < 12, summary["small_positions"]  # turns, not after the 100
+    assert summary["limits"] == [(tenants.place_order.name, 0, 2, 0)]

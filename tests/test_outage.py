@@ -121,14 +121,15 @@ async def test_ready_and_metrics_show_the_circuit(durable_redis: RedisProcess) -
         down = await client.get("/health/ready")
         assert down.status == 503 and "circuit open" in (await down.json())["error"]
         text = await (await client.get("/metrics")).text()
-        assert "aqueue_redis_circuit_open 1.0" in text and "aqueue_redis_up 0.0" in text
+        q = '{queue="outage-web"}'
+        assert f"aqueue_redis_circuit_open{q} 1.0" in text and f"aqueue_redis_up{q} 0.0" in text
         durable_redis.start()
         deadline = time.monotonic() + 10
         while (await client.get("/health/ready")).status != 200:
             assert time.monotonic() < deadline
             await asyncio.sleep(0.2)
         text = await (await client.get("/metrics")).text()
-        assert "aqueue_redis_circuit_open 0.0" in text and "aqueue_redis_circuit_opened_total 1.0" in text
+        assert f"aqueue_redis_circuit_open{q} 0.0" in text and f"aqueue_redis_circuit_opened_total{q} 1.0" in text
     finally:
         await client.close()
         await tasks.close()

@@ -35,6 +35,12 @@ FAMILIES = {
     "aqueue_workers": "gauge",
     "aqueue_worker_concurrency_target": "gauge",
     "aqueue_worker_busy_slots": "gauge",
+    # concurrency limits and groups, from Redis
+    "aqueue_limit_running": "gauge",
+    "aqueue_limit": "gauge",
+    "aqueue_limit_waiting": "gauge",
+    "aqueue_groups_waiting": "gauge",
+    "aqueue_grouped_jobs": "gauge",
     # this process
     "aqueue_event_loop_lag_seconds": "gauge",
     "aqueue_redis_errors": "counter",
@@ -114,7 +120,8 @@ async def test_metrics_parse_and_carry_every_family(
     assert value(families["aqueue_workers"], "aqueue_workers") == 1
     target = families["aqueue_worker_concurrency_target"]
     assert value(target, "aqueue_worker_concurrency_target", worker=rw.worker.id) >= 1
-    assert value(families["aqueue_redis_up"], "aqueue_redis_up") == 1
+    assert value(families["aqueue_redis_up"], "aqueue_redis_up", queue=q) == 1
+    assert value(families["aqueue_grouped_jobs"], "aqueue_grouped_jobs", queue=q) == 0
 
 
 async def test_counters_are_queue_wide_in_every_app(serve: Serve, make_tasks: MakeTasks) -> None:

@@ -135,7 +135,7 @@ async def test_unreachable_redis_is_503_json_never_500(serve: Serve) -> None:
             assert "Redis" in (await json_of(await client.get(path), 503))["error"], path
         assert (await json_of(await client.post("/jobs", json={"task": "add", "args": [1, 2]}), 503))["error"]
         metrics = await client.get("/metrics")
-        assert metrics.status == 200 and "aqueue_redis_up 0.0" in await metrics.text()
+        assert metrics.status == 200 and 'aqueue_redis_up{queue="web-down"} 0.0' in await metrics.text()
     finally:
         await tasks.close()
 

@@ -22,10 +22,9 @@ import aqueue
 from aqueue.web import create_app
 from aqueue.web.fanout import EventFilter, Subscription, parse_event_id, previous_event_id
 from aqueue.web.ws import CLOSE_BAD_REQUEST, CLOSE_SLOW_CONSUMER, FANOUT, WS_OPTIONS, WsOptions, parse_query
-from tests.helpers import MakeTasks, StartWorker, wait_until
+from tests.helpers import MakeTasks, Message, StartWorker, next_of, wait_until
 
 ON_CLUSTER = True
-Message = dict[str, Any]
 
 
 def small_send_buffers(host: str, port: int, family: socket.AddressFamily) -> socket.socket:
@@ -47,15 +46,6 @@ async def serve(
     server = TestServer(app, socket_factory=small_send_buffers if small_buffers else get_port_socket)
     async with TestClient(server) as client:
         yield client
-
-
-async def next_of(ws: aiohttp.ClientWebSocketResponse, kind: str, timeout: float = 5.0) -> Message:
-    """The next message of type ``kind`` (others are skipped)."""
-    async with asyncio.timeout(timeout):
-        while True:
-            message: Message = await ws.receive_json()
-            if message["type"] == kind:
-                return message
 
 
 async def events_until(

@@ -39,6 +39,8 @@ class ConnectionMixin:
     _lock: asyncio.Lock | None
     _loop: asyncio.AbstractEventLoop | None
     _workers: set[Stoppable]
+    _routes: dict[str, Self]
+    _url: str | None
 
     settings: QueueSettings
 
@@ -90,6 +92,16 @@ class ConnectionMixin:
         await self._hub.start()
         return self._hub
 
+    def _route(self, queue: str) -> Self:
+        """The registry that enqueues this one's jobs on ``queue`` (``with_options(queue=...)``): made on first use
+        with this one's Redis URL, settings and tasks (for the argument checks), closed with this one."""
+        routed = self._routes.get(queue)
+        if routed is None:
+            routed = type(self)(queue, self._url, settings=self.settings, redis_timeout=self.redis_timeout)  # type: ignore[call-arg]
+            routed._registry = self._registry  # type: ignore[attr-defined]
+            self._routes[queue] = routed
+        return routed
+
     def _attach(self, worker: Stoppable) -> None:
         """``worker`` runs on this registry from now on: :meth:`close` stops it first."""
         self._workers.add(worker)
@@ -116,6 +128,8 @@ class ConnectionMixin:
                 for worker in workers:
                     worker.request_stop(cancel_running=True)
             await asyncio.gather(*(worker.stop() for worker in workers))
+        for routed in self._routes.values():
+            await routed.close()
         if self._hub is not None:
             await self._hub.close()
             self._hub = None

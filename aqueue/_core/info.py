@@ -3,9 +3,20 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
-__all__ = ["QueueInfo"]
+__all__ = ["LimitUsage", "QueueInfo"]
+
+
+@dataclass(frozen=True, slots=True)
+class LimitUsage:
+    """One concurrency limit as :meth:`Tasks.info` saw it: a task's ``concurrency_limit`` or a group's."""
+
+    kind: Literal["task", "group"]  #: what is limited
+    name: str  #: the task's or the group's name
+    running: int  #: jobs holding one of its permits now (across all workers)
+    limit: int | None  #: the most that may run at once (None: a group with no limit)
+    waiting: int  #: jobs waiting for a permit (task) or for their group's turn (group)
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +36,11 @@ class QueueInfo:
     #: Lifetime counters of the queue: ``enqueued``, ``succeeded``, ``failed`` (failed attempts), ``retried``,
     #: ``dead``, ``cancelled``, ``expired``, ``reprocessed``; a counter appears once it is first counted.
     stats: dict[str, int]
+    #: Concurrency limits in use: every task with a ``concurrency_limit``, and the first groups waiting for their
+    #: turn (at most 20), each with its running jobs, limit and waiting jobs.
+    limits: tuple[LimitUsage, ...] = ()
+    groups: int = 0  #: groups with jobs waiting for their turn
+    grouped: int = 0  #: jobs waiting in a group for its turn (not yet in a stream)
 
     def worker_metadata(self) -> dict[str, dict[str, str]]:
         """The metadata of each live worker, by worker id (``{}`` for a worker given none): which versions or

@@ -83,20 +83,20 @@ def check_headers(value: object, where: str = "headers") -> dict[str, str]:
     return headers
 
 
-def check_job_id(value: object) -> str:
-    """``value`` if it is a valid caller-chosen job id: a ``str`` of 1 to :data:`MAX_JOB_ID` characters, none of
-    them whitespace or a control character (``"order-42"``, ``"user:7/avatar"``). Raises :class:`ConfigurationError`
-    otherwise."""
+def check_job_id(value: object, what: str = "job_id") -> str:
+    """``value`` if it is a valid caller-chosen job id (or group name, ``what``): a ``str`` of 1 to
+    :data:`MAX_JOB_ID` characters, none of them whitespace or a control character (``"order-42"``,
+    ``"user:7/avatar"``). Raises :class:`ConfigurationError` otherwise."""
     if not isinstance(value, str) or not 0 < len(value) <= MAX_JOB_ID:
         raise ConfigurationError(
-            f"job_id must be a non-empty str of at most {MAX_JOB_ID} characters, got {value!r:.60}"
+            f"{what} must be a non-empty str of at most {MAX_JOB_ID} characters, got {value!r:.60}"
         )
     if any(ch.isspace() or not ch.isprintable() for ch in value):
-        raise ConfigurationError(f"job_id must not contain whitespace or control characters, got {value!r:.60}")
+        raise ConfigurationError(f"{what} must not contain whitespace or control characters, got {value!r:.60}")
     try:
         value.encode()
     except UnicodeEncodeError:
-        raise ConfigurationError(f"job_id {value!r:.60} is not valid Unicode text") from None
+        raise ConfigurationError(f"{what} {value!r:.60} is not valid Unicode text") from None
     return value
 
 
@@ -151,6 +151,13 @@ class JobOptions:
     #: When the job becomes due: an aware :class:`~datetime.datetime` (instead of ``delay``; a past time is due at
     #: once). Turned into a delay on the producer's clock when the job is enqueued.
     at: datetime | None = None
+    #: The job's group (a tenant, say): grouped jobs of a queue are served in turns, one group after another, so a
+    #: group with many jobs waiting cannot hold back one with few (``QueueSettings.group_concurrency`` and
+    #: ``group_rate_limit`` limit each group). The same rules as a ``job_id``; None: no group (served as today).
+    group: str | None = None
+    #: The queue to enqueue the job on instead of the task's own (its registry routes it; the queue's workers must
+    #: have the task registered, e.g. with :meth:`Tasks.include`). None: the task's queue.
+    queue: str | None = None
 
     def __post_init__(self) -> None:
         if self.headers is not None:
@@ -161,6 +168,7 @@ class JobOptions:
         _check_dedup(self.dedup_key, self.dedup_ttl, self.dedup_mode)
         if self.job_id is not None:
             check_job_id(self.job_id)
+        _check_routing(self.group, self.queue)
         _check_seconds("retry_delay", self.retry_delay)
         _check_keep(self.keep_result)
         if self.ttl is not None and self.ttl < 0.001:
@@ -213,7 +221,17 @@ class JobOptions:
             out["dt"] = round(self.dedup_ttl * 1000) if self.dedup_ttl is not None else 0
         if self.ttl is not None:
             out["x"] = round(self.ttl * 1000)
+        if self.group is not None:
+            out["g"] = self.group
         return out or None
+
+
+def _check_routing(group: str | None, queue: str | None) -> None:
+    """A job's ``group`` (the rules of a ``job_id``) and ``queue`` (a queue name), when given."""
+    if group is not None:
+        check_job_id(group, "group")
+    if queue is not None and (not isinstance(queue, str) or not queue or any(c in queue for c in "{}: \t\n")):
+        raise ConfigurationError(f"queue name {queue!r} must be non-empty without braces, ':' or spaces")
 
 
 def _check_seconds(name: str, value: object) -> None:

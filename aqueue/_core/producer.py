@@ -69,6 +69,8 @@ class ProducerMixin:
 
         async def _event_hub(self) -> EventHub: ...
 
+        def _route(self, queue: str) -> ProducerMixin: ...
+
     def _make_spec(
         self,
         task: str,
@@ -118,6 +120,8 @@ class ProducerMixin:
         :class:`ConfigurationError` if its priority is not a level of this queue, :class:`BrokerUnavailable` if
         Redis does not answer.
         """
+        if spec.options.queue not in (None, self.queue):
+            return await self._route(spec.options.queue).enqueue(spec)
         item = self._item(spec)
         broker = await self._broker()
         dups = await broker.enqueue([item])
@@ -138,6 +142,8 @@ class ProducerMixin:
         stopped answering before it could tell which were.
         """
         specs = list(specs)
+        if any(s.options.queue not in (None, self.queue) for s in specs):
+            return await self._enqueue_routed(specs)
         items = [self._item(s) for s in specs]
         if not items:
             return []
@@ -159,6 +165,32 @@ class ProducerMixin:
         )
         error.quiet = wrote.error.quiet
         raise error from wrote.error
+
+    async def _enqueue_routed(self, specs: list[JobSpec[Any]]) -> list[Job[Any]]:
+        """``enqueue_many`` of specs routed to several queues: one call per queue (in the order each first
+        appears). A failure raises :class:`PartialEnqueue` with every job written and every spec not written."""
+        by_queue: dict[str, list[int]] = {}
+        for i, s in enumerate(specs):
+            by_queue.setdefault(s.options.queue or self.queue, []).append(i)
+        jobs: dict[int, Job[Any]] = {}
+        for queue, indexes in by_queue.items():
+            target = self if queue == self.queue else self._route(queue)
+            try:
+                written = await target.enqueue_many([specs[i] for i in indexes])
+            except BrokerUnavailable as exc:
+                partial = (
+                    exc if isinstance(exc, PartialEnqueue) else PartialEnqueue("", [], [specs[i] for i in indexes])
+                )
+                done = [jobs[i] for i in sorted(jobs)] + partial.written
+                later = [specs[i] for i in range(len(specs)) if i not in jobs and i not in indexes]
+                raise PartialEnqueue(
+                    f"{len(done):,} of {len(specs):,} jobs were written (retry only PartialEnqueue.not_written); "
+                    f"queue {queue!r}: {exc}",
+                    done,
+                    partial.not_written + later,
+                ) from exc
+            jobs.update(zip(indexes, written, strict=True))
+        return [jobs[i] for i in range(len(specs))]
 
     @asynccontextmanager
     async def batch(self) -> AsyncIterator[Batch]:

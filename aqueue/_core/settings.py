@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from aqueue._core.errors import ConfigurationError
 from aqueue._core.options import MAX_SECONDS
+from aqueue._core.ratelimit import RateLimit
 
 __all__ = ["Priority", "QueueSettings", "RetryPolicy"]
 
@@ -85,8 +86,15 @@ class QueueSettings:
     #: The least level of the log records a worker keeps on the job that emitted them (its record's ``logs``,
     #: capped: see ``docs/extending.md``); None keeps none. Records a logger drops (below its level) are never seen.
     job_log_level: int | None = logging.INFO
+    #: The most jobs of one group (``with_options(group=...)``) running at once across every worker of the queue;
+    #: None: no limit (groups still take turns). See ``docs/queues.md``.
+    group_concurrency: int | None = None
+    #: How often jobs of one group may start (``"10/s"`` or a :class:`RateLimit`), each group on its own; None: no
+    #: limit. A job over it waits in the scheduled set for its reserved slot, as with a task's ``rate_limit``.
+    group_rate_limit: RateLimit | str | None = None
 
     def __post_init__(self) -> None:
+        self._check_groups()
         names = [p.name for p in self.priorities]
         if not names:
             raise ConfigurationError("at least one priority level is required")
@@ -105,6 +113,14 @@ class QueueSettings:
         if self.job_log_level is not None and (not isinstance(self.job_log_level, int) or self.job_log_level < 0):
             raise ConfigurationError(f"job_log_level must be a logging level (an int >= 0) or None, got "
                                      f"{self.job_log_level!r}")  # fmt: skip
+
+    def _check_groups(self) -> None:
+        """``group_concurrency`` an int >= 1 or None; ``group_rate_limit`` parsed into a :class:`RateLimit`."""
+        limit = self.group_concurrency
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+            raise ConfigurationError(f"group_concurrency must be an int >= 1 or None, got {limit!r}")
+        if self.group_rate_limit is not None and not isinstance(self.group_rate_limit, RateLimit):
+            object.__setattr__(self, "group_rate_limit", RateLimit.parse(self.group_rate_limit))
 
     @property
     def priority_names(self) -> tuple[str, ...]:

@@ -214,6 +214,12 @@ class Workflow:
                 raise ConfigurationError(f"step {s.name!r} belongs to another workflow")
         if spec.tasks is not None and spec.tasks is not self.tasks:
             raise ConfigurationError(f"every step must be a job of queue {self.tasks.queue!r}")
+        if spec.options.queue not in (None, self.tasks.queue):
+            # A step's end resolves its dependants in the same script (one queue's keys, one hash slot): a step on
+            # another queue could not be linked atomically. See docs/queues.md.
+            raise ConfigurationError(
+                f"workflow and chain steps run on the workflow's queue {self.tasks.queue!r}, not {spec.options.queue!r}"
+            )
         if spec.options.dedup_key is not None:
             raise ConfigurationError("workflow steps cannot have a dedup_key")
         if spec.options.job_id is not None:  # a step's id is fixed when it is added, and its parents link to it

@@ -93,6 +93,12 @@ def _binder(fn: Callable[..., Any]) -> _Binder | None:
 _cached_binder = functools.lru_cache(maxsize=None)(_binder)  # task functions live as long as the process
 
 
+def check_concurrency_limit(limit: object) -> None:
+    """A task's ``concurrency_limit``: an int >= 1, or None. Raises :class:`ConfigurationError` otherwise."""
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise ConfigurationError(f"concurrency_limit must be an int >= 1 or None, got {limit!r}")
+
+
 class Task(Generic[P, R]):
     """A registered task: ``await task.enqueue(...)`` runs it on a worker, ``task.spec(...)`` builds an unsent job.
 
@@ -102,7 +108,7 @@ class Task(Generic[P, R]):
     calls the function in place, without a queue.
     """
 
-    __slots__ = ("_options", "executor", "fn", "is_async", "name", "rate_limit", "tasks")
+    __slots__ = ("_options", "concurrency_limit", "executor", "fn", "is_async", "name", "rate_limit", "tasks")
 
     def __init__(
         self,
@@ -112,6 +118,7 @@ class Task(Generic[P, R]):
         options: JobOptions,
         rate_limit: RateLimit | None = None,
         executor: Executor = "thread",
+        concurrency_limit: int | None = None,
     ) -> None:
         self.tasks = tasks  #: the registry (and so the queue) the task belongs to
         self.fn = fn  #: the decorated function
@@ -121,6 +128,8 @@ class Task(Generic[P, R]):
         self.rate_limit = rate_limit  #: global limit on how often jobs of this task start
         #: Where a plain ``def`` runs: ``"thread"`` (a worker thread) or ``"process"`` (the worker's process pool).
         self.executor: Executor = executor
+        #: The most jobs of this task running at once across every worker of the queue (None: no limit).
+        self.concurrency_limit = concurrency_limit
 
     def arguments_error(self, args: tuple[Any, ...] | list[Any], kwargs: dict[str, Any]) -> str | None:
         """Why ``args`` and ``kwargs`` cannot be passed to the function, or None if they can (or if it has no
@@ -169,6 +178,8 @@ class Task(Generic[P, R]):
         keep_result: float | timedelta | None = None,
         retry_delay: float | timedelta | None = None,
         at: datetime | None = None,
+        group: str | None = None,
+        queue: str | None = None,
     ) -> Task[P, R]:
         """A copy of this task whose jobs get these options; the registered task is unchanged.
 
@@ -179,7 +190,9 @@ class Task(Generic[P, R]):
         record with that id exists, enqueueing it again returns that job (``Job.duplicate`` is True).
         ``keep_result`` is how long a succeeded job's record is kept (``0``: deleted at once; ``KEEP_FOREVER``),
         ``retry_delay`` a constant delay before every retry. ``at`` (an aware :class:`~datetime.datetime`) is when
-        the job becomes due, instead of a ``delay`` (one replaces the other). Every option is described under
+        the job becomes due, instead of a ``delay`` (one replaces the other). ``group`` puts the job in a group that
+        takes turns with the queue's other groups; ``queue`` enqueues it on another queue (whose workers have the
+        task registered): see ``docs/queues.md``. Every option is described under
         :class:`~aqueue.JobOptions`. Raises :class:`ConfigurationError` for an unknown priority or an
         invalid value.
         """
@@ -200,13 +213,15 @@ class Task(Generic[P, R]):
             keep_result=seconds(keep_result),
             retry_delay=seconds(retry_delay),
             at=at,  # checked with the delay: both in one call is an error
+            group=group,
+            queue=queue,
         )
         if priority is not None:
             self.tasks.settings.priority_index(priority)
         options = self._options.merged(override)
         if delay is not None:  # merged() cannot tell "delay=0" from "no delay given"; a delay replaces an at=
             options = dataclasses.replace(options, delay=override.delay, at=None)
-        return Task(self.tasks, self.fn, self.name, options, self.rate_limit, self.executor)
+        return Task(self.tasks, self.fn, self.name, options, self.rate_limit, self.executor, self.concurrency_limit)
 
     def spec(self, /, *args: P.args, **kwargs: P.kwargs) -> JobSpec[R]:
         """An unsent job with these arguments, for :meth:`Tasks.enqueue_many`, chains and workflows.

@@ -27,7 +27,7 @@ from aqueue._core.producer import ProducerMixin
 from aqueue._core.ratelimit import RateLimit
 from aqueue._core.record import JobStatus
 from aqueue._core.settings import QueueSettings
-from aqueue._core.task import CronJob, Executor, Task, TaskDecorator, check_executor, seconds
+from aqueue._core.task import CronJob, Executor, Task, TaskDecorator, check_concurrency_limit, check_executor, seconds
 from aqueue._redis.broker import Broker
 from aqueue._redis.connect import check_url, resolve_url
 from aqueue._redis.keys import Keys
@@ -89,6 +89,7 @@ class Tasks(ConnectionMixin, ProducerMixin, AdminMixin, HooksMixin):
         self._lock: asyncio.Lock | None = None
         self._loop: asyncio.AbstractEventLoop | None = None  # the loop the connection belongs to
         self._workers: set[Stoppable] = set()  # running on this registry: close() stops them first
+        self._routes: dict[str, Tasks] = {}  # queue -> the registry that enqueues jobs routed there
 
     def __repr__(self) -> str:
         return f"Tasks(queue={self.queue!r}, redis_url={self.redis_url!r}, tasks={len(self._registry)})"
@@ -143,6 +144,7 @@ class Tasks(ConnectionMixin, ProducerMixin, AdminMixin, HooksMixin):
         headers: Mapping[str, str] | None = None,
         keep_result: float | timedelta | None = None,
         retry_delay: float | timedelta | None = None,
+        concurrency_limit: int | None = None,
     ) -> TaskDecorator: ...
 
     def task(
@@ -163,6 +165,7 @@ class Tasks(ConnectionMixin, ProducerMixin, AdminMixin, HooksMixin):
         headers: Mapping[str, str] | None = None,
         keep_result: float | timedelta | None = None,
         retry_delay: float | timedelta | None = None,
+        concurrency_limit: int | None = None,
     ) -> Any:
         """Register a function as a task: ``@tasks.task`` or ``@tasks.task(name=…, priority=…, …)``; returns the
         :class:`Task`.
@@ -173,9 +176,11 @@ class Tasks(ConnectionMixin, ProducerMixin, AdminMixin, HooksMixin):
         ``rerun_lost`` and ``headers`` are defaults for the task's jobs (see :class:`~aqueue.JobOptions`; a job may
         override them with :meth:`Task.with_options`; its headers are merged key by key with the task's).
         ``rate_limit`` (``"100/m"``, ``"5000/s"``, or a :class:`~aqueue.RateLimit`) caps how often jobs of this
-        task start, across every worker of the queue. ``executor="process"`` runs a plain ``def`` (a module-level
-        function) in the worker's process pool instead of a thread: see ``docs/extending.md``. Raises
-        :class:`ConfigurationError` if the name is already registered on this queue, or for an invalid option.
+        task start, across every worker of the queue; ``concurrency_limit`` caps how many run at once, across every
+        worker (jobs over it wait queued, not in a worker's slot: see ``docs/queues.md``). ``executor="process"``
+        runs a plain ``def`` (a module-level function) in the worker's process pool instead of a thread: see
+        ``docs/extending.md``. Raises :class:`ConfigurationError` if the name is already registered on this queue,
+        or for an invalid option.
         """
         options = JobOptions(
             priority=priority,
@@ -192,13 +197,14 @@ class Tasks(ConnectionMixin, ProducerMixin, AdminMixin, HooksMixin):
         if priority is not None:
             self.settings.priority_index(priority)
         limit = RateLimit.parse(rate_limit) if rate_limit is not None else None
+        check_concurrency_limit(concurrency_limit)
 
         def register(f: Callable[..., Any]) -> Task[Any, Any]:
             task_name = name or f"{f.__module__}.{f.__qualname__}"
             if task_name in self._registry:
                 raise ConfigurationError(f"task {task_name!r} is already registered on queue {self.queue!r}")
             check_executor(f, executor)
-            t: Task[Any, Any] = Task(self, f, task_name, options, limit, executor)
+            t: Task[Any, Any] = Task(self, f, task_name, options, limit, executor, concurrency_limit)
             self._registry[task_name] = t
             return t
 
@@ -301,12 +307,32 @@ class Tasks(ConnectionMixin, ProducerMixin, AdminMixin, HooksMixin):
     def _rate_limits_json(self) -> str:
         """Internal: the queue's and tasks' rate limits as the claim script takes them (``""`` when there are none)."""
         per_task = {t.name: t.rate_limit._wire() for t in self._registry.values() if t.rate_limit is not None}
-        if self.rate_limit is None and not per_task:
-            return ""
-        out: dict[str, Any] = {"t": per_task} if per_task else {}
-        if self.rate_limit is not None:
-            out["q"] = self.rate_limit._wire()
-        return orjson.dumps(out).decode()
+        group_rate = self.settings.group_rate_limit
+        out = {
+            "t": per_task or None,
+            "q": self.rate_limit._wire() if self.rate_limit is not None else None,
+            "c": self.concurrency_limits or None,
+            "gc": self.settings.group_concurrency,
+            "g": group_rate._wire() if isinstance(group_rate, RateLimit) else None,
+        }
+        out = {key: value for key, value in out.items() if value is not None}  # JSON null is true in Lua
+        return orjson.dumps(out).decode() if out else ""
+
+    @property
+    def concurrency_limits(self) -> dict[str, int]:
+        """The ``concurrency_limit`` of every task that has one, by task name."""
+        return {t.name: t.concurrency_limit for t in self._registry.values() if t.concurrency_limit is not None}
+
+    def include(self, *others: Tasks) -> None:
+        """Register every task of ``others`` here too, same names and options: for the workers of a queue that
+        jobs are routed to (``task.with_options(queue="orders-eu")``). :class:`ConfigurationError` if a name is
+        registered here already with another function."""
+        for other in others:
+            for name, t in other._registry.items():
+                mine = self._registry.get(name)
+                if mine is not None and mine.fn is not t.fn:
+                    raise ConfigurationError(f"task {name!r} is already registered on queue {self.queue!r}")
+                self._registry[name] = Task(self, t.fn, name, t.options, t.rate_limit, t.executor, t.concurrency_limit)
 
     def get(self, name: str) -> Task[Any, Any] | None:
         """The task registered under ``name``, or ``None``."""
@@ -370,5 +396,5 @@ class Tasks(ConnectionMixin, ProducerMixin, AdminMixin, HooksMixin):
 
     async def info(self) -> QueueInfo:
         """A :class:`QueueInfo` snapshot: jobs waiting per priority, active, scheduled, dead-lettered, the live
-        workers and the lifetime counters."""
-        return await (await self._broker()).info()
+        workers, the lifetime counters, and the concurrency limits and groups in use."""
+        return await (await self._broker()).info(self.concurrency_limits)

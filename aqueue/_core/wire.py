@@ -52,6 +52,7 @@ class ClaimTurn:
     #: (stream index, message id, job id) of this consumer's own idle messages: renewed, not started again
     own: list[tuple[int, str, str]]
     consumed: int  #: messages read or taken back, started or not (stale ones are dropped)
+    groups: bool = False  #: groups have jobs waiting for their turn (the claim reads the groups' level too)
 
 
 #: How an attempt ended: it returned (``ok``), it goes back for another attempt (``retry``), it is dead-lettered

@@ -8,22 +8,26 @@ and resume (the claim script reads the pause; workers follow the control stream)
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
 
 from aqueue._core import codec
-from aqueue._core.info import QueueInfo
+from aqueue._core.info import LimitUsage, QueueInfo
 from aqueue._core.wire import EnqueueItem, QueueSample
 from aqueue._redis.base import BrokerBase
 from aqueue._redis.guard import unavailable
 from aqueue._redis.keys import GROUP
 
-__all__ = ["CONTROL_MAXLEN", "Admin"]
+__all__ = ["CONTROL_MAXLEN", "GROUPS_LEVEL", "Admin"]
 
 #: Approximate cap of the control stream (worker commands: cancel a running job, resume).
 CONTROL_MAXLEN = 1000
+#: The key under which the autoscaler's sample counts grouped jobs waiting, beside the priority levels.
+GROUPS_LEVEL = "(groups)"
+#: Groups listed with their use in ``Tasks.info().limits`` (the first in turn).
+_GROUPS_SHOWN = 20
 
 
 class Admin(BrokerBase):
@@ -36,8 +40,9 @@ class Admin(BrokerBase):
         await self.redis.ping()
 
     @unavailable
-    async def info(self) -> QueueInfo:
-        """Depths per level, claimed, scheduled, dead-letter size, live workers and lifetime counters."""
+    async def info(self, task_limits: Mapping[str, int] | None = None) -> QueueInfo:
+        """Depths per level, claimed, scheduled, dead-letter size, live workers, lifetime counters, and the use of
+        the concurrency limits (``task_limits``: task → limit) and groups."""
         k = self.keys
         async with self.redis.pipeline(transaction=False) as pipe:
             for stream in k.streams:
@@ -47,6 +52,7 @@ class Admin(BrokerBase):
             pipe.xlen(k.dead)
             pipe.zrange(k.workers, 0, -1)
             pipe.hgetall(k.stats)
+            pipe.xpending(k.group_ready, GROUP)
             replies = await pipe.execute(raise_on_error=False)
         queued: dict[str, int] = {}
         active = 0
@@ -55,7 +61,9 @@ class Admin(BrokerBase):
             claimed = int(pend["pending"]) if isinstance(pend, dict) else 0
             queued[name] = max(0, (int(length) if isinstance(length, int) else 0) - claimed)
             active += claimed
-        scheduled, dead, worker_ids, stats = replies[2 * len(k.streams) :]
+        scheduled, dead, worker_ids, stats, gpend = replies[2 * len(k.streams) :]
+        gclaimed = int(gpend["pending"]) if isinstance(gpend, dict) else 0
+        active += gclaimed
         workers: list[dict[str, Any]] = []
         if worker_ids:
             async with self.redis.pipeline(transaction=False) as pipe:
@@ -63,6 +71,7 @@ class Admin(BrokerBase):
                     pipe.hget(k.worker(wid), "info")
                 infos = await pipe.execute()
             workers = [codec.decode(i) for i in infos if i]
+        limits, groups, grouped = await self._limits(task_limits or {})
         return QueueInfo(
             queued=queued,
             active=active,
@@ -70,13 +79,48 @@ class Admin(BrokerBase):
             dead=int(dead),
             workers=workers,
             stats={key: int(v) for key, v in (stats or {}).items()},
+            limits=limits,
+            groups=groups,
+            grouped=grouped,
         )
+
+    async def _limits(self, task_limits: Mapping[str, int]) -> tuple[tuple[LimitUsage, ...], int, int]:
+        """Each limited task's permits in use and parked jobs; the groups waiting (the first 20 with their jobs
+        and permits in use); the jobs waiting in groups."""
+        k, group_limit = self.keys, self.settings.group_concurrency
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for task in task_limits:
+                pipe.scard(k.permits_task(task))
+                pipe.llen(k.parked(task))
+            pipe.zcard(k.groups)
+            pipe.get(k.group_jobs)
+            pipe.zrange(k.groups, 0, _GROUPS_SHOWN - 1)
+            replies = await pipe.execute()
+        n = 2 * len(task_limits)
+        out = [
+            LimitUsage("task", task, int(replies[2 * i]), limit, int(replies[2 * i + 1]))
+            for i, (task, limit) in enumerate(task_limits.items())
+        ]
+        groups, grouped, first = int(replies[n]), max(0, int(replies[n + 1] or 0)), replies[n + 2]
+        if first:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for g in first:
+                    pipe.scard(k.permits_group(g))
+                    pipe.llen(k.group(g))
+                counts = await pipe.execute()
+            out += [
+                LimitUsage("group", g, int(counts[2 * i]), group_limit, int(counts[2 * i + 1]))
+                for i, g in enumerate(first)
+            ]
+        return tuple(out), groups, grouped
 
     @unavailable
     async def sample(self, worker_ttl_ms: int) -> QueueSample:
         """Backlog per level, pending, oldest waiting entry, due jobs, live workers and counters: one call."""
         k = self.keys
-        r = await self._script("snapshot", [k.scheduled, k.stats, k.workers, *k.streams], [GROUP, worker_ttl_ms])
+        r = await self._script(
+            "snapshot", [k.scheduled, k.stats, k.workers, *k.ready, k.group_jobs], [GROUP, worker_ttl_ms]
+        )
         waiting: dict[str, int] = {}
         pending = 0
         oldest: int | None = None
@@ -86,6 +130,13 @@ class Admin(BrokerBase):
             pending += p
             if o >= 0 and w > 0:
                 oldest = o if oldest is None else min(oldest, o)
+        gi = 6 + 3 * len(self.settings.priority_names)
+        gw, gp, go = (int(v) for v in r[gi : gi + 3])
+        if gw + int(r[-1]) > 0:  # grouped jobs: given their turn, and waiting for it
+            waiting[GROUPS_LEVEL] = gw + max(0, int(r[-1]))
+            if go >= 0 and gw > 0:
+                oldest = go if oldest is None else min(oldest, go)
+        pending += gp
         now, due, workers, enqueued, succeeded, failed = (int(v) for v in r[:6])
         return QueueSample(now, due, workers, enqueued, succeeded, failed, waiting, pending, oldest)
 

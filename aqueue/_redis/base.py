@@ -37,7 +37,7 @@ class BrokerBase:
         self._sha: dict[str, str] = {}
         #: Reports an outage once, fails calls fast while Redis is down, probes for its return.
         self.breaker = CircuitBreaker(redacted(conn.url))
-        self._stream_index = {name: i + 1 for i, name in enumerate(keys.streams)}
+        self._stream_index = {name: i + 1 for i, name in enumerate(keys.ready)}
 
     @property
     def is_local(self) -> bool:
@@ -74,8 +74,8 @@ class BrokerBase:
 
     @unavailable
     async def ensure_groups(self) -> None:
-        """Create the consumer group on every ready stream (idempotent)."""
-        for stream in self.keys.streams:
+        """Create the consumer group on every ready stream and the group stream (idempotent)."""
+        for stream in self.keys.ready:
             try:
                 await self.redis.xgroup_create(stream, GROUP, id="0", mkstream=True)
             except rexc.ResponseError as exc:

@@ -30,7 +30,7 @@ class Consumer(BrokerBase):
 
     def _claim_args(self, consumer: str, mode: ClaimMode, lease_ms: int, limits: str) -> tuple[list[str], list[Any]]:
         k, s = self.keys, self.settings
-        keys = [k.events, k.stats, k.dead, *k.streams]
+        keys = [k.events, k.stats, k.dead, *k.ready]
         args: list[Any] = [
             k.prefix, GROUP, consumer, s.events_maxlen, s.dead_maxlen,
             int(s.dead_ttl * 1000), s.max_reclaims, mode, lease_ms, int(s.succeeded_ttl * 1000), limits,
@@ -55,11 +55,16 @@ class Consumer(BrokerBase):
         started again: they come back in ``ClaimTurn.own``.
         """
         keys, args = self._claim_args(consumer, "read", lease_ms, limits)
+        levels = len(keys) - 3  # the priority levels and the group stream
+        quotas = [*quotas, *[0] * (levels - len(quotas))]  # a level with no quota still fills what is left
+        cursors = [*cursors, *["0-0"] * (levels - len(cursors))]
         args += [*quotas, *cursors]
-        cur, flat, changed, paused, own, consumed = await self._script("claim", keys, args)
+        reply = await self._script("claim", keys, args)
+        cur, flat, changed, paused, own, consumed = reply[:6]
         if flat or changed:
             self._bump()  # only on change: idle workers of one process must not wake each other in a loop
-        return ClaimTurn(self._claimed(flat), list(cur), bool(paused), self._triples(own), int(consumed))
+        groups = len(reply) > 6 and bool(reply[6])
+        return ClaimTurn(self._claimed(flat), list(cur), bool(paused), self._triples(own), int(consumed), groups)
 
     @unavailable
     async def start(
@@ -73,7 +78,7 @@ class Consumer(BrokerBase):
         keys, args = self._claim_args(consumer, "taken" if taken else "given", 0, limits)
         for item in delivered:
             args += item
-        _, flat, changed, paused, _, _ = await self._script("claim", keys, args)
+        _, flat, changed, paused = (await self._script("claim", keys, args))[:4]
         if flat or changed or paused:
             self._bump()
         return self._claimed(flat), bool(paused)
@@ -88,13 +93,34 @@ class Consumer(BrokerBase):
         if self._local is not None:
             await self._local.wait(timeout)
             return []
-        streams = {s: ">" for s in self.keys.streams}
+        streams = {s: ">" for s in self.keys.ready}
         reply = await self.redis.xreadgroup(GROUP, consumer, streams, count=1, block=max(1, int(timeout * 1000)))
         out: list[tuple[int, str, str]] = []
         for stream, entries in reply or ():
             for msg_id, fields in entries:
                 out.append((self._stream_index[stream], msg_id, (fields or {}).get("j", "")))
         return out
+
+    @unavailable
+    async def waiting(self, task_limits: Sequence[str]) -> int:
+        """Jobs waiting to be claimed anywhere: on the ready streams (not yet delivered), parked for a permit of a
+        task of ``task_limits``, or in a group waiting for its turn."""
+        k = self.keys
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for stream in k.ready:
+                pipe.xlen(stream)
+                pipe.xpending(stream, GROUP)
+            for task in task_limits:
+                pipe.llen(k.parked(task))
+            pipe.get(k.group_jobs)
+            replies = await pipe.execute(raise_on_error=False)
+        n = 2 * len(k.ready)
+        total = 0
+        for length, pending in zip(replies[0:n:2], replies[1:n:2], strict=True):
+            claimed = int(pending["pending"]) if isinstance(pending, dict) else 0
+            total += max(0, (length if isinstance(length, int) else 0) - claimed)
+        total += sum(r for r in replies[n:-1] if isinstance(r, int))
+        return total + max(0, int(replies[-1] or 0) if not isinstance(replies[-1], Exception) else 0)
 
     @unavailable
     async def settle(self, consumer: str, outcomes: Sequence[Outcome]) -> list[int]:
@@ -104,7 +130,7 @@ class Consumer(BrokerBase):
             k.prefix, GROUP, s.events_maxlen, s.dead_maxlen, int(s.succeeded_ttl * 1000), int(s.dead_ttl * 1000),
             orjson.dumps([o.wire() for o in outcomes]), consumer,
         ]  # fmt: skip
-        keys = [k.events, k.stats, k.scheduled, k.dead, k.wake, *k.streams]
+        keys = [k.events, k.stats, k.scheduled, k.dead, k.wake, *k.ready]
         counts = await self._script("settle", keys, args)
         self._bump()
         return [int(c) for c in counts]
@@ -137,7 +163,7 @@ class Consumer(BrokerBase):
         args: list[Any] = [GROUP, consumer, ttl_ms, info]
         for item in running:
             args += item
-        lost = await self._script("heartbeat", [k.workers, k.worker(consumer), *k.streams], args)
+        lost = await self._script("heartbeat", [k.workers, k.worker(consumer), *k.ready], args)
         return list(lost)
 
     @unavailable
@@ -146,7 +172,7 @@ class Consumer(BrokerBase):
         k = self.keys
         n = await self._script(
             "release",
-            [k.events, k.workers, k.worker(consumer), *k.streams],
+            [k.events, k.workers, k.worker(consumer), *k.ready],
             [k.prefix, GROUP, consumer, self.settings.events_maxlen],
         )
         self._bump()

@@ -42,6 +42,15 @@ SUFFIXES: Mapping[str, str] = MappingProxyType(
         "dedup": "dedup:",  # dedup:<key>: the job holding a dedup key
         "rate_queue": "rate:queue",
         "rate_task": "rate:task:",  # rate:task:<task>: a task's rate limit
+        "rate_group": "rate:group:",  # rate:group:<group>: a group's rate limit
+        "group": "group:",  # group:<group>: the jobs of one group waiting for its turn
+        "groups": "groups",  # the groups with waiting jobs, scored by turn (round robin)
+        "group_turn": "groups:turn",  # the last turn given out
+        "group_jobs": "groups:jobs",  # jobs waiting in all groups
+        "group_ready": "groups:ready",  # the ready stream of grouped jobs given their turn
+        "permits_task": "permits:task:",  # permits:task:<task>: ids of the task's jobs holding a permit
+        "permits_group": "permits:group:",  # permits:group:<group>: ids of the group's jobs holding a permit
+        "parked": "parked:",  # parked:<task>: jobs waiting for a permit of the task's concurrency limit
     }
 )
 
@@ -64,6 +73,15 @@ _DONE = SUFFIXES["done"]
 _DEDUP = SUFFIXES["dedup"]
 _RATE_QUEUE = SUFFIXES["rate_queue"]
 _RATE_TASK = SUFFIXES["rate_task"]
+_RATE_GROUP = SUFFIXES["rate_group"]
+_GROUP = SUFFIXES["group"]
+_GROUP_TURN = SUFFIXES["group_turn"]
+_GROUPS = SUFFIXES["groups"]
+_GROUP_JOBS = SUFFIXES["group_jobs"]
+_GROUP_READY = SUFFIXES["group_ready"]
+_PERMITS_TASK = SUFFIXES["permits_task"]
+_PERMITS_GROUP = SUFFIXES["permits_group"]
+_PARKED = SUFFIXES["parked"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +104,48 @@ class Keys:
     def streams(self) -> list[str]:
         """Ready streams in priority order (highest first)."""
         return [self.stream(p) for p in self.priorities]
+
+    @property
+    def ready(self) -> list[str]:
+        """Every stream workers read, by claim index (1-based in the scripts): the priority streams, highest
+        first, then the stream of grouped jobs given their turn."""
+        return [*self.streams, self.group_ready]
+
+    def group(self, group: str) -> str:
+        """The jobs of one group waiting for its turn, oldest first (a list)."""
+        return f"{self.prefix}{_GROUP}{group}"
+
+    @property
+    def groups(self) -> str:
+        """The groups with waiting jobs, scored by turn: the lowest is served next (a sorted set)."""
+        return f"{self.prefix}{_GROUPS}"
+
+    @property
+    def group_turn(self) -> str:
+        """The last turn given to a group (a counter): a group joining the round gets the next one."""
+        return f"{self.prefix}{_GROUP_TURN}"
+
+    @property
+    def group_jobs(self) -> str:
+        """How many jobs wait in all groups for their turn (a counter)."""
+        return f"{self.prefix}{_GROUP_JOBS}"
+
+    @property
+    def group_ready(self) -> str:
+        """The ready stream of grouped jobs that were given their group's turn (and of wake-up entries)."""
+        return f"{self.prefix}{_GROUP_READY}"
+
+    def permits_task(self, task: str) -> str:
+        """Ids of the task's jobs holding one of its ``concurrency_limit`` permits (a set)."""
+        return f"{self.prefix}{_PERMITS_TASK}{task}"
+
+    def permits_group(self, group: str) -> str:
+        """Ids of the group's jobs holding one of its ``group_concurrency`` permits (a set)."""
+        return f"{self.prefix}{_PERMITS_GROUP}{group}"
+
+    def parked(self, task: str) -> str:
+        """Jobs of a task waiting for a permit of its concurrency limit, oldest first (a list)."""
+        return f"{self.prefix}{_PARKED}{task}"
 
     def job(self, job_id: str) -> str:
         """The record hash of one job."""
@@ -171,3 +231,7 @@ class Keys:
     def rate_task(self, task: str) -> str:
         """GCRA theoretical arrival time (ms) of one task's rate limit; only the claim script writes it."""
         return f"{self.prefix}{_RATE_TASK}{task}"
+
+    def rate_group(self, group: str) -> str:
+        """GCRA theoretical arrival time (ms) of one group's rate limit; only the claim script writes it."""
+        return f"{self.prefix}{_RATE_GROUP}{group}"

@@ -9,6 +9,11 @@ flowing: it claims in batches again.
 
 A burst run with ``max_jobs`` asks for no more than the jobs it may still start, so it never holds one it will not
 run; once it has started them all it claims nothing more, waits for them to finish and be recorded, and ends.
+
+In a worker of several queues each queue has its own claim loop (a lane), and ``free`` is also capped by the
+lane's part of the shared :class:`~aqueue._worker.budget.Budget`. A lane that found its queue empty may still take
+one job when the budget is spent (its blocking read, or a claim of one), so that a quiet queue's job starts at once
+while another queue is flooded; it then waits for its share as the other lanes' jobs end.
 """
 
 from __future__ import annotations
@@ -23,11 +28,12 @@ from aqueue._core.errors import BrokerUnavailable, ConfigurationError
 from aqueue._core.wire import Claimed
 from aqueue._redis.breaker import MAX_RETRY_DELAY as _MAX_RETRY_DELAY
 from aqueue._redis.broker import Broker
+from aqueue._worker.budget import Budget
 from aqueue._worker.control import Control
 from aqueue._worker.lifecycle import Lifecycle, WorkerState
 from aqueue._worker.options import WorkerOptions
 from aqueue._worker.promoter import PROMOTE_LIMIT
-from aqueue._worker.quotas import ReadQuotas
+from aqueue._worker.quotas import ReadQuotas, read_weights
 from aqueue._worker.settler import Settler
 from aqueue._worker.sizing import Sizing
 
@@ -65,9 +71,19 @@ class Claimer:
     """Claims jobs for one worker and hands them to its :class:`Settler` (see the module docstring)."""
 
     def __init__(
-        self, opts: WorkerOptions, tasks: Tasks, sizing: Sizing, life: Lifecycle, settler: Settler, control: Control
+        self,
+        opts: WorkerOptions,
+        tasks: Tasks,
+        sizing: Sizing,
+        life: Lifecycle,
+        settler: Settler,
+        control: Control,
+        share: tuple[Budget, int] | None = None,
     ) -> None:
         self._owner = opts.id
+        # A lane of a worker of several queues: the shared budget and this lane's index in it.
+        self._budget: Budget | None = share[0] if share is not None else None
+        self._lane = share[1] if share is not None else 0
         self._tasks = tasks
         self._lease = opts.lease
         self._prefetch = opts.prefetch
@@ -75,7 +91,7 @@ class Claimer:
         self._life = life
         self._settler = settler
         self._control = control
-        self._quotas = ReadQuotas([p.weight for p in tasks.settings.priorities], tasks.settings.strict_priority)
+        self._quotas = ReadQuotas(read_weights(tasks.settings), tasks.settings.strict_priority)
         self._lease_ms = round(opts.lease * 1000)
         self._reclaim_every = min(opts.lease / 4, 1.0)
         self.blocked = False  # in a blocking read, which a stop may abandon (what it delivered stays pending)
@@ -83,6 +99,8 @@ class Claimer:
         self._next_reclaim = 0.0
         self._trickle = False
         self._limits = ""
+        self._waited = False  # burst: the last check found jobs waiting that this worker could not claim
+        self._groups = False  # the last claim saw groups waiting: their level gets its share of the next
         self._left: int | None = None  # with max_jobs: jobs this run may still start
 
     def limit(self, max_jobs: int | None) -> None:
@@ -92,38 +110,53 @@ class Claimer:
     async def run(self, burst: bool) -> None:
         """Claim until the worker drains (a supervised sub-task); with ``burst``, until nothing is left to do."""
         broker = await self._tasks._broker()
-        self._cursors = ["0-0"] * len(self._tasks.settings.priorities)
+        self._cursors = ["0-0"] * (len(self._tasks.settings.priorities) + 1)  # the levels and the group stream
         self._next_reclaim = 0.0
         self._trickle = False
         self._limits = self._tasks._rate_limits_json()
-        settler, sizing = self._settler, self._sizing
         backoff = 0.1
-        while self._life.state is WorkerState.RUNNING:
-            free = sizing.target + self._prefetch - settler.busy
-            if self._left is not None:
+        try:
+            while self._life.state is WorkerState.RUNNING:
                 if self._left == 0:
                     await self._finish_limited()
                     return
-                free = min(free, self._left)
-            if free <= 0:
-                await settler.wait_slot_free()
-                continue
-            try:
-                now = time.monotonic()
-                if not (self._trickle and now < self._next_reclaim):
-                    step = await self._claim(broker, free, now, burst)
-                    if step is _Next.DONE:
+                free = self._sizing.target + self._prefetch - self._settler.busy
+                if self._left is not None:
+                    free = min(free, self._left)
+                if self._budget is not None and free > 0:
+                    # Over its share, a lane whose queue was empty may still take a job (see the module docstring).
+                    floor = 1 if self._budget.idle(self._lane) else 0
+                    free = max(floor, self._budget.claimable(self._lane, free))
+                if free <= 0:
+                    await self._settler.wait_slot_free()
+                    continue
+                try:
+                    if await self._turn(broker, free, burst):
                         return
-                    if step is _Next.CLAIM:
-                        continue
-                await self._block(broker)
-                backoff = 0.1
-            except BrokerUnavailable as exc:
-                log.log(exc.log_level, "worker %s: %s; retrying in %.1fs", self._owner, exc, backoff)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, _MAX_RETRY_DELAY)
-            # Anything else (streams deleted under the worker: NOGROUP) ends this run of the loop; its supervisor
-            # repairs what it can and starts it again.
+                    backoff = 0.1
+                except BrokerUnavailable as exc:
+                    log.log(exc.log_level, "worker %s: %s; retrying in %.1fs", self._owner, exc, backoff)
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, _MAX_RETRY_DELAY)
+                # Anything else (streams deleted under the worker: NOGROUP) ends this run of the loop; its
+                # supervisor repairs what it can and starts it again.
+        finally:
+            self._compete(False)  # a lane that stopped claiming leaves its share to the others
+
+    async def _turn(self, broker: Broker, free: int, burst: bool) -> bool:
+        """Claim ``free`` jobs, or block until work arrives and start it; True when the run is done."""
+        now = time.monotonic()
+        if not (self._trickle and now < self._next_reclaim):
+            step = await self._claim(broker, free, now, burst)
+            if step is not _Next.BLOCK:
+                return step is _Next.DONE
+        await self._block(broker)
+        return False
+
+    def _compete(self, has_work: bool) -> None:
+        """A lane of several: tell the budget whether this queue has work (it shares slots among those that do)."""
+        if self._budget is not None:
+            self._budget.competing(self._lane, has_work)
 
     async def _claim(self, broker: Broker, free: int, now: float, burst: bool) -> _Next:
         """One claim call for ``free`` jobs (taking back idle messages when that is due)."""
@@ -131,11 +164,14 @@ class Claimer:
         if reclaim:
             self._next_reclaim = now + self._reclaim_every
         lease_ms = self._lease_ms if reclaim else 0
-        turn = await broker.claim(self._owner, self._quotas.split(free), self._cursors, lease_ms, self._limits)
+        quotas = self._quotas.split(free, self._groups)
+        turn = await broker.claim(self._owner, quotas, self._cursors, lease_ms, self._limits)
         self._cursors = turn.cursors
+        self._groups = turn.groups
         if turn.paused:
             if burst and self._settler.busy == 0:
                 return _Next.DONE
+            self._compete(False)
             await self._control.wait_resumed()
             return _Next.CLAIM
         self._control.claimed()
@@ -143,12 +179,15 @@ class Claimer:
             await self._own_overdue(broker, turn.own)
         if turn.jobs:
             self._trickle = False
+            self._waited = False
+            self._compete(True)
             self._dispatch(turn.jobs)
             return _Next.CLAIM
         if turn.consumed:  # only stale entries (e.g. of cancelled jobs): runnable ones may follow
             return _Next.CLAIM
         if burst:
             return _Next.DONE if await self._burst_done(broker) else _Next.CLAIM
+        self._compete(False)
         return _Next.BLOCK
 
     async def _block(self, broker: Broker) -> None:
@@ -162,6 +201,7 @@ class Claimer:
         self._trickle = bool(delivered) and time.monotonic() - began > _TRICKLE_WAIT
         if delivered:
             started, paused = await broker.start(self._owner, delivered, self._limits)
+            self._compete(bool(started))
             self._dispatch(started)
             if paused:
                 self._trickle = False
@@ -195,7 +235,17 @@ class Claimer:
             return False
         await self._settler.flush()
         state = await broker.promote(PROMOTE_LIMIT)
-        return state.promoted == 0
+        if state.promoted:
+            return False
+        # Settling may have put jobs back to wait (a permit given back re-queues a parked job, a workflow step's
+        # end queues the next): done only when nothing waits anywhere, parked and grouped jobs included.
+        if await broker.waiting(list(self._tasks.concurrency_limits)):
+            # Claim again at once; when this repeats (parked jobs whose permits other workers hold), not in a spin.
+            if self._waited:
+                await self._settler.wait_slot_free(0.01)
+            self._waited = True
+            return False
+        return True
 
     def _dispatch(self, jobs: list[Claimed]) -> None:
         """Hand claimed jobs to the settler, counting them against ``max_jobs``."""

@@ -72,6 +72,9 @@ class Settler:
         self._queue: asyncio.Queue[Claimed] = asyncio.Queue()
         self.slot_free = asyncio.Event()  # a slot (or the target) changed: the claimer recomputes what is free
         self._wakeup = asyncio.Event()  # outcomes are waiting to be settled
+        #: Called whenever a slot frees, besides ``slot_free``: a worker of several queues wakes every lane waiting
+        #: for its share of the slots (:mod:`~aqueue._worker.budget`). None for a worker of one queue.
+        self.on_free: Callable[[], None] | None = None
 
     # -- one run ---------------------------------------------------------------------------------------------
 
@@ -181,6 +184,8 @@ class Settler:
             # shutdown waiting for running jobs must not wait for it.
             self.busy -= 1
             self.slot_free.set()
+            if self.on_free is not None:
+                self.on_free()
             raise
         except Exception as exc:  # run_job returns every error of the job as an outcome: this is a bug of ours
             log.exception("worker %s: job %s (%s): internal error; dead-lettering it", self._owner, c.job_id, c.task)
@@ -202,6 +207,8 @@ class Settler:
         self.busy -= 1
         self._wakeup.set()
         self.slot_free.set()
+        if self.on_free is not None:
+            self.on_free()
         if self.observers:
             self._observe(c, took, outcome.kind)
 

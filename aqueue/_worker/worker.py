@@ -4,22 +4,29 @@ A run goes ``STARTING → RUNNING → DRAINING → STOPPED`` (:mod:`~aqueue._wor
 named in :meth:`Worker._loops`, run under :class:`SubTasks`: the claimer hands jobs to the settler, whose slots run
 them and whose settle loop records them in batches; beside them the heartbeat, the scheduler, the control reader,
 the loop watch, and when configured the cron loop and the autoscaling supervisor.
+
+A worker of several queues (``Worker([orders, emails])``) runs none of these itself: it builds one single-queue
+``Worker`` per registry (a lane, :meth:`Worker.lane`) sharing one :class:`~aqueue._worker.budget.Budget` of slots,
+runs them with :class:`~aqueue._worker.lanes.Lanes`, and reports their figures summed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from aqueue._core.tasks import Tasks
 from aqueue._core.wire import QueueSample
 from aqueue._redis.broker import Broker
+from aqueue._worker.budget import Budget
 from aqueue._worker.claimer import Claimer, check_max_jobs
 from aqueue._worker.control import Control
 from aqueue._worker.cron_loop import run_crons
 from aqueue._worker.heartbeat import Heartbeat
+from aqueue._worker.lanes import Lanes, check_weights, registries_of
 from aqueue._worker.lifecycle import Lifecycle, StopSignals, WorkerState
 from aqueue._worker.lifespan import Lifespan
 from aqueue._worker.loopwatch import LoopWatch
@@ -27,6 +34,7 @@ from aqueue._worker.options import WorkerOptions
 from aqueue._worker.promoter import promote_due_jobs
 from aqueue._worker.runner import run_job
 from aqueue._worker.scaling_api import Scaling
+from aqueue._worker.settings_api import Settings
 from aqueue._worker.settler import JobObserver, Settler
 from aqueue._worker.sizing import Sizing
 from aqueue._worker.subtasks import SubTasks
@@ -41,7 +49,7 @@ log = logging.getLogger("aqueue._worker.worker")
 _BLOCK_REPORTED = 1.0
 
 
-class Worker(Scaling):
+class Worker(Settings, Scaling):
     """Runs the jobs of one :class:`Tasks` queue in this event loop: ``await Worker(tasks).run()``.
 
     ``concurrency`` fixes how many jobs run at once (default 100). Give ``min_concurrency`` and/or
@@ -66,13 +74,27 @@ class Worker(Scaling):
     raise :class:`ConfigurationError`.
     ``aqueue worker MODULE:TASKS`` runs one from the command line. Its settings and figures are read-only
     properties; :attr:`observers` is the one list to append to.
+
+    Given several registries (``Worker([orders, emails], concurrency=100, weights={"orders": 3})``), one worker runs
+    all their queues in this loop: one lane per queue (a single-queue ``Worker``, :meth:`lane`, with this worker's
+    id and its own claim loop, pause, rate limits, cron, leases and autoscaling), all sharing one budget of
+    ``concurrency`` slots. Queue names must be distinct; ``weights`` maps queue names to integers >= 1 (default 1).
+    While several queues have work each gets at least its weighted share of the slots (3:1 → 75 and 25); a queue
+    with nothing to do leaves its share to the others, and takes a job that arrives at once. With
+    ``min_concurrency``/``max_concurrency`` each lane autoscales on its own queue's state within those bounds, and
+    the budget caps the total at ``max_concurrency``. ``lease`` and the other settings apply to every lane (each
+    lane's default lease is its own queue's). The figures (:attr:`busy`, :attr:`processed`, ...) are the lanes'
+    sums, :attr:`failing` names ``"<queue>:<sub-task>"``, :attr:`paused` is True only when every queue is paused,
+    and :meth:`scale_to` sets the shared budget (and each lane's target) instead of one queue's. ``max_jobs`` is
+    for a worker of one queue. Closing any of the registries stops the whole worker.
     """
 
     def __init__(
         self,
-        tasks: Tasks,
+        tasks: Tasks | Sequence[Tasks],
         concurrency: int | None = None,
         *,
+        weights: Mapping[str, int] | None = None,
         min_concurrency: int | None = None,
         max_concurrency: int | None = None,
         strategy: str | Strategy = "default",
@@ -85,121 +107,115 @@ class Worker(Scaling):
         cpu_workers: int | None = None,
         metadata: Mapping[str, str] | None = None,
     ) -> None:
+        registries = registries_of(tasks)
         bounds = concurrency_bounds(concurrency, min_concurrency, max_concurrency)
-        opts = self._opts = WorkerOptions.resolve(
-            tasks, strategy=strategy, scale_interval=scale_interval, cooldown=cooldown, lease=lease,
-            shutdown_timeout=shutdown_timeout, prefetch=prefetch, name=name, cpu_workers=cpu_workers,
-            metadata=metadata,
+        resolve = functools.partial(
+            WorkerOptions.resolve, strategy=strategy, scale_interval=scale_interval, cooldown=cooldown, lease=lease,
+            shutdown_timeout=shutdown_timeout, prefetch=prefetch, cpu_workers=cpu_workers, metadata=metadata,
         )  # fmt: skip
-        self._tasks = tasks
-        self._observers: list[JobObserver] = []
+        self._setup(resolve(registries[0], name=name), registries, check_weights(registries, weights), bounds, [])
+        if len(registries) == 1:
+            self._build(None)
+            return
+        # Several queues: one lane each, sharing one budget; this worker runs them (its own parts are theirs).
+        budget = self._budget = Budget(bounds[1], list(self._weights.values()))
+        self._lanes = tuple(
+            Worker._lane(resolve(t, name=self._opts.id), t, self._weights[t.queue], bounds, self._observers, budget, i)
+            for i, t in enumerate(registries)
+        )
+        self._group = Lanes(self._opts.id, self._lanes, shutdown_timeout)
+        self._life = self._group.life
+
+    def _setup(self, opts: WorkerOptions, registries: tuple[Tasks, ...], weights: dict[str, int],
+               bounds: tuple[int, int, int], observers: list[JobObserver]) -> None:  # fmt: skip
+        """What every worker has, whether it runs one queue (a lane too) or several."""
+        self._opts = opts
+        self._registries = registries
+        self._weights = weights
+        self._bounds = bounds
+        self._tasks = registries[0]
+        self._observers = observers
         self._supervisor: Supervisor | None = None
-        # The parts, each in its module (state, jobs held, target, control, heartbeat, claims) and the run's sub-tasks.
+        self._budget: Budget | None = None  # a worker of several queues: the slots its lanes share
+        self._lanes: tuple[Worker, ...] = (self,)
+
+    def _build(self, share: tuple[Budget, int] | None) -> None:
+        """The parts of a worker of one queue, each in its module (state, jobs held, target, control, heartbeat,
+        claims) and the run's sub-tasks; ``share``: the budget and index of a lane of a worker of several queues."""
+        opts, tasks = self._opts, self._tasks
         self._life = Lifecycle(opts.id, self._on_drain, lambda: self._settler.slot_free.set())
-        self._signals = StopSignals(opts.id, self._life, shutdown_timeout)
-        self._settler = Settler(opts.id, tasks, self._observers, opts.cpu_workers)
-        self._sizing = Sizing(opts.id, tasks, self._settler, bounds)
+        self._signals = StopSignals(opts.id, self._life, opts.shutdown_timeout)
+        settler = self._settler = Settler(opts.id, tasks, self._observers, opts.cpu_workers)
+        self._sizing = Sizing(opts.id, tasks, self._settler, self._bounds)
         self._control = Control(opts.id, tasks, self._settler.cancel)
         self._heartbeat = Heartbeat(self, self._settler)
-        self._claimer = Claimer(opts, tasks, self._sizing, self._life, self._settler, self._control)
+        self._claimer = Claimer(opts, tasks, self._sizing, self._life, self._settler, self._control, share)
         self._subtasks = SubTasks(opts.id, self._ensure_groups)
+        if share is not None:
+            budget, index = share
+            settler.on_free = budget.freed
+            budget.join(index, lambda: settler.busy, lambda: settler.slot_free.set())
+
+    @classmethod
+    def _lane(cls, opts: WorkerOptions, tasks: Tasks, weight: int, bounds: tuple[int, int, int],
+              observers: list[JobObserver], budget: Budget, index: int) -> Worker:  # fmt: skip
+        """The lane of ``tasks`` in a worker of several queues: a worker of that queue alone, on a shared budget."""
+        lane = cls.__new__(cls)
+        lane._setup(opts, (tasks,), {tasks.queue: weight}, bounds, observers)
+        lane._build((budget, index))
+        return lane
 
     def __repr__(self) -> str:
-        return f"Worker(id={self._opts.id!r}, queue={self._tasks.queue!r}, concurrency={self._sizing.target})"
+        queues = ", ".join(repr(t.queue) for t in self._registries)
+        where = f"queue={queues}" if len(self._registries) == 1 else f"queues=({queues})"
+        return f"Worker(id={self._opts.id!r}, {where}, concurrency={self.concurrency})"
 
-    @property
-    def tasks(self) -> Tasks:
-        """The registry whose queue this worker runs."""
-        return self._tasks
-
-    @property
-    def id(self) -> str:
-        """The worker's id: ``name``, or ``host-pid-random``."""
-        return self._opts.id
-
-    @property
-    def metadata(self) -> Mapping[str, str]:
-        """The user key-values given at construction (read-only), shown in the worker's registry entry."""
-        return self._opts.metadata
-
-    @property
-    def min_concurrency(self) -> int:
-        """The lower bound of the concurrency (equal to the upper one for a fixed-concurrency worker)."""
-        return self._sizing.low
-
-    @property
-    def max_concurrency(self) -> int:
-        """The upper bound of the concurrency (equal to the lower one for a fixed-concurrency worker)."""
-        return self._sizing.high
-
-    @property
-    def strategy(self) -> Strategy:
-        """The :class:`Strategy` that sizes an autoscaling worker (a built-in name is resolved to one)."""
-        return self._opts.strategy
-
-    @property
-    def scale_interval(self) -> float:
-        """Seconds between two autoscaling decisions."""
-        return self._opts.scale_interval
-
-    @property
-    def cooldown(self) -> float:
-        """Seconds the autoscaler waits before changing direction (and between two steps down)."""
-        return self._opts.cooldown
-
-    @property
-    def prefetch(self) -> int:
-        """Jobs claimed beyond the free slots."""
-        return self._opts.prefetch
-
-    @property
-    def lease(self) -> float:
-        """Seconds a claimed job may go without a heartbeat before another worker takes it back."""
-        return self._opts.lease
-
-    @property
-    def shutdown_timeout(self) -> float:
-        """Seconds :meth:`stop` lets running jobs finish before cancelling them and putting them back."""
-        return self._opts.shutdown_timeout
-
-    @property
-    def observers(self) -> list[JobObserver]:
-        """Per-attempt observers, a list to append to (e.g. the web app's histograms): each is called after every
-        attempt with the task name, the seconds it ran, the seconds it waited in the stream, and how it ended
-        (``ok``, ``retry``, ``dead`` or ``cancel``). They run on the slot's path: quick, never blocking."""
-        return self._observers
+    def lane(self, queue: str) -> Worker:
+        """The single-queue worker that runs ``queue`` (a worker of one queue is its own lane): its own figures,
+        :attr:`failing`, :attr:`paused`, :attr:`supervisor`. :class:`KeyError` for a queue this worker does not run."""
+        for lane in self._lanes:
+            if lane._tasks.queue == queue:
+                return lane
+        queues = ", ".join(repr(t.queue) for t in self._registries)
+        raise KeyError(f"worker {self._opts.id} does not run queue {queue!r} (its queues: {queues})")
 
     @property
     def concurrency(self) -> int:
         """How many jobs this worker runs at once: its current target, which the autoscaler and :meth:`scale_to`
-        change within ``min_concurrency``..``max_concurrency``."""
-        return self._sizing.target
+        change within ``min_concurrency``..``max_concurrency`` (of several queues: the shared budget, capped by
+        the sum of the lanes' targets)."""
+        if self._budget is None:
+            return self._sizing.target
+        return min(self._budget.total, sum(lane._sizing.target for lane in self._lanes))
 
     @property
     def busy(self) -> int:
         """Jobs claimed and not yet finished: running, or prefetched and waiting for a slot."""
-        return self._settler.busy
+        return sum(lane._settler.busy for lane in self._lanes)
 
     @property
     def running_jobs(self) -> int:
         """Jobs running on a slot now (:attr:`busy` without the prefetched ones)."""
-        pool = self._settler.pool
-        return pool.running if pool is not None else 0
+        return sum(pool.running for lane in self._lanes if (pool := lane._settler.pool) is not None)
 
     @property
     def processed(self) -> int:
         """Attempts finished by this worker (any outcome)."""
-        return self._settler.processed
+        return sum(lane._settler.processed for lane in self._lanes)
 
     @property
     def failed(self) -> int:
         """Attempts that failed (retried or dead-lettered)."""
-        return self._settler.failed
+        return sum(lane._settler.failed for lane in self._lanes)
 
     @property
     def service_time(self) -> float | None:
-        """Mean seconds a job takes here (exponentially weighted: recent jobs count most), None until one ends."""
-        return self._settler.service_time
+        """Mean seconds a job takes here (exponentially weighted: recent jobs count most), None until one ends
+        (of several queues: the mean of the lanes')."""
+        if self._budget is None:
+            return self._settler.service_time
+        times = [t for lane in self._lanes if (t := lane._settler.service_time) is not None]
+        return sum(times) / len(times) if times else None
 
     @property
     def is_running(self) -> bool:
@@ -208,20 +224,23 @@ class Worker(Scaling):
 
     @property
     def paused(self) -> bool:
-        """True while the queue is paused (as this worker last saw it)."""
-        return self._control.paused
+        """True while the queue is paused (as this worker last saw it); of several, while every one is."""
+        return all(lane._control.paused for lane in self._lanes)
 
     @property
     def loop_blocks(self) -> int:
         """Times the event loop was found blocked for more than a second while this worker ran."""
-        return self._heartbeat.loop_blocks
+        return max(lane._heartbeat.loop_blocks for lane in self._lanes)  # every lane sees the same blocks
 
     @property
     def failing(self) -> dict[str, str]:
         """Sub-tasks of this worker (``claim``, ``settler``, ``heartbeat``, ``scheduler``, ``control``, ``cron``,
         ``supervisor``, ``loop-watch``) that keep failing, with their last error: each is restarted with a backoff,
-        and is listed here after 3 failures in a row until it runs 10 s without one. ``{}`` when all is well."""
-        return self._subtasks.failing
+        and is listed here after 3 failures in a row until it runs 10 s without one. ``{}`` when all is well. Of
+        several queues, keyed ``"<queue>:<sub-task>"``."""
+        if self._budget is None:
+            return self._subtasks.failing
+        return {f"{lane._tasks.queue}:{n}": e for lane in self._lanes for n, e in lane._subtasks.failing.items()}
 
     async def _sample_queue(self) -> QueueSample:
         """The queue's figures for the supervisor (live workers counted by this worker's registry TTL)."""
@@ -251,6 +270,9 @@ class Worker(Scaling):
         makes it return once connected, without claiming a job. A worker whose run has returned may run again.
         """
         max_jobs = check_max_jobs(burst, max_jobs)
+        if self._budget is not None:
+            await self._group.run(self, burst, max_jobs, handle_signals)
+            return
         self._life.begin()  # STARTING (or DRAINING at once for a stop requested before); refused while running
         self._claimer.limit(max_jobs)  # a fresh count per run
         loop = asyncio.get_running_loop()
@@ -363,4 +385,4 @@ class Worker(Scaling):
 
     def _runs(self, task: asyncio.Task[Any] | None) -> bool:
         """``task`` is the slot coroutine of one of this worker's jobs (what :meth:`Tasks.close` asks)."""
-        return self._settler.runs(task)
+        return any(lane._settler.runs(task) for lane in self._lanes)

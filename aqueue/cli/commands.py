@@ -45,7 +45,7 @@ def cmd_enqueue(args: argparse.Namespace) -> int:
         raise CliError(f"no task {args.task!r} in {args.target} (registered: {known})")
     positional = _json_value(args.args, list, "--args", "a JSON array")
     keywords = _json_value(args.kwargs, dict, "--kwargs", "a JSON object")
-    configured = task.with_options(priority=args.priority, delay=args.delay, at=args.at)
+    configured = task.with_options(priority=args.priority, delay=args.delay, at=args.at, group=args.group)
 
     async def run() -> int:
         job = await configured.enqueue(*positional, **keywords)

@@ -51,6 +51,23 @@ __all__ = ["CliError", "build_parser", "main"]
 # -- parser and entry point ----------------------------------------------------------------------------------
 
 
+def _weights(text: str) -> dict[str, int]:
+    """``--weights orders=3,emails=1``: each queue's share of a worker of several queues (integers >= 1)."""
+    weights: dict[str, int] = {}
+    for item in text.split(","):
+        queue, sep, value = item.strip().partition("=")
+        try:
+            weight = int(value) if sep and queue.strip() else 0
+        except ValueError:
+            weight = 0
+        if weight < 1:
+            raise argparse.ArgumentTypeError(f"expected QUEUE=N[,QUEUE=N...] with integers N >= 1, got {text!r}")
+        if queue.strip() in weights:
+            raise argparse.ArgumentTypeError(f"queue {queue.strip()!r} given twice in {text!r}")
+        weights[queue.strip()] = weight
+    return weights
+
+
 def _web_options(p: argparse.ArgumentParser, flag: str, env: str, default: Any, help: str) -> None:
     option(p, flag, env, default, help, type=bind, metavar="HOST:PORT")
     p.add_argument("--token-env", metavar="VAR", help="require the token held in environment variable VAR "
@@ -73,10 +90,16 @@ def build_parser() -> argparse.ArgumentParser:
     ) -> Any:
         p = within.add_parser(name, help=help, description=help, allow_abbrev=False)
         p.set_defaults(handler=handler)
-        if name != "demo":
+        if name in ("worker", "web"):  # one process may serve several queues
+            p.add_argument("target", metavar="MODULE:ATTR", nargs="+", help="the aqueue.Tasks, e.g. "
+                           "myapp.jobs:tasks; several (myapp.jobs:orders myapp.jobs:emails) for their queues "
+                           "in one process")  # fmt: skip
+        elif name != "demo":
             p.add_argument("target", metavar="MODULE:ATTR", help="the aqueue.Tasks, e.g. myapp.jobs:tasks")
+        if name != "demo":
             option(p, "--redis", "AQUEUE_REDIS_URL", None, "Redis URL (default: the Tasks')", metavar="URL")
-            option(p, "--queue", "AQUEUE_QUEUE", None, "queue name (default: the Tasks')", metavar="NAME")
+            option(p, "--queue", "AQUEUE_QUEUE", None, "queue name (default: the Tasks'; one MODULE:ATTR only)",
+                   metavar="NAME")  # fmt: skip
         levels = "|".join(LEVELS)
         option(p, "--log-level", "AQUEUE_LOG_LEVEL", log_level, f"{levels} (default {log_level})",
                type=choice(*LEVELS), metavar="LEVEL")  # fmt: skip
@@ -84,9 +107,12 @@ def build_parser() -> argparse.ArgumentParser:
                type=choice("text", "json"), metavar="FORMAT")  # fmt: skip
         return p
 
-    w = command("worker", cmd_worker, "run the jobs of a queue", "info")
+    w = command("worker", cmd_worker, "run the jobs of a queue, or of several queues sharing one pool of slots",
+                "info")  # fmt: skip
     option(w, "--concurrency", "AQUEUE_CONCURRENCY", None, "jobs run at once per process (default 100; with "
-           "min/max: the starting point)", type=count, metavar="N")  # fmt: skip
+           "min/max: the starting point; several queues share them)", type=count, metavar="N")  # fmt: skip
+    option(w, "--weights", "AQUEUE_WEIGHTS", None, "with several MODULE:ATTR: each queue's weight in the sharing "
+           "of the slots, e.g. orders=3,emails=1 (default 1 each)", type=_weights, metavar="Q=N,...")  # fmt: skip
     option(w, "--min-concurrency", "AQUEUE_MIN_CONCURRENCY", None, "autoscale: lowest concurrency (default 1)",
            type=count, metavar="N")  # fmt: skip
     option(w, "--max-concurrency", "AQUEUE_MAX_CONCURRENCY", None, "autoscale: highest concurrency",
@@ -103,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     option(w, "--burst", "AQUEUE_BURST", False, "exit once nothing is queued, due or running",
            action="store_true")  # fmt: skip
     option(w, "--max-jobs", "AQUEUE_MAX_JOBS", None, "with --burst: exit once each process has started N jobs "
-           "(it claims no more than N)", type=count, metavar="N")  # fmt: skip
+           "(it claims no more than N; one MODULE:ATTR only)", type=count, metavar="N")  # fmt: skip
     option(w, "--meta", "AQUEUE_META", [], "metadata KEY=VALUE shown with the worker in info, /status and the "
            "dashboard; repeatable (env: comma-separated)", env_type=meta_list, type=meta_pair, action="append",
            metavar="KEY=VALUE")  # fmt: skip
@@ -131,6 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--args", metavar="JSON", help="positional arguments, a JSON array")
     e.add_argument("--kwargs", metavar="JSON", help="keyword arguments, a JSON object")
     e.add_argument("--priority", metavar="P", help="priority level (default: the task's)")
+    e.add_argument("--group", metavar="G", help="the job's group (groups take turns; see docs/queues.md)")
     e.add_argument("--delay", type=non_negative, metavar="S", help="seconds until the job is due")
     e.add_argument("--at", type=aware_time, metavar="TIME",
                    help="when the job is due instead: ISO 8601 with its offset, e.g. 2026-12-24T09:00:00Z")  # fmt: skip

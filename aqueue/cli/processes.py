@@ -1,5 +1,6 @@
 """``aqueue worker --processes N``: N worker processes (``python -m aqueue worker … --processes 1``) under this one,
-which forwards SIGINT/SIGTERM to them and stops them all as soon as one fails."""
+which forwards SIGINT/SIGTERM to them and stops them all as soon as one fails. With several ``MODULE:ATTR``, each
+process runs all their queues."""
 
 from __future__ import annotations
 
@@ -9,15 +10,20 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 
+from aqueue._core.tasks import Tasks
 from aqueue.cli.logs import log
 
 __all__ = ["supervise"]
 
 
-def _child_command(args: argparse.Namespace, queue: str) -> list[str]:
-    """The command line of one worker process: this one's options, with ``--processes 1``."""
-    cmd = [sys.executable, "-m", "aqueue", "worker", args.target, "--processes", "1", "--queue", queue,
+def _child_command(args: argparse.Namespace, registries: Sequence[Tasks]) -> list[str]:
+    """The command line of one worker process: this one's options, with ``--processes 1``; one target's queue as
+    resolved here (``--queue``), several targets each with its own."""
+    targets: list[str] = args.target
+    queue = ["--queue", registries[0].queue] if len(targets) == 1 else []
+    cmd = [sys.executable, "-m", "aqueue", "worker", *targets, "--processes", "1", *queue,
            "--shutdown-timeout", str(args.shutdown_timeout), "--strategy", args.strategy,
            "--scale-interval", str(args.scale_interval), "--cooldown", str(args.cooldown),
            "--prefetch", str(args.prefetch), "--log-level", args.log_level, "--loop", args.loop,
@@ -34,14 +40,18 @@ def _child_command(args: argparse.Namespace, queue: str) -> list[str]:
     cmd += ["--max-jobs", str(args.max_jobs)] if args.max_jobs is not None else []
     for key, value in args.meta:
         cmd += ["--meta", f"{key}={value}"]
+    if args.weights is not None:
+        cmd += ["--weights", ",".join(f"{q}={w}" for q, w in args.weights.items())]
     return cmd
 
 
-def supervise(args: argparse.Namespace, queue: str, redis_url: str) -> int:
-    """Run ``args.processes`` worker processes of ``queue`` until they all exit; 1 if any of them failed."""
-    cmd = _child_command(args, queue)
-    # The URL goes through the environment so a password in it does not show in `ps`.
-    env = {**os.environ, "AQUEUE_REDIS_URL": redis_url}
+def supervise(args: argparse.Namespace, registries: Sequence[Tasks]) -> int:
+    """Run ``args.processes`` worker processes of ``registries`` until they all exit; 1 if any of them failed."""
+    cmd = _child_command(args, registries)
+    # The URL goes through the environment so a password in it does not show in `ps`. Several targets keep each
+    # their own URL unless --redis (or $AQUEUE_REDIS_URL) gave one for all.
+    url = registries[0].redis_url if len(registries) == 1 else args.redis
+    env = {**os.environ, **({"AQUEUE_REDIS_URL": url} if url is not None else {})}
     children: list[subprocess.Popen[bytes]] = []
 
     def forward(signum: int, _frame: object) -> None:

@@ -1,5 +1,6 @@
 """The long-running commands: ``aqueue worker`` (one process, optionally serving the web app beside the worker, or
-several under :func:`aqueue.cli.processes.supervise`) and ``aqueue web`` (the web app alone).
+several under :func:`aqueue.cli.processes.supervise`) and ``aqueue web`` (the web app alone). Both take one or
+more ``MODULE:ATTR``: one worker runs the queues of all of them, sharing its slots by ``--weights``.
 
 The web package (aiohttp) is imported only by the commands that serve it.
 """
@@ -13,12 +14,13 @@ import os
 import signal
 from typing import TYPE_CHECKING
 
+from aqueue._worker.lanes import check_weights
 from aqueue._worker.metadata import check_metadata
 from aqueue._worker.worker import Worker
 from aqueue.cli.logs import log
 from aqueue.cli.options import CliError
 from aqueue.cli.processes import supervise
-from aqueue.cli.session import prepare, session
+from aqueue.cli.session import prepare_all, session
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -84,13 +86,18 @@ def cmd_worker(args: argparse.Namespace) -> int:
     if multi and args.web is not None:
         raise CliError("--web serves one worker's process: use --processes 1, or run `aqueue web` beside the workers")
     metadata = _metadata(args)
-    tasks = prepare(args, "--processes > 1 needs a Redis server" if multi else None)
+    registries = prepare_all(args, "--processes > 1 needs a Redis server" if multi else None)
+    if len(registries) > 1 and args.max_jobs is not None:
+        raise CliError("--max-jobs applies to a worker of one queue: run one `aqueue worker` per queue for it")
+    check_weights(registries, args.weights)  # ConfigurationError: one line, exit 2 (before any child starts)
     if multi:
-        session(tasks)  # one clear error here rather than one per child
-        return supervise(args, tasks.queue, tasks.redis_url)
+        session(registries)  # one clear error here rather than one per child
+        return supervise(args, registries)
+    tasks = registries[0]
     worker = Worker(
-        tasks,
+        registries,
         args.concurrency,
+        weights=args.weights,
         min_concurrency=args.min_concurrency,
         max_concurrency=args.max_concurrency,
         strategy=args.strategy,
@@ -103,14 +110,15 @@ def cmd_worker(args: argparse.Namespace) -> int:
         metadata=metadata,
     )
     if args.web is None:
-        session(tasks, lambda: worker.run(burst=args.burst, max_jobs=args.max_jobs), args.loop)
+        session(registries, lambda: worker.run(burst=args.burst, max_jobs=args.max_jobs), args.loop)
         return 0
     token = _token(args)
 
     async def serve_both() -> None:
         from aqueue.web import create_app
 
-        app = create_app(tasks, worker, token, protect_reads=args.protect_reads, allowed_origins=args.allow_origin)
+        app = create_app(registries if len(registries) > 1 else tasks, worker, token,
+                         protect_reads=args.protect_reads, allowed_origins=args.allow_origin)  # fmt: skip
         runner = await _start_web(app, args.web, args.log_level == "debug", args.token_env)
         try:
             # The worker handles SIGINT/SIGTERM; the web app stops after it.
@@ -118,20 +126,21 @@ def cmd_worker(args: argparse.Namespace) -> int:
         finally:
             await runner.cleanup()
 
-    session(tasks, serve_both, args.loop)
+    session(registries, serve_both, args.loop)
     return 0
 
 
 def cmd_web(args: argparse.Namespace) -> int:
     """Serve the web app alone (no worker) until SIGINT/SIGTERM: everything it shows comes from Redis."""
-    tasks = prepare(args, "serve it beside a worker with `aqueue worker --web`")
+    registries = prepare_all(args, "serve it beside a worker with `aqueue worker --web`")
     token = _token(args)
 
     async def serve() -> None:
         from aqueue.web import create_app
 
+        served = registries if len(registries) > 1 else registries[0]
         runner = await _start_web(
-            create_app(tasks, None, token, protect_reads=args.protect_reads, allowed_origins=args.allow_origin),
+            create_app(served, None, token, protect_reads=args.protect_reads, allowed_origins=args.allow_origin),
             args.bind,
             args.log_level == "debug",
             args.token_env,
@@ -147,5 +156,5 @@ def cmd_web(args: argparse.Namespace) -> int:
                 loop.remove_signal_handler(sig)
             await runner.cleanup()
 
-    session(tasks, serve)
+    session(registries, serve)
     return 0

@@ -1,6 +1,6 @@
-"""What every command that talks to a queue does first: import the ``MODULE:ATTR`` :class:`Tasks`, apply
-``--redis``/``--queue``, and run its work in a fresh event loop that connects first (one clear error if Redis does
-not answer) and closes the registry at the end.
+"""What every command that talks to a queue does first: import the ``MODULE:ATTR`` :class:`Tasks` (``worker`` and
+``web`` take several), apply ``--redis``/``--queue``, and run its work in a fresh event loop that connects first
+(one clear error if Redis does not answer) and closes the registries at the end.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import asyncio
 import importlib
 import os
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -19,7 +19,7 @@ from aqueue._core.tasks import Tasks
 from aqueue.cli.logs import log
 from aqueue.cli.options import CliError
 
-__all__ = ["load_tasks", "prepare", "redact", "session"]
+__all__ = ["load_tasks", "prepare", "prepare_all", "redact", "session"]
 
 T = TypeVar("T")
 
@@ -65,6 +65,30 @@ def prepare(args: argparse.Namespace, needs_server: str | None) -> Tasks:
     return tasks
 
 
+def prepare_all(args: argparse.Namespace, needs_server: str | None) -> list[Tasks]:
+    """:func:`prepare` for a command that takes one or more targets (``worker``, ``web``): each is loaded and gets
+    ``--redis``; ``--queue`` renames the queue of a single target only, and the queues must be distinct."""
+    targets: list[str] = args.target
+    if len(targets) == 1:
+        return [prepare(argparse.Namespace(**{**vars(args), "target": targets[0]}), needs_server)]
+    if args.queue is not None:
+        raise CliError("--queue renames the queue of one MODULE:ATTR; with several, each names its own queue")
+    registries: list[Tasks] = []
+    for target in targets:
+        tasks = load_tasks(target)
+        if any(t is tasks for t in registries):
+            raise CliError(f"{target} is given twice")
+        tasks.configure(redis_url=args.redis)
+        if needs_server and tasks.redis_url.startswith("memory:"):
+            raise CliError(f"{tasks.redis_url} lives inside one process; {needs_server}")
+        registries.append(tasks)
+    queues = [t.queue for t in registries]
+    twice = sorted({q for q in queues if queues.count(q) > 1})
+    if twice:
+        raise CliError(f"queue {', '.join(map(repr, twice))} is served by two targets: each must have its own queue")
+    return registries
+
+
 def _loop_factory(loop: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
     if loop == "asyncio":
         return None
@@ -76,19 +100,24 @@ def _loop_factory(loop: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
     return factory
 
 
-def session(tasks: Tasks, body: Callable[[], Awaitable[T]] | None = None, loop: str = "asyncio") -> T | None:
+def session(
+    tasks: Tasks | Sequence[Tasks], body: Callable[[], Awaitable[T]] | None = None, loop: str = "asyncio"
+) -> T | None:
     """Connect (one clear error if Redis does not answer), run ``body`` and close, in a fresh event loop
-    (``loop`` ``uvloop`` runs it on uvloop)."""
+    (``loop`` ``uvloop`` runs it on uvloop). ``tasks`` may be several registries: each is connected and closed."""
+    registries = [tasks] if isinstance(tasks, Tasks) else list(tasks)
 
     async def run() -> T | None:
         try:
-            try:
-                await tasks._broker()
-            except BrokerUnavailable as exc:
-                raise CliError(f"cannot reach Redis at {redact(tasks.redis_url)}: {exc}") from None
+            for t in registries:
+                try:
+                    await t._broker()
+                except BrokerUnavailable as exc:
+                    raise CliError(f"cannot reach Redis at {redact(t.redis_url)}: {exc}") from None
             return None if body is None else await body()
         finally:
-            await tasks.close()
+            for t in registries:
+                await t.close()
 
     with asyncio.Runner(loop_factory=_loop_factory(loop)) as runner:
         return runner.run(run())

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 
 from aiohttp import hdrs, web
 
@@ -17,12 +17,12 @@ from aqueue._core.aio import cancel_and_wait
 from aqueue._core.errors import BrokerUnavailable, ConfigurationError
 from aqueue._core.tasks import Tasks
 from aqueue._worker.worker import Worker
-from aqueue.web import dashboard, openapi, rest, status, ws
+from aqueue.web import dashboard, openapi, queues, rest, status, ws
 from aqueue.web.auth import OWN_RESOURCES, require_token, same_origin
 from aqueue.web.live import run_ticker
 from aqueue.web.metrics import METRICS, WebMetrics, metrics
 from aqueue.web.replies import reply
-from aqueue.web.state import CONFIG, WebConfig
+from aqueue.web.state import CONFIG, QUEUES, WebConfig
 
 __all__ = ["create_app"]
 
@@ -45,7 +45,8 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
             message = f"method {exc.method} not allowed; allowed: {', '.join(sorted(exc.allowed_methods))}"
         return reply({"error": message}, status=exc.status, headers=headers)
     except BrokerUnavailable as exc:
-        request.config_dict[CONFIG].live.redis_errors += 1
+        served = request.config_dict[QUEUES]
+        served.get(request.match_info.get("queue", ""), request.config_dict[CONFIG]).live.redis_errors += 1
         return reply({"error": str(exc)}, status=503)
     except Exception:
         log.exception("%s %s failed", request.method, request.path)
@@ -53,21 +54,48 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
 
 
 async def _background(app: web.Application) -> AsyncIterator[None]:
-    """While serving: the rates/lag ticker, and the attached worker feeding this app's histograms."""
-    config, observe = app[CONFIG], app[METRICS].observe
-    if config.worker is not None:
-        config.worker.observers.append(observe)
-    ticker = asyncio.create_task(run_ticker(config.tasks, config.live), name="aqueue-web-ticker")
+    """While serving: each queue's rates/lag ticker, and each queue's worker feeding the app's histograms."""
+    app_metrics = app[METRICS]
+    attached = [
+        (config.worker, app_metrics.observer(config.tasks.queue))
+        for config in app[QUEUES].values()
+        if config.worker is not None
+    ]
+    for worker, observe in attached:
+        worker.observers.append(observe)
+    tickers = [
+        asyncio.create_task(run_ticker(config.tasks, config.live), name="aqueue-web-ticker")
+        for config in app[QUEUES].values()
+    ]
     try:
         yield
     finally:
-        await cancel_and_wait(ticker)
-        if config.worker is not None and observe in config.worker.observers:
-            config.worker.observers.remove(observe)
+        for ticker in tickers:
+            await cancel_and_wait(ticker)
+        for worker, observe in attached:
+            if observe in worker.observers:
+                worker.observers.remove(observe)
+
+
+def _add_routes(app: web.Application) -> None:
+    """Every route, unprefixed (the first queue) and under ``/queues/{queue}`` (any queue served); the health
+    checks and the dashboard are about the process and exist once."""
+    # Health checks stay open even with protect_reads: probes rarely hold a token, and they carry no queue data.
+    app.router.add_get("/health/live", status.health_live)
+    app.router.add_get("/health/ready", status.health_ready)
+    own: list[web.AbstractRoute] = []
+    for prefix in ("", "/queues/{queue}"):
+        for route in rest.routes:
+            assert isinstance(route, web.RouteDef)
+            own.append(app.router.add_route(route.method, prefix + route.path, route.handler))
+        own.append(app.router.add_get(f"{prefix}/status", status.status))
+        own.append(app.router.add_get(f"{prefix}/metrics", metrics))
+        own.append(app.router.add_get(f"{prefix}/openapi.json", openapi.document))
+    app[OWN_RESOURCES] = frozenset(r.resource for r in own if r.resource is not None)
 
 
 def create_app(
-    tasks: Tasks,
+    tasks: Tasks | Sequence[Tasks],
     worker: Worker | None = None,
     token: str | None = None,
     *,
@@ -75,14 +103,22 @@ def create_app(
     max_body: int = 1 << 20,
     allowed_origins: Iterable[str] = (),
 ) -> web.Application:
-    """The aqueue web sub-app for ``tasks`` (and ``worker``, if this process runs one and should be controllable).
+    """The aqueue web sub-app for ``tasks`` — one registry, or several (one per queue) — and ``worker``, if this
+    process runs one and should be controllable.
 
     Mount it with ``app.add_subapp("/aqueue", create_app(tasks))``. It serves ``/status``, ``/health/live``,
     ``/health/ready``, Prometheus ``/metrics``, the REST job API (``/jobs``, ``/dead-letter``, ``/scale``, ...,
     described by ``/openapi.json``), live events on the WebSocket ``/ws`` and the dashboard at ``/``. All queue
     data comes from Redis, so an app without a worker sees the whole queue; ``worker`` adds its own figures (job
     histograms, its state in ``/status``) and makes ``POST /scale`` work. Invalid arguments (a ``worker`` of another
-    ``Tasks``, an empty ``token``, an origin without a scheme) raise :class:`ConfigurationError`.
+    ``Tasks``, two registries of one queue, an empty ``token``, an origin without a scheme) raise
+    :class:`ConfigurationError`.
+
+    Every route also exists under ``/queues/{queue}/`` for each queue served. With several registries the
+    unprefixed routes act on the first one, except that ``/status`` adds ``"queues"`` (every queue's summary),
+    ``/metrics`` covers every queue, ``/ws`` carries every queue's events (``?queue=`` picks one) and
+    ``GET /jobs/{id}`` looks in each queue (see docs/web.md). ``worker`` may run one of the queues, or all of them
+    (a multi-queue worker: each queue gets its lane).
 
     With ``token``, mutating endpoints and the WebSocket require ``Authorization: Bearer <token>`` (the WebSocket
     also takes ``?token=``, as browsers cannot set its headers); reads too
@@ -91,8 +127,8 @@ def create_app(
     and open the WebSocket only from the app's own origin and ``allowed_origins`` (``"https://admin.example.com"``);
     other clients are not concerned.
     """
-    if worker is not None and worker.tasks is not tasks:
-        raise ConfigurationError("the worker must run the same Tasks the app serves")
+    registries = queues.registries(tasks)
+    lanes = queues.lanes(registries, worker)
     if token is not None and not token:
         raise ConfigurationError("token must be a non-empty string (or None for no token)")
     if max_body < 1:
@@ -100,20 +136,15 @@ def create_app(
     origins = frozenset(o.rstrip("/") for o in allowed_origins)
     if any("://" not in o for o in origins):
         raise ConfigurationError(f"allowed_origins must be like 'https://host[:port]', got {sorted(origins)}")
+    configs = {
+        t.queue: WebConfig(t, lane, token, protect_reads, max_body, origins)
+        for t, lane in zip(registries, lanes, strict=True)
+    }
     app = web.Application(middlewares=[_errors, same_origin, require_token])
-    config = WebConfig(tasks, worker, token, protect_reads, max_body, origins)
-    app[CONFIG] = config
-    app[METRICS] = WebMetrics(config)
-    # Health checks stay open even with protect_reads: probes rarely hold a token, and they carry no queue data.
-    app.router.add_get("/health/live", status.health_live)
-    app.router.add_get("/health/ready", status.health_ready)
-    own = [
-        *app.router.add_routes(rest.routes),
-        app.router.add_get("/status", status.status),
-        app.router.add_get("/metrics", metrics),
-        app.router.add_get("/openapi.json", openapi.document),
-    ]
-    app[OWN_RESOURCES] = frozenset(r.resource for r in own if r.resource is not None)
+    app[CONFIG] = configs[registries[0].queue]
+    app[QUEUES] = configs
+    app[METRICS] = WebMetrics(list(configs.values()))
+    _add_routes(app)
     app.cleanup_ctx.append(_background)
     ws.setup(app)
     dashboard.setup(app)

@@ -29,6 +29,7 @@ __all__ = [
     "Fanout",
     "Subscription",
     "encode",
+    "event_message",
     "format_event_id",
     "parse_event_id",
     "previous_event_id",
@@ -68,6 +69,11 @@ def previous_event_id(event_id: EventId) -> EventId | None:
     if seq > 0:
         return (ms, seq - 1)
     return (ms - 1, _MAX_SEQ) if ms > 0 else None
+
+
+def event_message(queue: str, event_id: str, fields: Mapping[str, str]) -> dict[str, Any]:
+    """The ``event`` message of one event of ``queue``."""
+    return {"type": "event", "id": event_id, "queue": queue, "event": fields}
 
 
 def encode(message: Mapping[str, Any]) -> str:
@@ -157,6 +163,7 @@ class Fanout:
         self._hub: EventHub | None = None
         self._ticker: asyncio.Task[None] | None = None
         self.dispatched = 0  #: events handed to at least one client
+        self.latest: dict[str, Any] | None = None  #: the figures of the last ``metrics`` message
 
     @property
     def clients(self) -> int:
@@ -208,7 +215,7 @@ class Fanout:
             for sub in list(self._subs):
                 if sub.filter.matches(fields):
                     if text is None:  # encoded once, for the first client that wants it, shared by the others
-                        text = encode({"type": "event", "id": event_id, "event": fields})
+                        text = encode(event_message(self._tasks.queue, event_id, fields))
                         parsed = parse_event_id(event_id)
                     sub.offer(parsed, text)
             if text is not None:
@@ -231,4 +238,5 @@ class Fanout:
                 log.warning("web metrics: status unavailable: %s", exc)
                 self.broadcast({"type": "error", "error": f"status unavailable: {exc}"})
             else:
+                self.latest = status
                 self.broadcast({"type": "metrics", "status": status})

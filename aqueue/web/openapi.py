@@ -8,6 +8,8 @@ registered tasks and its worker's bounds, so the document is usable as is by a c
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from copy import deepcopy as copy_deep
 from typing import Any
 
 from aiohttp import web
@@ -16,7 +18,7 @@ from aqueue._core.record import JobStatus
 from aqueue._version import __version__
 from aqueue.web.replies import reply
 from aqueue.web.schemas import STR, ref, schemas_for
-from aqueue.web.state import CONFIG, WebConfig
+from aqueue.web.state import QUEUES, WebConfig, config_of
 
 __all__ = ["build_document", "document"]
 
@@ -30,7 +32,7 @@ def _errors(*codes: int) -> dict[str, Any]:
         400: "malformed JSON, or a body that is not a JSON object",
         401: "missing or invalid bearer token",
         403: "a browser request from another site (Sec-Fetch-Site / Origin); see allowed_origins",
-        404: "no such job or workflow (never created, or its retention expired)",
+        404: "no such job or workflow (never created, or its retention expired), or no such queue",
         409: "the job or the worker is not in a state that allows it (the message says which state)",
         413: "request body over the limit",
         415: "body not sent as application/json",
@@ -88,7 +90,10 @@ def _paths() -> dict[str, Any]:
     return {
         "/": {"get": {"summary": "The live dashboard page", "responses": {"200": html}}},
         "/ws": {
-            "get": {"summary": "Live events (?types=, ?job=, ?task=, ?since=, ?recent=, ?token=)", "responses": upgrade}
+            "get": {
+                "summary": "Live events (?types=, ?job=, ?task=, ?since=, ?recent=, ?queue=, ?token=)",
+                "responses": upgrade,
+            }
         },
         "/openapi.json": {"get": _op("This document", (200, {"type": "object"}, "OpenAPI 3.0"), 401)},
         "/status": {"get": _op("Queue status", (200, ref("Status"), "the status"), 401, 503)},
@@ -222,11 +227,12 @@ def _secure(paths: dict[str, Any], config: WebConfig) -> None:
         for method, op in item.items():
             if method == "parameters" or path in _ALWAYS_OPEN:
                 continue
-            if method != "get" or path == "/ws":
+            socket = path.endswith("/ws")
+            if method != "get" or socket:
                 op["responses"].update(_errors(403))
             if config.token is None:
                 op["responses"].pop("401", None)
-            elif path == "/ws":
+            elif socket:
                 op["security"] = [{"bearer": []}, {"token_query": []}]
             elif method != "get" or config.protect_reads:
                 op["security"] = [{"bearer": []}]
@@ -234,9 +240,38 @@ def _secure(paths: dict[str, Any], config: WebConfig) -> None:
                 op["responses"].pop("401", None)
 
 
-def build_document(config: WebConfig, base: str = "/") -> dict[str, Any]:
-    """The OpenAPI document for an app with ``config`` mounted at ``base``."""
+#: The routes an app does not repeat under ``/queues/{queue}``: they are about the process, not a queue.
+_UNPREFIXED = frozenset({"/", "/health/live", "/health/ready"})
+
+
+def _per_queue(paths: dict[str, Any], queues: Sequence[str]) -> dict[str, Any]:
+    """Every queue route again under ``/queues/{queue}``, the queue a path parameter naming the queues served."""
+    param = {
+        "name": "queue",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string", "enum": list(queues)},
+        "description": "the queue the request is about",
+    }
+    prefixed: dict[str, Any] = {}
+    for path, item in paths.items():
+        if path in _UNPREFIXED:
+            continue
+        copy = copy_deep(item)
+        copy["parameters"] = [param, *copy.get("parameters", [])]
+        for method, op in copy.items():
+            if method != "parameters":
+                op["responses"].setdefault("404", _errors(404)["404"])
+        prefixed[f"/queues/{{queue}}{path}"] = copy
+    return prefixed
+
+
+def build_document(config: WebConfig, base: str = "/", queues: Sequence[str] = ()) -> dict[str, Any]:
+    """The OpenAPI document for an app with ``config`` mounted at ``base``; with ``queues`` (the root document of
+    an app), each queue route is also described under ``/queues/{queue}``."""
     paths = _paths()
+    if queues:
+        paths |= _per_queue(paths, queues)
     _secure(paths, config)
     return {
         "openapi": "3.0.3",
@@ -256,4 +291,6 @@ def build_document(config: WebConfig, base: str = "/") -> dict[str, Any]:
 async def document(request: web.Request) -> web.Response:
     """GET /openapi.json."""
     base = request.path.removesuffix("openapi.json").rstrip("/") or "/"
-    return reply(build_document(request.config_dict[CONFIG], base))
+    served: dict[str, WebConfig] = request.config_dict[QUEUES]
+    queues = () if "queue" in request.match_info else tuple(served)
+    return reply(build_document(config_of(request), base, queues))

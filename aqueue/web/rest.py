@@ -26,8 +26,9 @@ from aqueue.web.bodies import (
     reject_unknown,
     str_field,
 )
+from aqueue.web.queues import find_job
 from aqueue.web.replies import error, reply
-from aqueue.web.state import CONFIG
+from aqueue.web.state import QUEUES, config_of, is_overview
 
 __all__ = ["routes"]
 
@@ -38,7 +39,7 @@ _MAX_ID = 200
 _MAX_TEXT = 500  # a cancellation reason, who paused
 _OPTIONS = (
     "priority", "delay", "max_attempts", "timeout", "backoff_base", "backoff_max", "retry_delay", "keep_result",
-    "job_id", "at",
+    "job_id", "at", "group",
 )  # fmt: skip
 
 
@@ -70,6 +71,7 @@ def _options(value: Any) -> dict[str, Any]:
         "keep_result": _keep_result(value),
         "job_id": str_field(value, "job_id", "options", max_length=MAX_JOB_ID),
         "at": _at(value),
+        "group": str_field(value, "group", "options", max_length=MAX_JOB_ID),
     }
     return {name: v for name, v in found.items() if v is not None}
 
@@ -102,7 +104,7 @@ async def enqueue_job(request: web.Request) -> web.Response:
     """POST /jobs: enqueue one job of a registered task (with optional ``options`` and ``headers``) → 201
     {"id", "duplicate": false}, or 200 {"id", "duplicate": true} when its ``job_id`` exists or its dedup key is held
     (nothing created)."""
-    config = request.config_dict[CONFIG]
+    config = config_of(request)
     body = await read_object(request, config.max_body)
     reject_unknown(body, ("task", "args", "kwargs", "options", "headers"), "the body")
     name = body.get("task")
@@ -130,7 +132,7 @@ async def enqueue_job(request: web.Request) -> web.Response:
 @routes.get("/jobs")
 async def list_jobs(request: web.Request) -> web.Response:
     """GET /jobs?status=&task=&limit=: the most recently active jobs, newest first (bounded: see listing)."""
-    config = request.config_dict[CONFIG]
+    config = config_of(request)
     status = request.query.get("status") or None
     if status is not None and status not in {s.value for s in JobStatus}:
         raise invalid(f"status must be one of {', '.join(s.value for s in JobStatus)}, got {status[:_MAX_ID]!r}")
@@ -145,9 +147,15 @@ async def list_jobs(request: web.Request) -> web.Response:
 
 @routes.get("/jobs/{id}")
 async def get_job(request: web.Request) -> web.Response:
-    """GET /jobs/{id}: the job's record; 404 if there is none."""
+    """GET /jobs/{id}: the job's record; 404 if there is none. Unprefixed in an app serving several queues, the
+    id is looked up in each (the first queue holding it answers, its name in ``"queue"``)."""
     job_id = _job_id(request)
-    (view,) = await request.config_dict[CONFIG].tasks._job_views([job_id])
+    if is_overview(request):
+        found = await find_job(list(request.config_dict[QUEUES].values()), job_id)
+        if found is None:
+            raise error(web.HTTPNotFound, _unknown(job_id))
+        return reply(found[1] | {"queue": found[0].tasks.queue})
+    (view,) = await config_of(request).tasks._job_views([job_id])
     if view is None or not view["task"]:
         raise error(web.HTTPNotFound, _unknown(job_id))
     return reply(view)
@@ -161,7 +169,7 @@ async def cancel_job(request: web.Request) -> web.Response:
     within milliseconds (``cancelling``: its record becomes ``cancelled`` when the worker settles it). 409 if the
     job had already finished.
     """
-    config = request.config_dict[CONFIG]
+    config = config_of(request)
     job_id = _job_id(request)
     body = await read_object(request, config.max_body, optional=True)
     reject_unknown(body, ("reason",), "the body")
@@ -178,7 +186,7 @@ async def cancel_job(request: web.Request) -> web.Response:
 async def retry_job(request: web.Request) -> web.Response:
     """POST /jobs/{id}/retry: re-run a dead, cancelled or expired job, or a failed one now (``Tasks.retry``): back on
     its stream under the same id, attempts reset. 409 with the reason for any other status (a succeeded job too)."""
-    config = request.config_dict[CONFIG]
+    config = config_of(request)
     job_id = _job_id(request)
     reject_unknown(await read_object(request, config.max_body, optional=True), (), "the body")
     try:
@@ -194,7 +202,7 @@ async def retry_job(request: web.Request) -> web.Response:
 async def get_workflow(request: web.Request) -> web.Response:
     """GET /workflows/{id}: the workflow's steps, each with its job id and state; 404 if there is none."""
     workflow_id = _job_id(request, "workflow")
-    view = await listing.workflow_view(await request.config_dict[CONFIG].tasks._broker(), workflow_id)
+    view = await listing.workflow_view(await config_of(request).tasks._broker(), workflow_id)
     if view is None:
         raise error(web.HTTPNotFound, f"no workflow {workflow_id!r} (never enqueued, or its retention expired)")
     return reply(view)
@@ -203,7 +211,7 @@ async def get_workflow(request: web.Request) -> web.Response:
 @routes.get("/dead-letter")
 async def dead_letter(request: web.Request) -> web.Response:
     """GET /dead-letter?limit=: the newest dead-letter entries, newest first, and the total."""
-    config = request.config_dict[CONFIG]
+    config = config_of(request)
     limit = query_int(request, "limit", 50, minimum=1, maximum=_MAX_BATCH)
     page = await config.tasks.dead_letters(limit)
     return reply({"entries": [dataclasses.asdict(entry) for entry in page.entries], "total": page.total})
@@ -212,7 +220,7 @@ async def dead_letter(request: web.Request) -> web.Response:
 @routes.post("/dead-letter/reprocess")
 async def reprocess(request: web.Request) -> web.Response:
     """POST /dead-letter/reprocess {"ids": [job ids]} or {"max": N}: move dead jobs back to their streams."""
-    config = request.config_dict[CONFIG]
+    config = config_of(request)
     body = await read_object(request, config.max_body)
     reject_unknown(body, ("ids", "max"), "the body")
     if ("ids" in body) == ("max" in body):
@@ -236,7 +244,7 @@ async def reprocess(request: web.Request) -> web.Response:
 @routes.post("/scale")
 async def scale(request: web.Request) -> web.Response:
     """POST /scale {"concurrency": N[, "ttl": s]} or {"release": true}: override the attached worker's autoscaler."""
-    config = request.config_dict[CONFIG]
+    config = config_of(request)
     body = await read_object(request, config.max_body)
     worker = config.worker
     if worker is None:
@@ -270,7 +278,7 @@ async def scale(request: web.Request) -> web.Response:
 
 
 async def _pause_reply(request: web.Request, changed: bool) -> web.Response:
-    info = await request.config_dict[CONFIG].tasks.paused()
+    info = await config_of(request).tasks.paused()
     at, by = (info or {}).get("at"), (info or {}).get("by")
     return reply(
         {
@@ -289,7 +297,7 @@ async def pause(request: web.Request) -> web.Response:
     → {"paused": true, "changed", "at", "by"}; ``changed`` is false if the queue was already paused (``at`` and
     ``by`` are then those of the pause in force).
     """
-    config = request.config_dict[CONFIG]
+    config = config_of(request)
     body = await read_object(request, config.max_body, optional=True)
     reject_unknown(body, ("by",), "the body")
     by = str_field(body, "by", "the body", max_length=_MAX_TEXT) or "web"
@@ -299,7 +307,7 @@ async def pause(request: web.Request) -> web.Response:
 @routes.post("/resume")
 async def resume(request: web.Request) -> web.Response:
     """POST /resume: let workers start jobs again → {"paused": false, "changed"} (false: it was not paused)."""
-    config = request.config_dict[CONFIG]
+    config = config_of(request)
     reject_unknown(await read_object(request, config.max_body, optional=True), (), "the body")
     return await _pause_reply(request, await config.tasks.resume())
 
@@ -311,7 +319,7 @@ async def cleanup(request: web.Request) -> web.Response:
     Deletes the records of jobs that finished (by default with any finished status) at least ``older_than``
     seconds ago (default 0: every finished job); with ``dead``, the dead-letter entries that old go too.
     """
-    config = request.config_dict[CONFIG]
+    config = config_of(request)
     body = await read_object(request, config.max_body, optional=True)
     reject_unknown(body, ("older_than", "statuses"), "the body")
     older_than = number_field(body, "older_than", "the body", minimum=0, maximum=MAX_SECONDS) or 0.0

@@ -82,6 +82,13 @@ SCHEMAS: dict[str, Any] = {
                 "nullable": True,
                 "description": "an id of the caller's: if a job has it, that job is returned (duplicate: true)",
             },
+            "group": {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": 128,
+                "nullable": True,
+                "description": "the job's group: groups take turns (docs/queues.md)",
+            },
         }
     ),
     "EnqueueRequest": obj(
@@ -120,6 +127,7 @@ SCHEMAS: dict[str, Any] = {
             "dedup_key": _STR_NULL,
             "cancel_requested": {"type": "boolean", "description": "cancellation asked while it runs"},
             "headers": {**_HEADERS, "description": "the job's headers (empty when none)"},
+            "queue": {**STR, "description": "the queue holding it (unprefixed GET of an app serving several queues)"},
             "options": obj(
                 {
                     "max_attempts": {"type": "integer", "nullable": True},
@@ -293,8 +301,26 @@ SCHEMAS: dict[str, Any] = {
             "counters": {"type": "object", "additionalProperties": INT},
             "tasks": {"type": "object", "additionalProperties": {"type": "object", "additionalProperties": INT}},
             "cron": arr(ref("CronJob")),
+            "limits": arr(ref("Limit"), description="concurrency limits in use: tasks' and groups'"),
+            "groups": {**INT, "description": "groups with jobs waiting for their turn"},
+            "grouped": {**INT, "description": "jobs waiting in a group for its turn"},
+            "queues": {
+                "type": "object",
+                "additionalProperties": {"type": "object"},
+                "description": "unprefixed /status of an app serving several queues: every queue's summary by name",
+            },
         },
     },
+    "Limit": obj(
+        {
+            "kind": {"type": "string", "enum": ["task", "group"]},
+            "name": STR,
+            "running": INT,
+            "limit": {"type": "integer", "nullable": True, "description": "null: a group with no limit"},
+            "waiting": INT,
+        },
+        ("kind", "name", "running", "limit", "waiting"),
+    ),
     "CronJob": obj(
         {
             "name": STR,

@@ -18,9 +18,18 @@ from aqueue._core.cron import CronStatus
 from aqueue._core.info import QueueInfo
 from aqueue._core.wire import QueueSample
 from aqueue.web.replies import error, reply
-from aqueue.web.state import CONFIG, WebConfig
+from aqueue.web.state import CONFIG, QUEUES, WebConfig, config_of, is_overview
 
-__all__ = ["SCALING_SHOWN", "build_status", "health_live", "health_ready", "status"]
+__all__ = [
+    "SCALING_SHOWN",
+    "build_overview",
+    "build_status",
+    "health_live",
+    "health_ready",
+    "limits_view",
+    "queue_summary",
+    "status",
+]
 
 #: How many of the latest scaling decisions a status lists.
 SCALING_SHOWN = 20
@@ -113,6 +122,16 @@ def _pause_view(info: dict[str, Any] | None) -> dict[str, Any] | None:
     }
 
 
+def limits_view(info: QueueInfo) -> list[dict[str, Any]]:
+    """The concurrency limits in use (tasks' ``concurrency_limit`` and groups), as ``/status`` and the dashboard
+    show them: one object per limit with its running jobs, its limit (``None``: a group with no limit) and the
+    jobs waiting for it."""
+    return [
+        {"kind": u.kind, "name": u.name, "running": u.running, "limit": u.limit, "waiting": u.waiting}
+        for u in info.limits
+    ]
+
+
 async def _control_state(config: WebConfig) -> tuple[dict[str, Any] | None, list[CronStatus]]:
     """The pause record and the cron jobs, read together."""
     paused, crons = await asyncio.gather(config.tasks.paused(), config.tasks.cron_jobs())
@@ -125,7 +144,7 @@ async def build_status(config: WebConfig) -> dict[str, Any]:
     info: QueueInfo
     sample: QueueSample
     info, sample, (now_ms, seen), per_task, scaling, (paused, crons) = await asyncio.gather(
-        broker.info(),
+        config.tasks.info(),  # Tasks.info, not the broker's: it adds the concurrency limits
         broker.sample(_registry_ttl_ms(config)),
         broker.heartbeats(),
         broker.task_counters(),
@@ -155,14 +174,50 @@ async def build_status(config: WebConfig) -> dict[str, Any]:
         "workers": [_worker_view(w, seen.get(str(w.get("id"))), now_ms) for w in info.workers],
         "scaling": [_scaling_view(entry_id, f) for entry_id, f in scaling],
         "counters": counters,
+        "limits": limits_view(info),
+        "groups": info.groups,
+        "grouped": info.grouped,
         "tasks": {name: {c: per_task[name].get(c, 0) for c in _COUNTERS} for name in sorted(per_task)},
         "cron": _cron_view(crons),
     }
 
 
+def queue_summary(status: dict[str, Any]) -> dict[str, Any]:
+    """One queue's line of the all-queues overview: its depths, counters, workers and limits, from its status."""
+    workers = status["workers"]
+    return {
+        "queued": status["queued"],
+        "depths": status["depths"],
+        "scheduled": status["scheduled"],
+        "active": status["active"],
+        "dead_letter": status["dead_letter"],
+        "oldest_wait": status["oldest_wait"],
+        "throughput": status["throughput"],
+        "arrival_rate": status["arrival_rate"],
+        "error_rate": status["error_rate"],
+        "paused": status["paused"] is not None,
+        "workers": len(workers),
+        "concurrency": sum(int(w.get("concurrency") or 0) for w in workers),
+        "busy": sum(int(w.get("busy") or 0) for w in workers),
+        "counters": status["counters"],
+        "limits": status["limits"],
+        "groups": status["groups"],
+        "grouped": status["grouped"],
+    }
+
+
+async def build_overview(queues: dict[str, WebConfig]) -> dict[str, Any]:
+    """The unprefixed ``/status`` of an app serving several queues: the first queue's status, as a one-queue app
+    gives it, plus ``"queues"``: every queue's summary by name (the statuses read concurrently)."""
+    statuses = await asyncio.gather(*(build_status(config) for config in queues.values()))
+    return statuses[0] | {"queues": {name: queue_summary(s) for name, s in zip(queues, statuses, strict=True)}}
+
+
 async def status(request: web.Request) -> web.Response:
-    """GET /status."""
-    return reply(await build_status(request.config_dict[CONFIG]))
+    """GET /status (with several queues, unprefixed: :func:`build_overview`)."""
+    if is_overview(request):
+        return reply(await build_overview(request.config_dict[QUEUES]))
+    return reply(await build_status(config_of(request)))
 
 
 async def health_live(request: web.Request) -> web.Response:
@@ -172,20 +227,30 @@ async def health_live(request: web.Request) -> web.Response:
 
 async def health_ready(request: web.Request) -> web.Response:
     """GET /health/ready: Redis answers and, when a worker is attached, it is running and none of its sub-tasks
-    keeps failing; 503 with the reason if not."""
-    config = request.config_dict[CONFIG]
+    keeps failing; 503 with the reason if not. An app serving several queues checks each (their Redis may differ).
+    """
+    served: dict[str, WebConfig] = request.config_dict[QUEUES]
+    for config in served.values():
+        await _ready(config, config.tasks.queue if len(served) > 1 else None)
+    return reply(
+        {"status": "ready", "redis_circuit": (await request.config_dict[CONFIG].tasks._broker()).breaker.state}
+    )
+
+
+async def _ready(config: WebConfig, queue: str | None) -> None:
+    """Raise 503 with the reason unless ``config``'s queue is ready (``queue``: its name, in the reason)."""
+    of = f" (queue {queue})" if queue is not None else ""
     try:
         async with asyncio.timeout(_READY_TIMEOUT):
             await (await config.tasks._broker()).ping()
     except TimeoutError:
-        raise error(web.HTTPServiceUnavailable, f"Redis did not answer within {_READY_TIMEOUT:g} s") from None
+        raise error(web.HTTPServiceUnavailable, f"Redis did not answer within {_READY_TIMEOUT:g} s{of}") from None
     except Exception as exc:  # any failure to answer (refused, auth, loading…) means not ready, never a 500
         config.live.redis_errors += 1
-        raise error(web.HTTPServiceUnavailable, f"Redis is not answering: {exc}") from None
+        raise error(web.HTTPServiceUnavailable, f"Redis is not answering{of}: {exc}") from None
     worker = config.worker
     if worker is not None and not worker.is_running:
         raise error(web.HTTPServiceUnavailable, f"worker {worker.id} is not running")
     if worker is not None and (failing := worker.failing):
         what = "; ".join(f"{name}: {error}" for name, error in failing.items())
         raise error(web.HTTPServiceUnavailable, f"worker {worker.id} has sub-tasks that keep failing: {what}")
-    return reply({"status": "ready", "redis_circuit": (await config.tasks._broker()).breaker.state})

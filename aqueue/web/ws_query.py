@@ -10,7 +10,7 @@ from aqueue.web.fanout import KNOWN_EVENT_TYPES, EventFilter, EventId, parse_eve
 
 __all__ = ["MAX_RECENT", "MAX_TEXT", "WsQuery", "parse_query"]
 
-PARAMETERS = ("types", "job", "task", "since", "recent", "token")
+PARAMETERS = ("types", "job", "task", "since", "recent", "queue", "token")
 #: Most events ``?recent=`` may ask for.
 MAX_RECENT = 1000
 #: Longest job id or task name a filter (or a client request) may give.
@@ -24,6 +24,7 @@ class WsQuery:
     filter: EventFilter
     since: EventId | None
     recent: int = 0  #: newest events to send first when not resuming
+    queue: str | None = None  #: the one queue wanted (an app serving several); None: the app's own, or all
 
 
 def _single(query: MultiMapping[str], key: str) -> str | None:
@@ -38,7 +39,7 @@ def _single(query: MultiMapping[str], key: str) -> str | None:
 
 
 def parse_query(query: MultiMapping[str]) -> WsQuery:
-    """Parse ``types``, ``job``, ``task``, ``since`` and ``recent``; a ``ValueError`` says what is wrong.
+    """Parse ``types``, ``job``, ``task``, ``since``, ``recent`` and ``queue``; a ``ValueError`` says what is wrong.
 
     ``token`` is allowed (the auth reads it); any other name is refused, so a misspelt filter is not ignored.
     """
@@ -61,4 +62,5 @@ def parse_query(query: MultiMapping[str]) -> WsQuery:
     if recent is not None and since is not None:
         raise ValueError("give since= (resume after an event) or recent= (start with the newest events), not both")
     event_filter = EventFilter(types, _single(query, "job"), _single(query, "task"))
-    return WsQuery(event_filter, parse_event_id(since) if since is not None else None, int(recent or 0))
+    since_id = parse_event_id(since) if since is not None else None
+    return WsQuery(event_filter, since_id, int(recent or 0), _single(query, "queue"))

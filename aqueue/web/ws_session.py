@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,15 +26,16 @@ from aqueue.web.fanout import (
     Fanout,
     Subscription,
     encode,
+    event_message,
     format_event_id,
     parse_event_id,
     previous_event_id,
 )
-from aqueue.web.state import WebConfig
+from aqueue.web.state import QUEUES, WebConfig
 from aqueue.web.status import build_status
 from aqueue.web.ws_query import MAX_TEXT, WsQuery
 
-__all__ = ["CLOSE_BAD_REQUEST", "CLOSE_SLOW_CONSUMER", "Session", "WsOptions", "error_message"]
+__all__ = ["CLOSE_BAD_REQUEST", "CLOSE_SLOW_CONSUMER", "Session", "WsOptions", "answer", "error_message"]
 
 log = logging.getLogger("aqueue.web")
 
@@ -107,6 +109,7 @@ class Session:
         status, dead = await asyncio.gather(
             build_status(self._config), broker.dead_letters(wanted) if wanted else _none()
         )
+        served: dict[str, WebConfig] = self._request.app[QUEUES]
         await self._send({
             "type": "snapshot",
             "last_id": last_id,
@@ -114,6 +117,7 @@ class Session:
             "dead_letter": [{"id": eid, **fields} for eid, fields in dead],
             "filters": self._query.filter.as_json(),
             "buffer": self._options.buffer,
+            "queues": list(served),  # every queue the app serves (the dashboard's selector)
         })  # fmt: skip
         if self._query.since is not None:
             self._floor = await self._replay(sub, self._query.since, check_gap=True)
@@ -123,7 +127,7 @@ class Session:
             newest_first = await broker.events_before(None, self._query.recent)
             for event_id, fields in reversed(newest_first):
                 if self._query.filter.matches(fields):
-                    await self._send({"type": "event", "id": event_id, "event": fields})
+                    await self._send(event_message(self._config.tasks.queue, event_id, fields))
             if newest_first:
                 since = max(since, parse_event_id(newest_first[0][0]))
         self._floor = await self._replay(sub, since, check_gap=False)
@@ -165,7 +169,7 @@ class Session:
         for event_id, fields in batch:
             last = parse_event_id(event_id)
             if last > since and self._query.filter.matches(fields):
-                await self._send({"type": "event", "id": event_id, "event": fields})
+                await self._send(event_message(self._config.tasks.queue, event_id, fields))
         return last
 
     def _on_overflow(self) -> None:
@@ -206,29 +210,40 @@ class Session:
                 await self._send(error_message("binary messages are not understood; send JSON text"))
 
     async def _answer(self, text: str) -> dict[str, object]:
+        return await answer(text, [self._config])
+
+
+async def answer(text: str, served: Sequence[WebConfig]) -> dict[str, object]:
+    """The reply to a client's message: ``ping`` → ``pong``; ``job`` → the job's record, looked up in each queue
+    ``served`` (in order) when the connection covers several."""
+    try:
+        request = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        return error_message(f"message is not JSON: {exc}")
+    if not isinstance(request, dict):
+        return error_message('a message must be a JSON object such as {"op": "job", "id": "<job id>"}')
+    op = request.get("op")
+    if op == "ping":
+        return {"type": "pong"}
+    if op != "job":
+        return error_message(f"unknown op {op!r}; expected 'job' or 'ping'")
+    job_id = request.get("id")
+    if not isinstance(job_id, str) or not 0 < len(job_id) <= MAX_TEXT:
+        return error_message(f'"id" must be a job id (a string of 1 to {MAX_TEXT} characters)')
+    for config in served:
         try:
-            request = orjson.loads(text)
-        except orjson.JSONDecodeError as exc:
-            return error_message(f"message is not JSON: {exc}")
-        if not isinstance(request, dict):
-            return error_message('a message must be a JSON object such as {"op": "job", "id": "<job id>"}')
-        op = request.get("op")
-        if op == "ping":
-            return {"type": "pong"}
-        if op != "job":
-            return error_message(f"unknown op {op!r}; expected 'job' or 'ping'")
-        job_id = request.get("id")
-        if not isinstance(job_id, str) or not 0 < len(job_id) <= MAX_TEXT:
-            return error_message(f'"id" must be a job id (a string of 1 to {MAX_TEXT} characters)')
-        broker = await self._config.tasks._broker()
-        try:
-            record = await broker.get_record(job_id)
+            record = await (await config.tasks._broker()).get_record(job_id)
             job = _job(JobRecord._from_hash(job_id, record)) if record else None
         except BrokerUnavailable as exc:
             return error_message(str(exc))
         except ValueError as exc:  # a record written by something else than aqueue: say so, keep serving
             return error_message(f"job {job_id!r} has an unreadable record: {exc}")
-        return {"type": "job", "id": job_id, "job": job}
+        if job is not None:
+            found: dict[str, object] = {"type": "job", "id": job_id, "job": job}
+            if len(served) > 1:
+                found["queue"] = config.tasks.queue
+            return found
+    return {"type": "job", "id": job_id, "job": None}
 
 
 async def _none() -> list[tuple[str, dict[str, str]]]:

@@ -66,8 +66,66 @@ local function event(prefix, maxlen, ...)
   redis.call('XADD', prefix .. K.events, 'MAXLEN', '~', maxlen, '*', ...)
 end
 
--- Ready a job: on its stream now, or in the scheduled set for delay_ms (waking schedulers if earlier).
-local function make_ready(c, id, rec, prio, task, delay_ms)
+-- Groups (fair turns). A grouped job waits in its group's list; the groups with waiting jobs form a sorted set
+-- scored by turn, and the claim script serves the lowest (the group served longest ago, or the newest) and gives
+-- it the next turn, so every group with work gets one job per round however many it has waiting. ``front`` puts a
+-- job back at the head of its group (it had its turn and must wait for a permit or a rate slot again). A wake-up
+-- entry (no job) on the group stream wakes a worker blocked on an empty queue when the first group fills.
+local function join_round(c, group)
+  local ring = c.prefix .. K.groups
+  if not redis.call('ZSCORE', ring, group) then
+    redis.call('ZADD', ring, redis.call('INCR', c.prefix .. K.group_turn), group)
+    if redis.call('ZCARD', ring) == 1 then redis.call('XADD', c.prefix .. K.group_ready, '*', 'w', '1') end
+  end
+end
+
+local function to_group(c, id, group, front)
+  redis.call(front and 'LPUSH' or 'RPUSH', c.prefix .. K.group .. group, id)
+  redis.call('INCR', c.prefix .. K.group_jobs)
+  join_round(c, group)
+end
+
+-- Put a job where workers take it: its group's list, or its priority's stream (returning the entry id).
+local function to_ready(c, id, prio, group, front)
+  if group and group ~= '' then
+    to_group(c, id, group, front)
+    return nil
+  end
+  return redis.call('XADD', c.prefix .. K.stream .. prio, '*', 'j', id)
+end
+
+-- Put up to n jobs parked for a permit of the task back where workers take them (cancelled ones are skipped).
+local function unpark(c, task, n)
+  local parked = c.prefix .. K.parked .. task
+  local moved = 0
+  while moved < n do
+    local pid = redis.call('LPOP', parked)
+    if not pid then return end
+    local prec = c.prefix .. K.job .. pid
+    local pf = redis.call('HMGET', prec, 'status', 'priority', 'group')
+    if pf[1] == 'queued' then
+      local msg = to_ready(c, pid, pf[2], pf[3], true)
+      if msg then redis.call('HSET', prec, 'msg', msg) end
+      moved = moved + 1
+    end
+  end
+end
+
+-- A job leaves 'active' (or its group's turn) holding permits (record field 'hold'): give them back. A task permit
+-- wakes the oldest job parked for one (back to its stream, or the head of its group); a group permit puts a group
+-- that stopped at its limit back in the round. ``task``/``group`` come from the record.
+local function free_permits(c, id, rec, task, group)
+  redis.call('HDEL', rec, 'hold')
+  if task and redis.call('SREM', c.prefix .. K.permits_task .. task, id) == 1 then unpark(c, task, 1) end
+  if group and group ~= '' and redis.call('SREM', c.prefix .. K.permits_group .. group, id) == 1
+      and redis.call('LLEN', c.prefix .. K.group .. group) > 0 then
+    join_round(c, group)
+  end
+end
+
+-- Ready a job: on its stream (or its group) now, or in the scheduled set for delay_ms (waking schedulers if
+-- earlier).
+local function make_ready(c, id, rec, prio, task, delay_ms, group)
   if delay_ms and delay_ms > 0 then
     local due = c.now + delay_ms
     redis.call('HSET', rec, 'status', 'scheduled', 'due_at', int(due))
@@ -76,8 +134,9 @@ local function make_ready(c, id, rec, prio, task, delay_ms)
     event(c.prefix, c.maxlen, 'type', 'scheduled', 'job', id, 'task', task, 'due_at', int(due))
   else
     -- 'msg' names the job's stream entry, so that cancelling the job while it waits deletes the entry
-    local msg = redis.call('XADD', c.prefix .. K.stream .. prio, '*', 'j', id)
-    redis.call('HSET', rec, 'status', 'queued', 'msg', msg)
+    local msg = to_ready(c, id, prio, group)
+    redis.call('HSET', rec, 'status', 'queued')
+    if msg then redis.call('HSET', rec, 'msg', msg) end
     event(c.prefix, c.maxlen, 'type', 'queued', 'job', id, 'task', task)
   end
 end
@@ -133,7 +192,7 @@ local function finish(c, jobid, status, known, at)
     if f[4] then
       for child, mode in string.gmatch(f[4], '([^,:]+):(%a)') do
         local crec = c.prefix .. K.job .. child
-        local cf = redis.call('HMGET', crec, 'status', 'priority', 'task', 'delay', 'pass', 'parents')
+        local cf = redis.call('HMGET', crec, 'status', 'priority', 'task', 'delay', 'pass', 'parents', 'group')
         if cf[1] == 'waiting' then
           local fire, skip_reason = false, nil
           if mode == 's' then
@@ -165,7 +224,7 @@ local function finish(c, jobid, status, known, at)
               end
               redis.call('HSET', crec, 'inputs', inputs)
             end
-            make_ready(c, child, crec, cf[2], cf[3] or '', tonumber(cf[4]) or 0)
+            make_ready(c, child, crec, cf[2], cf[3] or '', tonumber(cf[4]) or 0, cf[7])
           elseif skip_reason then
             redis.call('HSET', crec, 'status', 'cancelled', 'error', skip_reason, 'finished_at', int(c.now))
             redis.call('PEXPIRE', crec, c.ok_ttl)
@@ -224,7 +283,8 @@ end
 -- options (all optional): id 1 when the id is the caller's (a job whose record exists is a duplicate), kr result
 -- retention ms (-1: forever; see retain()), dk dedup key, dt dedup ttl ms (0: held until the job finishes),
 -- dm 'drop'|'replace', x ttl ms, wf workflow id, name step name, after {parent ids} (success dependencies), on {step ids} (this step
--- handles their failure), pass '1'|'n' (prepend the parent's result / the parents' results as first argument).
+-- handles their failure), pass '1'|'n' (prepend the parent's result / the parents' results as first argument), g
+-- group (the job waits in its group's list for the group's turn instead of on a stream).
 -- Returns the id of an existing job when this one was a duplicate, else nil.
 local function enqueue_one(c, job, per_task)
   local id, task, prio, delay, spec, o = job[1], job[2], job[3], job[4], job[5], job[6]
@@ -251,10 +311,11 @@ local function enqueue_one(c, job, per_task)
           redis.call('XADD', c.prefix .. K.wake, 'MAXLEN', '1', '*', 'due_at', int(due))
         elseif est == 'scheduled' then
           redis.call('ZREM', c.prefix .. K.scheduled, existing)
-          local msg = redis.call('XADD', c.prefix .. K.stream .. prio, '*', 'j', existing)
-          redis.call('HSET', erec, 'status', 'queued', 'msg', msg)
+          local msg = to_ready(c, existing, prio, redis.call('HGET', erec, 'group'))
+          redis.call('HSET', erec, 'status', 'queued')
+          if msg then redis.call('HSET', erec, 'msg', msg) end
           redis.call('HDEL', erec, 'due_at')
-        elseif eprio ~= prio then
+        elseif eprio ~= prio and not redis.call('HGET', erec, 'group') then
           -- queued at another priority: an entry on the new level's stream too; whichever is claimed first runs
           -- the job, and claim drops the other (the status is no longer 'queued' by then)
           redis.call('XADD', c.prefix .. K.stream .. prio, '*', 'j', existing)
@@ -275,6 +336,8 @@ local function enqueue_one(c, job, per_task)
     redis.call('HSET', rec, 'dedup', o.dk, 'dedup_hold', (o.dt and o.dt > 0) and '0' or '1')
   end
   local now_s = int(c.now)
+  local group = o and o.g
+  if group then redis.call('HSET', rec, 'group', group) end
   if o and o.kr then redis.call('HSET', rec, 'keep', int(o.kr)) end
   if o and o.x then redis.call('HSET', rec, 'expires_at', int(c.now + delay + o.x)) end
   if o and o.wf then
@@ -311,6 +374,11 @@ local function enqueue_one(c, job, per_task)
     redis.call('ZADD', c.prefix .. K.scheduled, int(due), id)
     event(c.prefix, c.maxlen, 'type', 'scheduled', 'job', id, 'task', task, 'due_at', int(due))
     if c.earliest == nil or due < c.earliest then c.earliest = due end
+  elseif group then
+    redis.call('HSET', rec, 'task', task, 'spec', spec, 'priority', prio, 'status', 'queued',
+      'attempts', 0, 'enqueued_at', now_s)
+    to_group(c, id, group)
+    event(c.prefix, c.maxlen, 'type', 'enqueued', 'job', id, 'task', task, 'priority', prio, 'group', group)
   else
     -- 'msg' names the job's stream entry, so that cancelling the job while it waits deletes the entry
     local msg = redis.call('XADD', c.prefix .. K.stream .. prio, '*', 'j', id)
@@ -323,13 +391,14 @@ local function enqueue_one(c, job, per_task)
 end
 
 -- Global rate limits (GCRA with reservations). ``limits`` = {q = {interval_ms, tolerance_ms} or nil,
--- t = {[task] = {interval_ms, tolerance_ms}}}. Returns the time (ms) the job may start: now, or a reserved slot
+-- t = {[task] = {interval_ms, tolerance_ms}}, g = {interval_ms, tolerance_ms} of each group (a grouped job) or nil}. Returns the time (ms) the job may start: now, or a reserved slot
 -- in the future that it is scheduled for (so limited jobs wait in the scheduled set, not in a worker's slot).
-local function rate_slot(c, limits, task)
+local function rate_slot(c, limits, task, group)
   local ls = {}
   if limits.q then ls[#ls + 1] = {c.prefix .. K.rate_queue, limits.q} end
   local tl = limits.t and limits.t[task]
   if tl then ls[#ls + 1] = {c.prefix .. K.rate_task .. task, tl} end
+  if limits.g and group then ls[#ls + 1] = {c.prefix .. K.rate_group .. group, limits.g} end
   if #ls == 0 then return c.now end
   local at = c.now
   local tats = {}

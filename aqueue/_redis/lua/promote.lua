@@ -1,4 +1,4 @@
--- Move due jobs from the scheduled set to their ready streams.
+-- Move due jobs from the scheduled set to their ready streams (a grouped job: to its group).
 -- KEYS: scheduled, events, wake
 -- ARGV: prefix, limit, events_maxlen, ok_ttl_ms
 -- A job whose TTL passed before it was first due is expired here instead.
@@ -11,7 +11,7 @@ local due = redis.call('ZRANGEBYSCORE', scheduled, '-inf', int(now), 'LIMIT', 0,
 local n = 0
 for _, id in ipairs(due) do
   local rec = prefix .. K.job .. id
-  local f = redis.call('HMGET', rec, 'priority', 'status', 'task', 'expires_at', 'attempts')
+  local f = redis.call('HMGET', rec, 'priority', 'status', 'task', 'expires_at', 'attempts', 'group', 'rl')
   local expires = tonumber(f[4])
   if f[2] == 'scheduled' and expires and now > expires and (tonumber(f[5]) or 0) == 0 then
     redis.call('HSET', rec, 'status', 'expired', 'error', 'expired: not started within its ttl',
@@ -22,8 +22,10 @@ for _, id in ipairs(due) do
     redis.call('HINCRBY', prefix .. K.task_stats, 'expired:' .. (f[3] or ''), 1)
     finish(c, id, 'expired')
   elseif f[1] and (f[2] == 'scheduled' or f[2] == 'failed') then
-    redis.call('XADD', prefix .. K.stream .. f[1], '*', 'j', id)
+    -- a grouped job goes back to its group: at the head when it waits for its reserved rate slot (it had its turn)
+    local msg = to_ready(c, id, f[1], f[6], f[7] ~= false)
     redis.call('HSET', rec, 'status', 'queued')
+    if msg then redis.call('HSET', rec, 'msg', msg) end
     redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'type', 'queued', 'job', id, 'task', f[3])
     n = n + 1
   end

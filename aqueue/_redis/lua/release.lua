@@ -1,10 +1,12 @@
 -- On shutdown: give back every message this consumer still holds, then leave the group and the registry.
--- A job that was running goes back to its stream as queued and the interrupted attempt is not counted.
+-- A job that was running goes back to its stream (a grouped job: the head of its group) as queued, the interrupted
+-- attempt not counted and its permits given back.
 -- KEYS: events, workers, worker record, stream_1 .. stream_n
 -- ARGV: prefix, group, consumer, events_maxlen
 -- Returns the number of jobs put back.
 local events, workers, record = KEYS[1], KEYS[2], KEYS[3]
 local prefix, group, consumer, maxlen = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local c = {prefix = prefix, maxlen = maxlen, now = now_ms()}
 local n = 0
 for i = 4, #KEYS do
   local stream = KEYS[i]
@@ -19,11 +21,12 @@ for i = 4, #KEYS do
       redis.call('XDEL', stream, msgid)
       if jobid then
         local rec = prefix .. K.job .. jobid
-        local f = redis.call('HMGET', rec, 'status', 'task')
+        local f = redis.call('HMGET', rec, 'status', 'task', 'hold', 'group')
         if f[1] == 'active' or f[1] == 'queued' then
           if f[1] == 'active' then redis.call('HINCRBY', rec, 'attempts', -1) end
+          if f[3] then free_permits(c, jobid, rec, f[2], f[4]) end
           redis.call('HSET', rec, 'status', 'queued')
-          redis.call('XADD', stream, '*', 'j', jobid)
+          if f[4] then to_group(c, jobid, f[4], true) else redis.call('XADD', stream, '*', 'j', jobid) end
           redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'type', 'requeued', 'job', jobid,
             'task', f[2], 'worker', consumer)
           n = n + 1

@@ -26,7 +26,7 @@ end
 for _, item in ipairs(cjson.decode(ARGV[4])) do
   local jobid = item[1]
   local rec = prefix .. K.job .. jobid
-  local f = redis.call('HMGET', rec, 'task', 'status', 'priority', 'wf')
+  local f = redis.call('HMGET', rec, 'task', 'status', 'priority', 'wf', 'group')
   local task, status, prio, wf = f[1], f[2], f[3], f[4]
   if not task or not prio then
     skip(jobid, 'no record (never existed, or its retention expired)')
@@ -38,9 +38,10 @@ for _, item in ipairs(cjson.decode(ARGV[4])) do
     redis.call('ZREM', scheduled, jobid)
     redis.call('HDEL', rec, 'error', 'traceback', 'result', 'finished_at', 'started_at', 'due_at', 'worker', 'cancel',
       'rl', 'progress', 'progress_message', 'expires_at')
-    local msg = redis.call('XADD', prefix .. K.stream .. prio, '*', 'j', jobid)
+    local msg = to_ready({prefix = prefix}, jobid, prio, f[5])
     -- 'msg' names the new entry, so that cancelling the job while it waits deletes it (see cancel.lua)
-    redis.call('HSET', rec, 'status', 'queued', 'attempts', 0, 'reclaims', 0, 'msg', msg)
+    redis.call('HSET', rec, 'status', 'queued', 'attempts', 0, 'reclaims', 0)
+    if msg then redis.call('HSET', rec, 'msg', msg) end
     redis.call('PERSIST', rec)  -- a finished record was set to expire; a queued one must not
     redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'type', 'requeued', 'job', jobid, 'task', task,
       'priority', prio, 'from', status, 'by', source)

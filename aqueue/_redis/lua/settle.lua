@@ -15,7 +15,8 @@
 --   then, when the attempt logged anything: its logs (a JSON array of [ms, level, message]) and the number of
 --   its lines dropped; they join the record's 'logs' (the last 100 lines, 64 KiB of messages; 'logs_dropped'
 --   counts the rest).
--- A 'retry' of a job whose cancellation was requested while it ran is recorded as cancelled instead.
+-- A 'retry' of a job whose cancellation was requested while it ran is recorded as cancelled instead. The permits
+-- the job held (concurrency limits) go back, whatever the outcome.
 -- Terminal jobs go through finish() (prelude): cleanup index, dedup key, workflow dependants. A succeeded job
 -- enqueued with keep_result (record field 'keep') is then kept as retain() says; with 0 its record is deleted and
 -- its 'succeeded' event carries the result.
@@ -58,8 +59,9 @@ for _, o in ipairs(cjson.decode(ARGV[7])) do
   local kind, si, msgid, jobid, x, y, z = o[1], o[2], o[3], o[4], o[5], o[6], o[7]
   local stream = KEYS[5 + si]
   local rec = prefix .. K.job .. jobid
-  local f = redis.call('HMGET', rec, 'task', 'status', 'attempts', 'cancel', 'worker', 'logs', 'keep',
-    unpack(FINISH_FIELDS))
+  local f = redis.call('HMGET', rec, 'task', 'status', 'attempts', 'cancel', 'worker', 'logs', 'keep', 'hold',
+    'group', unpack(FINISH_FIELDS))
+  local hold, job_group = f[8], f[9]
   if f[5] ~= consumer then
     n_skip = n_skip + 1  -- taken back by another worker meanwhile: its message and its record are that worker's
   else
@@ -69,6 +71,7 @@ for _, o in ipairs(cjson.decode(ARGV[7])) do
     if kind == 'retry' and f[4] then kind = 'cancel' end
     local logs = NO_LOGS
     if o[8] and status == 'active' then logs = add_logs(rec, o[8], tonumber(o[9]), f[6]) end
+    if status == 'active' and hold then free_permits(c, jobid, rec, task, job_group) end
     if status ~= 'active' then
       n_skip = n_skip + 1  -- settled already (a retried call), or cancelled or expired meanwhile
     elseif kind == 'cancel' then
@@ -93,7 +96,7 @@ for _, o in ipairs(cjson.decode(ARGV[7])) do
       end
       n_ok = n_ok + 1
       count_task(per_task, 'succeeded', task)
-      finish(c, jobid, 'succeeded', f, 8)
+      finish(c, jobid, 'succeeded', f, 10)
       if keep then retain(c, rec, jobid, keep, 'succeeded') end
     elseif kind == 'retry' then
       local due = now + tonumber(z)

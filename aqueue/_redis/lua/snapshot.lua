@@ -1,8 +1,9 @@
 -- A read-only snapshot of a queue for the autoscaler, in one call.
--- KEYS: scheduled, stats, workers, stream_1 .. stream_n
+-- KEYS: scheduled, stats, workers, stream_1 .. stream_n (the levels, then the group stream), group jobs counter
 -- ARGV: group, worker_ttl_ms
 -- Returns {now ms, due, live workers, enqueued, succeeded, failed,
---          then per stream: waiting, pending, enqueue ms of the oldest waiting entry or -1}.
+--          then per stream: waiting, pending, enqueue ms of the oldest waiting entry or -1,
+--          then the jobs waiting in groups for their turn}.
 local scheduled, stats, workers = KEYS[1], KEYS[2], KEYS[3]
 local group, ttl = ARGV[1], tonumber(ARGV[2])
 local now = now_ms()
@@ -13,7 +14,7 @@ local out = {
   redis.call('ZCOUNT', workers, int(now - ttl), '+inf'),
   tonumber(c[1]) or 0, tonumber(c[2]) or 0, tonumber(c[3]) or 0,
 }
-for i = 4, #KEYS do
+for i = 4, #KEYS - 1 do
   local stream = KEYS[i]
   local length, pending, oldest = 0, 0, -1
   if redis.call('EXISTS', stream) == 1 then
@@ -34,4 +35,5 @@ for i = 4, #KEYS do
   out[#out + 1] = pending
   out[#out + 1] = int(oldest)
 end
+out[#out + 1] = tonumber(redis.call('GET', KEYS[#KEYS])) or 0
 return out

@@ -1,9 +1,11 @@
 // aqueue dashboard: the buttons' actions, the only HTTP requests the page makes. Their outcome is shown with
 // notice() (textContent).
 
-import { notice, scheduleRender, state, token } from './state.js';
+import { notice, queuePath, scheduleRender, state, token } from './state.js';
 
-async function post(path, body, method) {
+// ``queue``: the queue the job or action is about (the overview shows several); else the queue the page shows.
+async function post(path, body, method, queue) {
+  path = queuePath(queue || state.queue, path);
   const headers = { 'Content-Type': 'application/json' };
   if (token) headers.Authorization = 'Bearer ' + token;
   const init = { method: method || 'POST', headers, body: JSON.stringify(body || {}) };
@@ -13,10 +15,10 @@ async function post(path, body, method) {
   return { ok: response.ok, status: response.status, data };
 }
 
-export async function reprocess(job, button) {
+export async function reprocess(job, button, queue) {
   button.disabled = true;
   try {
-    const r = await post('dead-letter/reprocess', { ids: [job] });
+    const r = await post('dead-letter/reprocess', { ids: [job] }, 'POST', queue);
     const skipped = r.data && Array.isArray(r.data.skipped) ? r.data.skipped : [];
     if (!r.ok) notice('Reprocess failed (' + r.status + '): ' + ((r.data && r.data.error) || 'no message'));
     else if (skipped.length) notice('Not reprocessed: ' + skipped.map((s) => (s.reason ?? JSON.stringify(s))).join('; '));
@@ -29,10 +31,10 @@ export async function reprocess(job, button) {
 }
 
 // Re-run a finished job (dead, cancelled, expired) or a failed one now: same id, attempts from 0.
-export async function rerun(job, button) {
+export async function rerun(job, button, queue) {
   button.disabled = true;
   try {
-    const r = await post('jobs/' + encodeURIComponent(job) + '/retry', {});
+    const r = await post('jobs/' + encodeURIComponent(job) + '/retry', {}, 'POST', queue);
     if (!r.ok) notice('Re-run refused (' + r.status + '): ' + ((r.data && r.data.error) || 'no message'));
     else notice('Job ' + job.slice(0, 12) + ' queued to run again');
   } catch (e) {
@@ -42,10 +44,10 @@ export async function rerun(job, button) {
   }
 }
 
-export async function cancel(job, button) {
+export async function cancel(job, button, queue) {
   button.disabled = true;
   try {
-    const r = await post('jobs/' + encodeURIComponent(job), { reason: 'cancelled from the dashboard' }, 'DELETE');
+    const r = await post('jobs/' + encodeURIComponent(job), { reason: 'cancelled from the dashboard' }, 'DELETE', queue);
     if (!r.ok) notice('Cancel failed (' + r.status + '): ' + ((r.data && r.data.error) || 'no message'));
     else notice('Job ' + job.slice(0, 12) + (r.data && r.data.status === 'cancelling' ? ' is being cancelled' : ' cancelled'));
   } catch (e) {

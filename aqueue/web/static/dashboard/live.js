@@ -3,17 +3,17 @@
 
 import { showJob } from './tables.js';
 import {
-  FINISHED, LOW_VOLUME_TYPES, MAX_JOBS, MAX_SCALING, RECENT, STATUS_OF, WINDOW_MS, figures, notice, requestJob,
-  scheduleRender, setConnection, state, token,
+  FINISHED, LOW_VOLUME_TYPES, MAX_JOBS, MAX_SCALING, RECENT, STATUS_OF, WINDOW_MS, figures, forgetQueue, notice,
+  requestJob, scheduleRender, setConnection, state, token,
 } from './state.js';
 import { $, newerId, parseId } from './util.js';
 
 function onMessage(message) {
   switch (message.type) {
     case 'snapshot': return onSnapshot(message);
-    case 'event': return onEvent(message.id, message.event || {});
+    case 'event': return onEvent(message.id, message.event || {}, message.queue);
     case 'metrics': return onMetrics(message.status || {});
-    case 'job': return showJob(message.id, message.job);
+    case 'job': return showJob(message.id, message.job, message.queue);
     case 'gap':
       return notice('Some events were missed while disconnected (trimmed from the stream); the job list may have holes.');
     case 'error': return notice(message.error || 'error');
@@ -22,17 +22,22 @@ function onMessage(message) {
 }
 
 function onSnapshot(message) {
+  // With several queues: the queues served (the selector) and whether this feed is the all-queues one.
+  if (Array.isArray(message.queues)) state.queues = message.queues;
+  state.overview = Boolean(message.last_ids);
   onMetrics(message.status || {}); // the snapshot's figures are the first point of the charts
   state.lastId = newerId(state.lastId, message.last_id);
   state.dead = new Map();
   for (const entry of (message.dead_letter || []).slice().reverse()) {
-    state.dead.set(entry.job, { job: entry.job, task: entry.task, reason: entry.reason, t: parseId(entry.id)[0] });
+    state.dead.set(entry.job, {
+      job: entry.job, task: entry.task, reason: entry.reason, t: parseId(entry.id)[0], queue: entry.queue || state.queue,
+    });
   }
   const f = figures(state.status);
   if (state.scaling.length === 0) {
     for (const d of f.scaling.slice(0, MAX_SCALING)) addScaling(d, false);
   }
-  $('queue-name').textContent = f.queue ? 'queue ' + f.queue : '';
+  $('queue-name').textContent = state.overview ? 'all queues' : f.queue ? 'queue ' + f.queue : '';
   scheduleRender();
 }
 
@@ -52,23 +57,25 @@ function onMetrics(status) {
   scheduleRender();
 }
 
-function onEvent(id, event) {
+function onEvent(id, event, queue) {
   state.lastId = newerId(state.lastId, id);
+  queue = queue || state.queue;
   const t = parseId(id)[0];
   if (event.type === 'scaling') addScaling({ ...event, t }, true);
-  if (event.type === 'dead') state.dead.set(event.job, { job: event.job, task: event.task, reason: event.error, t });
+  if (event.type === 'dead') state.dead.set(event.job, { job: event.job, task: event.task, reason: event.error, t, queue });
   if (event.type === 'requeued' || event.type === 'cancelled') state.dead.delete(event.job);
   if (event.type === 'paused') state.paused = pauseOf(event.info, t);
   if (event.type === 'resumed') state.paused = null;
-  if (event.job && Object.hasOwn(STATUS_OF, event.type)) updateJob(event, t);
+  if (event.job && Object.hasOwn(STATUS_OF, event.type)) updateJob(event, t, queue);
   scheduleRender();
 }
 
-function updateJob(event, t) {
+function updateJob(event, t, queue) {
   let job = state.jobs.get(event.job);
   if (job) state.jobs.delete(event.job); // re-inserted below: the map stays ordered by last update
   else job = { id: event.job, task: event.task, first: t, started: null, finished: null, progress: null };
   job.task = event.task || job.task;
+  job.queue = queue;
   job.status = STATUS_OF[event.type] || event.type;
   job.updated = t;
   if (event.attempt) job.attempt = event.attempt;
@@ -123,7 +130,9 @@ export function connect() {
   url.protocol = location.protocol === 'https:' ? 'wss:' : 'ws:';
   url.search = '';
   if (token) url.searchParams.set('token', token);
-  if (state.lastId) url.searchParams.set('since', state.lastId);
+  if (state.queue) url.searchParams.set('queue', state.queue);
+  // The all-queues feed cannot resume (event ids are per queue): it starts again with the newest events.
+  if (state.lastId && !state.overview) url.searchParams.set('since', state.lastId);
   else url.searchParams.set('recent', String(RECENT));
   if (state.lowVolume) url.searchParams.set('types', LOW_VOLUME_TYPES);
   setConnection(state.retries ? 'reconnecting' : 'connecting', state.retries ? 'reconnecting' : 'connecting');
@@ -139,6 +148,7 @@ export function connect() {
     onMessage(message);
   });
   ws.addEventListener('close', (e) => {
+    if (ws.replaced) return; // the page switched to another queue and opened a new socket
     state.ws = null;
     if (e.code === 4400) {
       setConnection('failed', 'refused');
@@ -154,4 +164,25 @@ export function connect() {
     setConnection('reconnecting', e.code === 1006 && state.retries > 2 ? 'reconnecting (token?)' : 'reconnecting');
     setTimeout(connect, delay);
   });
+}
+
+// Show another queue (or, with null, the overview of all): a new socket, and the page forgets the old queue.
+export function switchQueue(name) {
+  const old = state.ws;
+  state.queue = name || null;
+  const page = new URL(location.href);
+  if (state.queue) page.searchParams.set('queue', state.queue);
+  else page.searchParams.delete('queue');
+  history.replaceState(null, '', page);
+  forgetQueue();
+  state.retries = 0;
+  state.ws = null;
+  if (old) {
+    old.replaced = true;
+    old.close();
+  }
+  $('details-id').textContent = 'none selected';
+  $('details-fields').replaceChildren();
+  scheduleRender();
+  connect();
 }

@@ -3,20 +3,23 @@
 
 import { drawConcurrency, drawRates } from './charts.js';
 import { cancel, reprocess, rerun } from './actions.js';
-import { FINISHED, figures, requestJob, scheduleRender, state } from './state.js';
+import { FINISHED, chooseQueue, figures, requestJob, scheduleRender, state } from './state.js';
 import { $, clock, h, num, pct, seconds } from './util.js';
 
 const RERUNNABLE = new Set(['dead', 'failed', 'cancelled', 'expired']);
 
 export function render() {
   state.renderPending = false;
+  renderScope();
   if (state.status) {
     const f = figures(state.status);
     renderCards(f);
-    renderWorkers(f.workers);
+    renderLimits(f);
+    if (state.overview) renderQueues(state.status.queues || {});
+    else renderWorkers(f.workers);
     if (state.seenMetrics) {
       drawRates();
-      drawConcurrency();
+      if (!state.overview) drawConcurrency();
     }
   }
   renderPaused();
@@ -24,6 +27,59 @@ export function render() {
   renderDead();
   renderScaling();
   if (state.status) renderCron(figures(state.status).cron);
+}
+
+// -- several queues: the selector, the overview table, what only one queue's view shows ---------------------
+
+function renderScope() {
+  const several = state.queues.length > 1;
+  $('queue-select-label').hidden = !several;
+  const select = $('queue-select');
+  const options = several ? ['', ...state.queues] : [];
+  const current = Array.from(select.options).map((o) => o.value);
+  if (current.join('\n') !== options.join('\n')) {
+    select.replaceChildren(...options.map((name) => h('option', { value: name, text: name || 'all queues' })));
+  }
+  select.value = state.queue || '';
+  $('queues-panel').hidden = !state.overview;
+  for (const panel of document.querySelectorAll('[data-scope="queue"]')) panel.hidden = state.overview;
+  // Pause and resume act on one queue: pick it first.
+  $('pause').hidden = state.overview;
+  $('resume').hidden = state.overview;
+}
+
+function renderQueues(queues) {
+  syncRows('queues', Object.entries(queues).map(([name, q]) => {
+    const cells = [name, num(q.queued), num(q.scheduled), num(q.active), num(q.dead_letter), num(q.workers),
+      num(q.busy) + ' / ' + num(q.concurrency), num(q.throughput, 1), pct(q.error_rate), q.paused ? 'paused' : ''];
+    return {
+      key: name,
+      sig: JSON.stringify(cells),
+      build: () => {
+        const row = h('tr', { 'data-queue': name },
+          ...cells.map((text, i) => h('td', { class: i === 0 ? 'mono' : i <= 8 ? 'num' : null, title: i === 0 ? text : null, text })));
+        row.addEventListener('click', () => chooseQueue(name));
+        return row;
+      },
+    };
+  }), 10, 'no queue');
+}
+
+function renderLimits(f) {
+  const shown = f.limits.length > 0 || f.groups > 0;
+  $('limits-panel').hidden = !shown;
+  if (!shown) return;
+  syncRows('limits', f.limits.map((l) => {
+    const cells = [l.kind, l.name, num(l.running) + ' / ' + (l.limit === null || l.limit === undefined ? '∞' : num(l.limit)), num(l.waiting)];
+    const full = l.limit !== null && l.limit !== undefined && Number(l.running) >= Number(l.limit);
+    return {
+      key: l.kind + '\n' + l.name,
+      sig: JSON.stringify([cells, full]),
+      build: () => h('tr', { class: full ? 'full' : null },
+        ...cells.map((text, i) => h('td', { class: i >= 2 ? 'num' : null, title: i === 1 ? text : null, text }))),
+    };
+  }), 4, 'no limit in use');
+  $('groups-line').textContent = f.groups ? num(f.grouped) + ' jobs waiting in ' + num(f.groups) + ' groups' : '';
 }
 
 function renderPaused() {
@@ -49,7 +105,7 @@ function renderCards(f) {
     card('dead letters', num(f.dead), Number(f.dead) > 0 ? 'bad' : ''),
     card('oldest wait', seconds(f.oldestWait) || '0 ms'), card('finished/s', num(f.throughput, 1)), card('enqueued/s', num(f.arrival, 1)),
     card('error rate', pct(f.errorRate), Number(f.errorRate) > 0.05 ? 'bad' : ''),
-    card('workers', num(f.workers.length), f.workers.length ? 'ok' : 'bad'));
+    card('workers', num(f.workerCount), f.workerCount ? 'ok' : 'bad'));
   $('cards').replaceChildren(...cards);
 }
 
@@ -144,7 +200,7 @@ function renderDead() {
     build: () => h('tr', { 'data-job': d.job },
       h('td', { text: clock(d.t) }), h('td', { class: 'mono', title: d.job, text: String(d.job).slice(0, 12) }),
       h('td', { title: d.task, text: d.task }), h('td', { title: d.reason, text: d.reason ?? '' }),
-      h('td', null, h('button', { type: 'button', class: 'small reprocess', onclick: (e) => reprocess(d.job, e.target), text: 'Reprocess' }))),
+      h('td', null, h('button', { type: 'button', class: 'small reprocess', onclick: (e) => reprocess(d.job, e.target, d.queue), text: 'Reprocess' }))),
   })), 5, 'the dead-letter queue is empty');
 }
 
@@ -194,21 +250,23 @@ function logLines(logs, dropped) {
   return h('pre', { class: 'logs', text: note + text });
 }
 
-export function showJob(id, job) {
+export function showJob(id, job, queue) {
   if (id !== state.selected) return;
+  const where = queue || (state.jobs.get(id) || {}).queue || state.queue;
   if (!job) {
     $('details-fields').replaceChildren(h('dd', { text: 'no record (never existed, or expired)' }));
     return;
   }
   const when = (s) => (s ? new Date(s * 1000).toLocaleString() : '–');
   const status = h('span', { class: 'badge ' + job.status, text: job.status });
-  const button = (cls, action, text) => h('button', { type: 'button', class: 'small ' + cls, onclick: (e) => action(job.id, e.target), text });
+  const button = (cls, action, text) => h('button', { type: 'button', class: 'small ' + cls, onclick: (e) => action(job.id, e.target, where), text });
   const buttons = [];
   if (!FINISHED.has(job.status)) buttons.push(' ', button('cancel', cancel, 'Cancel'));
   // A job that ended badly, or failed and waits for its retry, can run again (POST jobs/{id}/retry; token-protected).
   if (RERUNNABLE.has(job.status)) buttons.push(' ', button('rerun', rerun, 'Re-run'));
   const statusCell = buttons.length ? h('span', null, status, ...buttons) : status;
   const fields = [
+    ...(state.overview && where ? [['queue', where]] : []),
     ['task', job.task], ['status', statusCell],
     ['priority', job.priority], ['attempts', job.attempts], ['worker', job.worker || '–'],
     ['enqueued', when(job.enqueued_at)], ['started', when(job.started_at)], ['finished', when(job.finished_at)],
