@@ -32,9 +32,9 @@ async def test_burst_raises_concurrency_from_min_within_two_seconds_then_returns
     assert loop.time() - burst_at <= 2.0
     await jobs[-1].result(timeout=30)
     peak = max(r.new for r in worker.scaling_history)
-    # Sized from the backlog, not +1 per tick: 1,500 jobs x 20 ms over a 5 s drain target = 6. The first decision
+    # Sized from the backlog, not +1 per tick: 1,500 jobs x 20 ms over the 1 s drain target = 30. The first decision
     # may be the probe taken before any job finished (service time still unknown); the next one sizes it.
-    assert max(r.new for r in list(worker.scaling_history)[:2]) >= 5, worker.scaling_history
+    assert max(r.new for r in list(worker.scaling_history)[:2]) >= 25, worker.scaling_history
     assert peak <= 60
     await wait_until(lambda: worker.concurrency == 2, 20.0)
     events = await events_of(tasks, "scaling")
@@ -42,6 +42,29 @@ async def test_burst_raises_concurrency_from_min_within_two_seconds_then_returns
     assert {"reason", "strategy", "inputs", "worker"} <= set(events[0])
     assert events[-1]["to"] == "2"
     assert worker.scale_ups >= 1 and worker.scale_downs >= 1
+
+
+async def test_a_small_backlog_is_sized_within_two_ticks_from_the_minimum(
+    make_tasks: MakeTasks, start_worker: StartWorker
+) -> None:
+    """What a new user tried: 139 jobs of 50 ms on a worker at its minimum of 2. Growing one slot per tick (or
+    sizing for a 5 s drain) left them waiting about 3 s; sized within two ticks, they drain in about a second."""
+    tasks = make_tasks()
+
+    @tasks.task
+    async def io_bound() -> None:
+        await asyncio.sleep(0.05)
+
+    rw = await start_worker(tasks, min_concurrency=2, max_concurrency=100, **FAST)
+    worker = rw.worker
+    loop = asyncio.get_running_loop()
+    jobs = await tasks.enqueue_many([io_bound.spec() for _ in range(139)])
+    began = loop.time()
+    await wait_until(lambda: worker.concurrency >= 6, 2 * worker.scale_interval + 0.5)  # 139 x 0.05 s / 1 s = 7
+    await jobs[-1].result(timeout=10)
+    for job in jobs:
+        await job.result(timeout=5)
+    assert loop.time() - began < 2.5  # at 2 slots: 3.5 s
 
 
 async def test_scale_down_never_cancels_a_running_job(make_tasks: MakeTasks, start_worker: StartWorker) -> None:

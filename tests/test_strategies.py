@@ -69,10 +69,10 @@ def test_burst_jumps_to_the_sized_target_in_one_decision() -> None:
     history = quiet(3, concurrency=4)
     burst = snap(t=3.0, concurrency=4, backlog=1200, arrival_rate=30.0, oldest_wait=0.5, busy=4)
     decision = DefaultStrategy().decide(burst, history)
-    # 30/s * 0.05 s keeps up with arrivals; 1200 * 0.05 s / 5 s drains the backlog in 5 s: ceil(1.5 + 12) = 14.
-    assert decision.target == 14
-    assert "backlog 1200 growing" in decision.reason and "need 14" in decision.reason and "50 ms" in decision.reason
-    assert AggressiveStrategy().decide(burst, history).target > 14  # shorter drain target, headroom
+    # 30/s * 0.05 s keeps up with arrivals; 1200 * 0.05 s / 1 s drains the backlog in 1 s: ceil(1.5 + 60) = 62.
+    assert decision.target == 62
+    assert "backlog 1200 growing" in decision.reason and "need 62" in decision.reason and "50 ms" in decision.reason
+    assert AggressiveStrategy().decide(burst, history).target > 62  # shorter drain target, headroom
 
 
 def test_conservative_waits_for_confirmed_growth_and_takes_smaller_steps() -> None:
@@ -89,7 +89,7 @@ def test_long_wait_scales_up_even_when_the_backlog_is_steady() -> None:
     history = [snap(t=0.0, backlog=500, oldest_wait=7.0, concurrency=4)]
     steady = snap(t=1.0, backlog=500, oldest_wait=6.0, arrival_rate=20.0, concurrency=4, busy=4)
     decision = DefaultStrategy().decide(steady, history)
-    assert decision.target == math.ceil(20 * 0.05 + 500 * 0.05 / 5)  # 6 s waited > the 5 s drain target
+    assert decision.target == math.ceil(20 * 0.05 + 500 * 0.05 / 1)  # 6 s waited > the 1 s drain target
     assert "oldest wait 6.0 s" in decision.reason
 
 
@@ -110,8 +110,8 @@ def test_workers_share_the_need() -> None:
     alone = snap(t=1.0, backlog=4000, arrival_rate=100.0, concurrency=2, busy=2)
     need_alone = DefaultStrategy().decide(alone, quiet(1, concurrency=2)).target
     need_of_four = DefaultStrategy().decide(dataclasses.replace(alone, workers=4), quiet(1, concurrency=2)).target
-    assert need_alone == 45  # ceil(100 * 0.05 + 4000 * 0.05 / 5)
-    assert need_of_four == math.ceil(45 / 4)
+    assert need_alone == 205  # ceil(100 * 0.05 + 4000 * 0.05 / 1)
+    assert need_of_four == math.ceil(205 / 4)
     assert "1/4 share" in DefaultStrategy().decide(dataclasses.replace(alone, workers=4), []).reason
 
 
@@ -258,7 +258,7 @@ def test_recovery_ends_at_the_concurrency_that_met_the_errors() -> None:
     strategy = DefaultStrategy()
     strategy.decide(pressured(0.0, 40, 0.5), [])
     assert strategy.decide(pressured(1.0, 39, 0.0), []).target == 40
-    assert strategy.decide(pressured(2.0, 40, 0.0), []).target == 207  # sized again: ceil(5 + 20200 * 0.05 / 5)
+    assert strategy.decide(pressured(2.0, 40, 0.0), []).target == 1015  # sized again: ceil(5 + 20200 * 0.05 / 1)
 
 
 def test_aggressive_scales_up_on_errors_while_work_waits() -> None:
@@ -276,7 +276,7 @@ def test_burst_is_not_counted_twice_through_the_arrival_rate() -> None:
     # 10,000 jobs landed within the rate window: they are the backlog, and also inflate the arrival rate.
     burst = snap(t=1.0, concurrency=2, busy=2, backlog=10_000, arrival_rate=10_000.0, completion_rate=40.0)
     decision = DefaultStrategy().decide(burst, quiet(1, concurrency=2))
-    assert decision.target == 102  # 10,000 x 50 ms / 5 s + 40/s x 50 ms, not 10,000/s x 50 ms = 500 more
+    assert decision.target == 502  # 10,000 x 50 ms / 1 s + 40/s x 50 ms, not 10,000/s x 50 ms = 500 more
 
 
 def test_a_back_off_the_governor_held_is_asked_for_again() -> None:
@@ -395,12 +395,12 @@ def test_short_jobs_are_sized_by_what_a_slot_takes_per_job_not_only_by_their_run
     strategy: type[DefaultStrategy],
 ) -> None:
     """3 ms jobs on a busy loop: claiming and settling make a slot take 9 ms per job (``slot_cycle``). Sized by the
-    3 ms alone, 3,000 waiting jobs "need" 2 slots and the backlog drains in 14 s instead of 5; sized by the 9 ms,
-    6 (3,000 x 0.009 / 5 = 5.4)."""
+    3 ms alone, 3,000 waiting jobs "need" 9 slots and the backlog drains in 3 s instead of 1; sized by the 9 ms,
+    27 (3,000 x 0.009 / 1)."""
     late = {"backlog": 3000, "oldest_wait": 6.0, "concurrency": 2, "busy": 2, "service_time": 0.003}
-    assert run(strategy(), [snap(**late)])[-1].target == 2
+    assert run(strategy(), [snap(**late)])[-1].target == 9
     decision = run(strategy(), [snap(**late, slot_cycle=0.009)])[-1]
-    assert decision.target == 6, decision
+    assert decision.target == 27, decision
     assert "service 9 ms per slot (3 ms running)" in decision.reason, decision.reason
     # A slot cycle shorter than the run time (impossible, but a stale figure) never sizes below the run time.
     assert snap(service_time=0.05, slot_cycle=0.01).effective_service_time == 0.05

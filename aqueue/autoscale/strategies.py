@@ -71,7 +71,7 @@ def _growth_streak(s: MetricsSnapshot, history: Sequence[MetricsSnapshot]) -> in
 class DefaultStrategy:
     """Demand sizing with AIMD on errors. Knobs (keyword arguments) and their defaults:
 
-    - ``drain_target=5.0`` s: drain the backlog within this time; ``wait_threshold`` (default: ``drain_target``)
+    - ``drain_target=1.0`` s: drain the backlog within this time; ``wait_threshold`` (default: ``drain_target``)
       s of oldest wait is urgent even if the backlog is not growing.
     - ``confirm_ticks=1``: consecutive ticks of backlog (or oldest wait) growth before scaling up, straight to
       ``need * headroom`` (``headroom=1.0``), adding at most ``max_step_up`` times current per decision (None: no cap).
@@ -92,7 +92,7 @@ class DefaultStrategy:
 
     name = "default"
 
-    drain_target: float = 5.0
+    drain_target: float = 1.0
     wait_threshold: float | None = None
     confirm_ticks: int = 1
     headroom: float = 1.0
@@ -230,7 +230,7 @@ class DefaultStrategy:
 
 @dataclass(frozen=True, kw_only=True)
 class AggressiveStrategy(DefaultStrategy):
-    """Latency first: ``drain_target=2.0`` s, scales up on any backlog (``confirm_ticks=0``) to
+    """Latency first: ``drain_target=0.5`` s, scales up on any backlog (``confirm_ticks=0``) to
     ``headroom=1.5`` times need, probes at 4x, steps down by half after ``idle_ticks=3``.
 
     Unlike the default it scales UP on errors (``scale_up_on_errors=True``): failing attempts return as retries,
@@ -240,7 +240,7 @@ class AggressiveStrategy(DefaultStrategy):
 
     name = "aggressive"
 
-    drain_target: float = 2.0
+    drain_target: float = 0.5
     confirm_ticks: int = 0
     headroom: float = 1.5
     idle_ticks: int = 3
