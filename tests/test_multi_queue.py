@@ -463,3 +463,22 @@ def _work(tasks: aqueue.Tasks) -> aqueue.Task[..., Any]:
     task = tasks.get("work")
     assert task is not None
     return task
+
+
+async def test_observers_of_a_lane_see_its_queue_and_the_workers_see_every_queue(make_tasks: MakeTasks) -> None:
+    orders, emails = make_tasks(queue=f"o-{uuid.uuid4().hex[:8]}"), make_tasks(queue=f"e-{uuid.uuid4().hex[:8]}")
+    for tasks in (orders, emails):
+
+        @tasks.task(name="same")  # the same task name on both queues
+        async def same() -> None:
+            return None
+
+    worker = aqueue.Worker([orders, emails], concurrency=4)
+    everything: list[str] = []
+    only_emails: list[str] = []
+    worker.observers.append(lambda task, took, wait, kind: everything.append(task))
+    worker.lane(emails.queue).observers.append(lambda task, took, wait, kind: only_emails.append(task))
+    await orders.enqueue_many([orders.get("same").spec() for _ in range(3)])  # type: ignore[union-attr]
+    await emails.enqueue_many([emails.get("same").spec() for _ in range(2)])  # type: ignore[union-attr]
+    await worker.run(burst=True, handle_signals=False)
+    assert len(everything) == 5 and len(only_emails) == 2

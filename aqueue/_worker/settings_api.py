@@ -96,5 +96,6 @@ class Settings:
     def observers(self) -> list[JobObserver]:
         """Per-attempt observers, a list to append to (e.g. the web app's histograms): each is called after every
         attempt with the task name, the seconds it ran, the seconds it waited in the stream, and how it ended
-        (``ok``, ``retry``, ``dead`` or ``cancel``). They run on the slot's path: quick, never blocking."""
+        (``ok``, ``retry``, ``dead`` or ``cancel``). They run on the slot's path: quick, never blocking. On a worker
+        of several queues this list sees the jobs of every queue, and ``worker.lane(queue).observers`` those of one."""
         return self._observers

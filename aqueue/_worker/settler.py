@@ -50,12 +50,22 @@ class Settler:
     loop (the queue, the events, the slot pool).
     """
 
-    def __init__(self, owner: str, tasks: Tasks, observers: list[JobObserver], cpu_workers: int = 1) -> None:
+    def __init__(
+        self,
+        owner: str,
+        tasks: Tasks,
+        observers: list[JobObserver],
+        cpu_workers: int = 1,
+        shared: list[JobObserver] | None = None,
+    ) -> None:
         self._owner = owner
         self._tasks = tasks
         self.cpu_workers = cpu_workers  # the size of the process pool, made by a run whose registry needs one
         self.procs: ProcessPool | None = None  # the process pool of the current run (process tasks)
         self.observers = observers  # the worker's list: appended to by users
+        # A lane of a worker of several queues: the worker's own list too (observers of every queue), beside the
+        # lane's (observers of this queue only, such as the web app's per-queue histograms).
+        self.shared = shared if shared is not None else []
         self.processed = 0  # attempts finished (any outcome)
         self.failed = 0  # attempts that failed (retried or dead-lettered)
         self.service_time: float | None = None  # seconds per job, exponentially weighted
@@ -209,7 +219,7 @@ class Settler:
         self.slot_free.set()
         if self.on_free is not None:
             self.on_free()
-        if self.observers:
+        if self.observers or self.shared:
             self._observe(c, took, outcome.kind)
 
     async def _run_cancellable(self, c: Claimed) -> Outcome:
@@ -242,7 +252,7 @@ class Settler:
         # The message id is the (Redis clock) time the job entered its stream: wait = that until it started here.
         entered = int(c.msg_id.split("-", 1)[0]) / 1000
         wait = max(0.0, time.time() - took - entered)
-        for fn in self.observers:
+        for fn in (*self.observers, *self.shared):
             try:
                 fn(c.task, took, wait, kind)
             except Exception:

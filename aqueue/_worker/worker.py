@@ -135,6 +135,7 @@ class Worker(Settings, Scaling):
         self._bounds = bounds
         self._tasks = registries[0]
         self._observers = observers
+        self._shared: list[JobObserver] = []  # a lane: the observers of the worker of several queues it belongs to
         self._supervisor: Supervisor | None = None
         self._budget: Budget | None = None  # a worker of several queues: the slots its lanes share
         self._lanes: tuple[Worker, ...] = (self,)
@@ -145,7 +146,7 @@ class Worker(Settings, Scaling):
         opts, tasks = self._opts, self._tasks
         self._life = Lifecycle(opts.id, self._on_drain, lambda: self._settler.slot_free.set())
         self._signals = StopSignals(opts.id, self._life, opts.shutdown_timeout)
-        settler = self._settler = Settler(opts.id, tasks, self._observers, opts.cpu_workers)
+        settler = self._settler = Settler(opts.id, tasks, self._observers, opts.cpu_workers, self._shared)
         self._sizing = Sizing(opts.id, tasks, self._settler, self._bounds)
         self._control = Control(opts.id, tasks, self._settler.cancel)
         self._heartbeat = Heartbeat(self, self._settler)
@@ -161,7 +162,8 @@ class Worker(Settings, Scaling):
               observers: list[JobObserver], budget: Budget, index: int) -> Worker:  # fmt: skip
         """The lane of ``tasks`` in a worker of several queues: a worker of that queue alone, on a shared budget."""
         lane = cls.__new__(cls)
-        lane._setup(opts, (tasks,), {tasks.queue: weight}, bounds, observers)
+        lane._setup(opts, (tasks,), {tasks.queue: weight}, bounds, [])  # its own observers: of this queue only
+        lane._shared = observers  # and the worker's: of every queue
         lane._build((budget, index))
         return lane
 

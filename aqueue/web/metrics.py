@@ -233,13 +233,8 @@ class WebMetrics:
     def observer(self, queue: str) -> JobObserver:
         """A :data:`~aqueue._worker.worker.JobObserver` for the worker of ``queue``."""
 
-        (source,) = [s for s in self._sources if s.config.tasks.queue == queue]
-        registry = source.config.tasks
-
         def observe(task: str, took: float, wait: float, kind: OutcomeKind) -> None:
-            # The lanes of a worker of several queues may share one observer list: keep this queue's tasks only.
-            if registry.get(task) is None:
-                return
+            # Appended to the worker of this queue (a lane's own list, for a worker of several queues): its jobs only.
             self.duration.observe((queue, task, _OUTCOMES.get(kind, kind)), took)
             self.wait.observe((queue, task), wait)
 
