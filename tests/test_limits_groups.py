@@ -400,3 +400,67 @@ def test_aqueue_enqueue_group_puts_the_job_in_its_group(queue_name: str) -> None
         assert asyncio.run(grouped()) == 1
     finally:
         asyncio.run(delete_queue(REDIS_URL, queue_name))
+
+
+_KILLED_GROUPS_APP = """
+import asyncio, sys
+import aqueue
+
+settings = aqueue.QueueSettings(lease=2.0, group_concurrency=1)
+tasks = aqueue.Tasks(queue=sys.argv[1], redis_url=sys.argv[2], settings=settings)
+
+@tasks.task(name="render")
+async def render(tenant: str, i: int) -> str:
+    await asyncio.sleep(600)
+    return "killed worker"
+
+asyncio.run(aqueue.Worker(tasks, concurrency=10).run())
+"""
+
+
+async def test_a_sigkilled_worker_holding_grouped_jobs_leaves_no_group_stuck(queue_name: str, tmp_path: Path) -> None:
+    """Two groups at ``group_concurrency=1``, each with its one permit held by a job of a worker that is then
+    SIGKILLed: after the lease both jobs are taken back and run once more, every other job of both groups runs
+    (one at a time per group), and nothing is left held or waiting."""
+    app = tmp_path / "groups_app.py"
+    app.write_text(textwrap.dedent(_KILLED_GROUPS_APP))
+    settings = aqueue.QueueSettings(lease=2.0, group_concurrency=1)
+    rescuer = aqueue.Tasks(queue=queue_name, redis_url=REDIS_URL, settings=settings)
+    gauge = Gauge()
+    runs: list[tuple[str, int]] = []
+
+    @rescuer.task(name="render")
+    async def render(tenant: str, i: int) -> str:
+        gauge.enter(tenant)
+        runs.append((tenant, i))
+        await asyncio.sleep(0.01)
+        gauge.leave(tenant)
+        return "rescued"
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.Popen([sys.executable, str(app), queue_name, REDIS_URL], env=env)
+    try:
+        specs = [render.with_options(group=t).spec(t, i) for t in ("a", "b") for i in range(4)]
+        jobs = await rescuer.enqueue_many(specs)
+        await wait_until(lambda: _active(rescuer, 2), 15)  # one job of each group, held by the doomed worker
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(5)
+        worker = aqueue.Worker(rescuer, concurrency=10, lease=2.0)
+        run = asyncio.create_task(worker.run())
+        assert [await j.result(timeout=15) for j in jobs] == ["rescued"] * 8
+        assert sorted(runs) == sorted((t, i) for t in ("a", "b") for i in range(4))  # each once here
+        assert gauge.peak_by == {"a": 1, "b": 1}
+        info = await rescuer.info()
+        assert (info.groups, info.grouped, info.active) == (0, 0, 0)
+        assert all(u.running == 0 for u in info.limits)
+        await worker.stop()
+        await run
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        await rescuer.close()
+        await delete_queue(REDIS_URL, queue_name)
+
+
+async def _active(tasks: aqueue.Tasks, n: int) -> bool:
+    return (await tasks.info()).active == n
