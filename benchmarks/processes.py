@@ -61,12 +61,23 @@ class Run:
     startup_seconds: float  # spawn -> first observed success with every worker registered
     worker_cpu: float  # user + sys of the worker processes, start-up included
     redis_cpu: float  # Redis' user + sys over drain_seconds
+    drain_worker_cpu: float  # user + sys of the worker processes over drain_seconds (from /proc)
     exit_code: int
     ok: bool
 
     @property
     def rate(self) -> float:
         return self.drained / self.drain_seconds if self.drain_seconds > 0 else float("nan")
+
+    @property
+    def worker_us(self) -> float:
+        """Worker-process CPU per drained job, in µs (the drain only: start-up excluded)."""
+        return 1e6 * self.drain_worker_cpu / self.drained if self.drained else float("nan")
+
+    @property
+    def redis_us(self) -> float:
+        """Redis CPU per drained job, in µs."""
+        return 1e6 * self.redis_cpu / self.drained if self.drained else float("nan")
 
     def describe(self) -> str:
         return (
@@ -88,6 +99,32 @@ def children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+_TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def tree_cpu(pid: int) -> float:
+    """CPU seconds (user + sys) used so far by process ``pid`` and its descendants (live, or exited and reaped),
+    from ``/proc`` (Linux): the CLI and, with ``--processes P``, its P worker children. 0 where ``/proc`` cannot
+    tell."""
+    total, todo, seen = 0.0, [pid], set()
+    while todo:
+        p = todo.pop()
+        if p in seen:
+            continue
+        seen.add(p)
+        try:
+            stat = Path(f"/proc/{p}/stat").read_text()
+            fields = stat[stat.rindex(")") + 2 :].split()
+            # utime, stime, and cutime, cstime: children that exited and were reaped (a worker child that finished
+            # its burst) count in their parent's (fields 14 to 17 of the line)
+            total += sum(int(f) for f in fields[11:15]) / _TICK
+            for task in Path(f"/proc/{p}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+        except (OSError, ValueError):
+            continue
+    return total
+
+
 async def run_once(r: aioredis.Redis, url: str, processes: int, n: int, concurrency: int, timeout: float) -> Run:
     queue = f"bench-proc-{uuid.uuid4().hex[:10]}"
     tasks = aqueue.Tasks(queue, url)
@@ -107,16 +144,17 @@ async def run_once(r: aioredis.Redis, url: str, processes: int, n: int, concurre
         cpu0 = children_cpu()
         spawned = time.perf_counter()
         proc = await asyncio.create_subprocess_exec(*cmd, cwd=ROOT, env=env)
-        # (time, succeeded, redis cpu) at the first poll that saw a success with all P workers registered
-        first: tuple[float, int, float] | None = None
-        last: tuple[float, int, float] | None = None
+        # (time, succeeded, redis cpu, workers' cpu) at the first poll that saw a success with all P workers
+        # registered, and at the one that saw all N
+        first: tuple[float, int, float, float] | None = None
+        last: tuple[float, int, float, float] | None = None
         while True:
             now = time.perf_counter()
             succeeded = int(await r.hget(tasks._keys.stats, "succeeded") or 0)
             if succeeded and first is None and await r.zcard(tasks._keys.workers) >= processes:
-                first = (now, succeeded, await redis_cpu(r))
+                first = (now, succeeded, await redis_cpu(r), tree_cpu(proc.pid))
             if succeeded >= n:
-                last = (now, succeeded, await redis_cpu(r))
+                last = (now, succeeded, await redis_cpu(r), tree_cpu(proc.pid))
                 break
             if proc.returncode is not None or now - spawned > timeout:
                 break
@@ -136,12 +174,13 @@ async def run_once(r: aioredis.Redis, url: str, processes: int, n: int, concurre
         if not ok:
             print(f"  P={processes}: exit {code}, succeeded={succeeded}/{n}, ready={ready}, stats={stats}", flush=True)
         if first is None or last is None or last[0] <= first[0]:
-            drain, drained, rcpu = float("nan"), 0, float("nan")
+            drain, drained, rcpu, wcpu = float("nan"), 0, float("nan"), float("nan")
             startup = (first[0] - spawned) if first is not None else float("nan")
         else:
             drain, drained, rcpu = last[0] - first[0], last[1] - first[1], last[2] - first[2]
+            wcpu = last[3] - first[3]
             startup = first[0] - spawned
-        return Run(processes, n, drain, drained, wall, startup, worker_cpu, rcpu, code, ok)
+        return Run(processes, n, drain, drained, wall, startup, worker_cpu, rcpu, wcpu, code, ok)
     finally:
         if proc is not None and proc.returncode is None:
             proc.terminate()
@@ -183,12 +222,34 @@ async def main_async(args: argparse.Namespace) -> int:
             else:
                 print(f"{p:<10} {'failed':>20}")
         print()
+        print(f"{'processes':<10} {'workers us/job':>15} {'redis us/job':>13} {'total us/job':>13} {'vs P=1':>8}")
+        for p in args.processes:
+            if p in best:
+                run = best[p]
+                total = run.worker_us + run.redis_us
+                base_total = base.worker_us + base.redis_us if base is not None else float("nan")
+                ratio = total / base_total
+                print(f"{p:<10} {run.worker_us:>15.1f} {run.redis_us:>13.1f} {total:>13.1f} {ratio:>7.2f}x")
+        if base is not None:
+            # One Redis core does at most 1e6 / redis_us jobs/s; the other cores run worker processes, each job
+            # costing worker_us of them. Whichever bound is lower is the projected drain.
+            print()
+            print("projected one-queue drain with one Redis (from P=1's per-job CPU):")
+            for cores in (2, 4, 8, 16):
+                redis_bound = 1e6 / base.redis_us
+                worker_bound = (cores - 1) * 1e6 / base.worker_us
+                bound = "Redis" if redis_bound <= worker_bound else "workers"
+                print(f"  {cores:>2} cores: {min(redis_bound, worker_bound):>9,.0f} jobs/s (bound by {bound})")
+        print()
         print("targets:")
         if 1 in best and 2 in best:
             ratio = best[2].rate / best[1].rate
             print(f"  {'--processes 2 drains >= 1.7x one process':<48} {ratio:>8.2f}x  {mark(ratio >= RATIO_TARGET)}")
         else:
             print(f"  {'--processes 2 drains >= 1.7x one process':<48} {'n/a':>9}  (needs P=1 and P=2 runs)")
+        if 1 in best and 2 in best:
+            one, two = (best[k].worker_us + best[k].redis_us for k in (1, 2))
+            print(f"  {'CPU per job with 2 processes <= 1.10x one':<48} {two / one:>8.2f}x  {mark(two / one <= 1.10)}")
         print(f"  {'every run: all jobs succeeded, workers exited 0':<48} {'':>9}  {mark(all_ok)}")
         return 0 if all_ok else 1
     finally:
