@@ -5,7 +5,8 @@ Run from the repository root::
     python benchmarks/run_all.py [--quick] [--all] [--only NAME,...] [--redis URL] [--log FILE] [--timeout S]
 
 Runs ``throughput.py``, ``latency.py``, ``sleepers.py``, ``processes.py``, ``memory.py`` and ``groups.py`` (and
-``autoscale.py``, about 7 minutes, only with ``--all``), each as a subprocess of this interpreter
+``autoscale.py``, about 7 minutes, and ``peers.py``, which installs six other queues in virtual environments, only
+with ``--all``), each as a subprocess of this interpreter
 (``sys.executable``) with its own defaults, which are the full-report sizes. ``--quick`` passes each the smaller
 sizes of ``QUICK`` below; a flag a script does not list in its ``--help`` is dropped with a note, and a script that
 does not exist is skipped with a note, so the mapping can lag behind the scripts without breaking the run.
@@ -37,7 +38,7 @@ ROOT = HERE.parent
 
 #: Scripts in run order; ``autoscale`` runs only with ``--all``.
 ORDER = ("throughput", "latency", "sleepers", "processes", "memory", "groups")
-EXTRA = ("autoscale",)
+EXTRA = ("autoscale", "peers")
 KILL_AFTER = 30.0  # seconds between the timeout's SIGINT and SIGKILL
 
 #: Arguments each script gets with ``--quick`` (full runs use each script's defaults).
@@ -49,6 +50,7 @@ QUICK: dict[str, list[str]] = {
     "memory": ["--jobs", "40000"],
     "groups": ["--jobs", "20000"],
     "autoscale": ["--quick"],
+    "peers": ["--jobs", "5000", "--seconds", "5"],
 }
 
 
