@@ -268,9 +268,11 @@ async def test_rate_limited_example_holds_the_limit_and_retries_429s(backend: st
     # Every 7th request was answered 429 and its job retried once: 30 jobs, 34 requests, all succeeded.
     assert (summary["calls"], summary["rejected"]) == (34, 4)
     assert sorted(summary["attempts"]) == [1] * 26 + [2] * 4
-    # As the partner saw it: 20/s with the default bucket of one job allows at most 20 + 1 calls in any second
-    # (+1 for timer jitter), and the average is the limit (34 calls, 33 intervals of 50 ms).
-    assert summary["peak"] <= rl.LIMIT_PER_SECOND + 2
+    # As the partner saw it: 20/s with the default bucket of one job allows at most 20 + 1 calls in any second,
+    # and the average is the limit (34 calls, 33 intervals of 50 ms). The exact check of the limit is the slots
+    # above (Redis clock); the partner's clock also sees the worker loop's jitter: on a loaded CI machine a stall
+    # of ~150 ms released three due starts together (peak 24 twice in full runs, 21 alone): +5 for it.
+    assert summary["peak"] <= rl.LIMIT_PER_SECOND + 5
     assert summary["rate"] <= rl.LIMIT_PER_SECOND * 1.1
     assert took < 5.0
 
